@@ -1,0 +1,113 @@
+"""The gateway process: builds the components from a dialplan and runs them on one loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.call.b2bua import B2BUA
+from gateway.call.sip_ua import SipUserAgent
+from gateway.dialplan import Dialplan, DialplanError, load_dialplan
+from gateway.edge.sip_transport import SipEndpoint
+from gateway.media.engine import MediaEngine
+from gateway.media.relay import RelayEngine
+from gateway.metrics import GatewayMetrics
+from gateway.state.store import MemoryStore, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Process settings that are not routing data (those live in the dialplan)."""
+
+    dialplan: Path
+    sip_host: str = "127.0.0.1"
+    sip_port: int = 5060
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    tcp: bool = True
+    ring_timeout: float = 60.0
+
+
+class Gateway:
+    """One running gateway: SIP endpoint, UA core, B2BUA, media engine, store, HTTP."""
+
+    def __init__(self, settings: Settings, dialplan: Dialplan) -> None:
+        self.settings = settings
+        self.dialplan = dialplan
+        self.store: Store = MemoryStore()
+        m = dialplan.media
+        self.media: MediaEngine = RelayEngine(
+            bind_host=m.bind,
+            advertise_host=m.advertise,
+            port_min=m.port_min,
+            port_max=m.port_max,
+            timeout=m.timeout,
+        )
+        self.endpoint = SipEndpoint(settings.sip_host, settings.sip_port)
+        self.ua = SipUserAgent(self.endpoint, self.store, dialplan)
+        self.b2bua = B2BUA(self.ua, self.media, ring_timeout=settings.ring_timeout)
+        self.metrics = GatewayMetrics()
+        self.metrics.attach(self)
+        self.b2bua.on_record = self.metrics.record_call
+        self._http: asyncio.Task[None] | None = None
+        self._http_server: object | None = None
+        self.stopped = asyncio.Event()
+
+    async def start(self) -> None:
+        """Open sockets: media first, then SIP, then HTTP."""
+        await self.media.start()
+        await self.endpoint.start(tcp=self.settings.tcp)
+        if self.settings.http_port >= 0:
+            from gateway.http.api import serve
+
+            self._http_server, self._http = await serve(self)
+        log.info(
+            "vrgw listening: SIP %s:%d (udp%s), HTTP %s:%d, dialplan %s",
+            self.settings.sip_host,
+            self.endpoint.port,
+            "+tcp" if self.settings.tcp else "",
+            self.settings.http_host,
+            self.settings.http_port,
+            self.dialplan.source,
+        )
+
+    def reload(self) -> tuple[bool, str]:
+        """Load the dialplan again; a broken one is refused and the running one stays."""
+        try:
+            new = load_dialplan(self.dialplan.source)
+        except DialplanError as exc:
+            log.error("dialplan reload refused, keeping the running one: %s", exc)
+            return False, str(exc)
+        self.dialplan = new
+        self.ua.set_dialplan(new)
+        log.info("dialplan reloaded from %s", new.source)
+        return True, "reloaded"
+
+    async def close(self) -> None:
+        """End calls, close sockets."""
+        await self.b2bua.close()
+        if self._http_server is not None:
+            self._http_server.should_exit = True  # type: ignore[attr-defined]
+        if self._http is not None:
+            await asyncio.wait([self._http], timeout=3)
+        await self.endpoint.close()
+        await self.media.close()
+        await self.store.close()
+
+    async def run_forever(self) -> None:
+        """Run until SIGINT/SIGTERM; SIGHUP reloads the dialplan."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, self.stopped.set)
+        loop.add_signal_handler(signal.SIGTERM, self.stopped.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        try:
+            await self.stopped.wait()
+        finally:
+            log.info("stopping")
+            await self.close()

@@ -1,0 +1,525 @@
+"""The back-to-back user agent: one controller for every call, whatever its legs speak.
+
+A kiosk's call arrives as leg A; the dialplan names the partner's stations; the
+controller asks the media engine to anchor the media, opens leg B towards a station
+and relays the neutral events of :mod:`gateway.call.events` between the two. Route
+hunting moves on to the next station when one is busy, fails or does not answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from gateway.call.causes import (
+    NO_ANSWER,
+    NO_ROUTE_DESTINATION,
+    NORMAL_CLEARING,
+    RECOVERY_ON_TIMER_EXPIRY,
+    RESOURCE_UNAVAILABLE,
+    TEMPORARY_FAILURE,
+    USER_BUSY,
+)
+from gateway.call.events import (
+    Answered,
+    CallEvent,
+    Disconnected,
+    Dtmf,
+    Failed,
+    FastUpdate,
+    MediaUpdate,
+    MediaUpdateAnswer,
+    Ringing,
+    Side,
+)
+from gateway.call.sip_leg import LegState, SipLeg
+from gateway.call.sip_ua import SipUserAgent
+from gateway.dialplan import Dialplan, Kiosk, Partner, Service, Station
+from gateway.media.engine import MediaEngine, MediaError, SessionStats
+from gateway.sip.message import Request, make_response
+from gateway.sip.sdp import SdpError, SessionDescription
+from gateway.sip.session_timer import TooSmall, negotiate_as_uas
+from gateway.sip.transaction import Address
+
+log = logging.getLogger(__name__)
+
+# Station answers after which the next station is tried (sippy's "route hunting").
+HUNT_ON = frozenset({408, 480, 486, 500, 502, 503, 504, 600, 603})
+# Context headers a kiosk may pass to the agent's station (what the citizen typed).
+CONTEXT_PREFIX = "x-visio-"
+OWN_CONTEXT = ("X-Visio-Kiosk", "X-Visio-Site", "X-Visio-Service")
+
+
+class CallState(Enum):
+    """Where a call stands in the controller."""
+
+    ROUTING = "routing"
+    ALERTING = "alerting"
+    CONNECTED = "connected"
+    ENDED = "ended"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One place a call may be offered: a station at a transport address."""
+
+    station: Station
+    request_uri: str
+    dest: Address
+    transport: str
+
+
+@dataclass(slots=True)
+class CallRecord:
+    """What is kept of a call once it ended (exported by the admin API)."""
+
+    id: str
+    kiosk: str
+    site: str
+    service: str
+    partner: str
+    station: str | None
+    started: float
+    answered: float | None
+    ended: float
+    outcome: str
+    cause: int
+    sip_status: int | None
+    media: SessionStats | None = None
+
+    @property
+    def duration(self) -> float:
+        """Seconds between answer and end (0 when never answered)."""
+        return self.ended - self.answered if self.answered is not None else 0.0
+
+
+@dataclass(slots=True)
+class Call:
+    """A bridged call: leg A (the kiosk) and the current leg B (a station)."""
+
+    id: str
+    a: SipLeg
+    kiosk: Kiosk
+    service: Service
+    partner: Partner
+    offer: SessionDescription
+    started: float
+    b: SipLeg | None = None
+    b_offer: SessionDescription | None = None
+    target: Target | None = None
+    candidates: list[Target] = field(default_factory=list)
+    state: CallState = CallState.ROUTING
+    answered: float | None = None
+    ring_timer: asyncio.TimerHandle | None = None
+    last_failure: Failed | None = None
+    context: list[tuple[str, str]] = field(default_factory=list)
+    max_forwards: int = 70
+    invite: Request | None = None
+
+
+OutcomeHook = Callable[[CallRecord], None]
+
+
+class B2BUA:
+    """Routes kiosk calls to partner stations and bridges the legs."""
+
+    def __init__(
+        self,
+        ua: SipUserAgent,
+        media: MediaEngine,
+        *,
+        ring_timeout: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.ua = ua
+        self.media = media
+        self.ring_timeout = ring_timeout
+        self.clock = clock
+        self.calls: dict[str, Call] = {}
+        self.station_calls: dict[str, int] = {}
+        self.records: deque[CallRecord] = deque(maxlen=1000)
+        self.on_record: OutcomeHook | None = None
+        self._ids = itertools.count(1)
+        self._prefix = f"{int(clock()):x}"
+        ua.invite_handler = self
+        media.set_timeout_handler(self._media_timeout)
+
+    @property
+    def dialplan(self) -> Dialplan:
+        """The dialplan in force (the UA holds it, so a reload switches both at once)."""
+        return self.ua.dialplan
+
+    # -- a new call ---------------------------------------------------------------------
+    def on_invite(self, leg: SipLeg, request: Request, caller: Kiosk) -> None:
+        """A kiosk's INVITE: look the service up, then route it (RFC 3261 13.3.1)."""
+        dialplan = self.dialplan
+        uri = request.uri
+        user = uri.user_unescaped or ""
+        service = dialplan.resolve_service(user)
+        if service is None:
+            leg.reject(Failed(NO_ROUTE_DESTINATION, 404, f"no service {user!r}"))
+            return
+        if not dialplan.may_call(caller, service):
+            leg.reject(Failed(21, 403, f"service {service.name} not offered at this kiosk"))
+            return
+        st = dialplan.session_timer
+        timer = negotiate_as_uas(request, expires=st.expires, min_se=st.min_se)
+        if isinstance(timer, TooSmall):
+            assert leg.invite_key is not None
+            self.ua.endpoint.send_response(
+                leg.invite_key,
+                make_response(
+                    request, 422, to_tag=leg.local_tag, extra=[("Min-SE", str(timer.min_se))]
+                ),
+            )
+            leg.state = LegState.TERMINATED
+            self.ua.forget_leg(leg)
+            return
+        try:
+            offer = SessionDescription.parse(request.body) if request.body else None
+        except SdpError as exc:
+            leg.reject(Failed(65, 488, f"bad SDP: {exc}"))
+            return
+        if offer is None:
+            # Delayed offer (offer in the 2xx, answer in the ACK) is not relayed yet.
+            leg.reject(Failed(65, 488, "an SDP offer is required in the INVITE"))
+            return
+        partner = dialplan.partners[service.partner]
+        call = Call(
+            id=f"{self._prefix}-{next(self._ids)}",
+            a=leg,
+            kiosk=caller,
+            service=service,
+            partner=partner,
+            offer=offer,
+            started=self.clock(),
+            invite=request,
+        )
+        mf = request.headers.get("max-forwards")
+        call.max_forwards = max(0, int(mf) - 1) if mf and mf.isdigit() else 69
+        call.context = [
+            (name, value)
+            for name, value in request.headers.items()
+            if name.lower().startswith(CONTEXT_PREFIX) and name not in OWN_CONTEXT
+        ]
+        leg.label = call.id
+        leg.sink = self._on_leg_event
+        leg.session_timer = timer
+        self.calls[call.id] = call
+        log.info("%s: kiosk %s (%s) calls %s", call.id, caller.id, caller.site, service.name)
+        self.ua.spawn(self._route(call))
+
+    async def _targets(self, partner: Partner) -> list[Target]:
+        """Where the partner's stations can be reached now, idle stations first."""
+        out: list[Target] = []
+        for station in partner.stations:
+            if self._station_full(station):
+                continue
+            if station.address is not None:
+                addr = station.address
+                out.append(
+                    Target(
+                        station,
+                        f"sip:{station.id}@{addr.hostport}"
+                        + (";transport=tcp" if addr.transport == "tcp" else ""),
+                        (addr.host, addr.port),
+                        addr.transport,
+                    )
+                )
+            elif station.username is not None:
+                for binding in await self.ua.store.get_bindings(station.username):
+                    out.append(Target(station, binding.contact, binding.source, binding.transport))
+                    break  # one contact per station: the most recent registration
+        return out
+
+    def _station_full(self, station: Station) -> bool:
+        limit = station.max_calls
+        return limit > 0 and self.station_calls.get(station.id, 0) >= limit
+
+    async def _route(self, call: Call) -> None:
+        call.candidates = await self._targets(call.partner)
+        if call.a.ended:
+            await self._end(call, NORMAL_CLEARING, "cancelled")
+            return
+        if not call.candidates:
+            busy = any(self._station_full(s) for s in call.partner.stations)
+            failure = (
+                Failed(USER_BUSY, 486, "station busy")
+                if busy
+                else Failed(TEMPORARY_FAILURE, 480, "no station reachable")
+            )
+            await self._fail(call, failure)
+            return
+        try:
+            call.b_offer = await self.media.offer(call.id, call.offer, from_side=Side.A)
+        except (MediaError, SdpError) as exc:
+            log.warning("%s: media offer failed: %s", call.id, exc)
+            await self._fail(call, Failed(RESOURCE_UNAVAILABLE, 503, "media unavailable"))
+            return
+        if call.a.ended:
+            await self._end(call, NORMAL_CLEARING, "cancelled")
+            return
+        self._try_next(call)
+
+    def _try_next(self, call: Call) -> bool:
+        """Offer the call to the next candidate station; False when none is left."""
+        while call.candidates:
+            target = call.candidates.pop(0)
+            if self._station_full(target.station):
+                continue
+            self._offer_to(call, target)
+            return True
+        return False
+
+    def _offer_to(self, call: Call, target: Target) -> None:
+        dialplan = self.dialplan
+        kiosk = call.kiosk
+        leg = SipLeg(
+            self.ua, Side.B, transport=target.transport, peer=target.dest, call_label=call.id
+        )
+        leg.sink = self._on_leg_event
+        call.b = leg
+        call.target = target
+        self.station_calls[target.station.id] = self.station_calls.get(target.station.id, 0) + 1
+        display = kiosk.label.replace('"', "'")
+        context = [
+            ("X-Visio-Kiosk", kiosk.id),
+            ("X-Visio-Site", kiosk.site),
+            ("X-Visio-Service", call.service.name),
+            *call.context,
+        ]
+        leg.send_invite(
+            target.request_uri,
+            from_value=f'"{display}" <sip:{kiosk.id}@{dialplan.domain}>',
+            to_value=f"<sip:{call.service.name}@{dialplan.domain}>",
+            sdp=call.b_offer,
+            max_forwards=call.max_forwards,
+            extra=context,
+            session_expires=dialplan.session_timer.expires,
+            min_se=dialplan.session_timer.min_se,
+        )
+        loop = asyncio.get_running_loop()
+        if call.ring_timer is not None:
+            call.ring_timer.cancel()
+        call.ring_timer = loop.call_later(self.ring_timeout, self._ring_timeout, call, leg)
+        log.info("%s: offered to station %s at %s:%s", call.id, target.station.id, *target.dest)
+
+    def _release_station(self, call: Call) -> None:
+        if call.target is not None:
+            sid = call.target.station.id
+            left = self.station_calls.get(sid, 0) - 1
+            if left > 0:
+                self.station_calls[sid] = left
+            else:
+                self.station_calls.pop(sid, None)
+            call.target = None
+
+    def _ring_timeout(self, call: Call, leg: SipLeg) -> None:
+        call.ring_timer = None
+        if call.b is not leg or call.state not in (CallState.ROUTING, CallState.ALERTING):
+            return
+        log.info("%s: station did not answer in %.0f s", call.id, self.ring_timeout)
+        leg.hangup(NO_ANSWER, "no answer")
+        self._b_failed(call, Failed(NO_ANSWER, 480, "no answer"))
+
+    # -- events from the legs -------------------------------------------------------------
+    def _on_leg_event(self, leg: SipLeg, event: CallEvent) -> None:
+        call = self.calls.get(leg.label)
+        if call is None:
+            leg.hangup(NORMAL_CLEARING)
+            return
+        if leg is call.a:
+            self._on_a_event(call, event)
+        elif leg is call.b:
+            self._on_b_event(call, event)
+        elif isinstance(event, Answered):
+            leg.hangup(NORMAL_CLEARING, "call already answered elsewhere")
+
+    def _on_a_event(self, call: Call, event: CallEvent) -> None:
+        if isinstance(event, Disconnected):
+            if call.b is not None:
+                call.b.hangup(event.cause, event.reason)
+            self.ua.spawn(self._end(call, event.cause, event.reason or "kiosk hung up"))
+        elif isinstance(event, MediaUpdate):
+            self.ua.spawn(self._relay_offer(call, Side.A, event.offer))
+        elif isinstance(event, MediaUpdateAnswer):
+            self.ua.spawn(self._relay_answer(call, Side.A, event))
+        elif isinstance(event, Dtmf) and call.b is not None:
+            call.b.send_dtmf(event)
+        elif isinstance(event, FastUpdate) and call.b is not None:
+            call.b.fast_update(event)
+
+    def _on_b_event(self, call: Call, event: CallEvent) -> None:
+        if isinstance(event, Ringing):
+            call.state = CallState.ALERTING
+            self.ua.spawn(self._ringing(call, event))
+        elif isinstance(event, Answered):
+            self.ua.spawn(self._answered(call, event))
+        elif isinstance(event, Failed):
+            self._b_failed(call, event)
+        elif isinstance(event, Disconnected):
+            call.a.hangup(event.cause, event.reason)
+            self.ua.spawn(self._end(call, event.cause, event.reason or "station hung up"))
+        elif isinstance(event, MediaUpdate):
+            self.ua.spawn(self._relay_offer(call, Side.B, event.offer))
+        elif isinstance(event, MediaUpdateAnswer):
+            self.ua.spawn(self._relay_answer(call, Side.B, event))
+        elif isinstance(event, Dtmf):
+            call.a.send_dtmf(event)
+        elif isinstance(event, FastUpdate):
+            call.a.fast_update(event)
+
+    def _b_failed(self, call: Call, failure: Failed) -> None:
+        self._release_station(call)
+        call.b = None
+        call.last_failure = failure
+        if call.a.ended or call.state is CallState.ENDED:
+            return
+        if (failure.sip_status in HUNT_ON or failure.sip_status is None) and self._try_next(call):
+            return
+        self.ua.spawn(self._fail(call, failure))
+
+    async def _ringing(self, call: Call, event: Ringing) -> None:
+        early = event.early_media
+        if early is not None:
+            try:
+                early = await self.media.answer(call.id, early, from_side=Side.B)
+            except (MediaError, SdpError) as exc:
+                log.info("%s: early media not relayed: %s", call.id, exc)
+                early = None
+        if call.state is not CallState.ENDED and not call.a.ended:
+            call.a.ring(early)
+
+    async def _answered(self, call: Call, event: Answered) -> None:
+        b = call.b
+        if call.ring_timer is not None:
+            call.ring_timer.cancel()
+            call.ring_timer = None
+        answer = event.answer
+        if answer is None:
+            answer_a = None
+        else:
+            try:
+                answer_a = await self.media.answer(call.id, answer, from_side=Side.B)
+            except (MediaError, SdpError) as exc:
+                log.warning("%s: media answer failed: %s", call.id, exc)
+                if b is not None:
+                    b.hangup(RESOURCE_UNAVAILABLE, "media unavailable")
+                call.a.hangup(RESOURCE_UNAVAILABLE, "media unavailable")
+                await self._end(call, RESOURCE_UNAVAILABLE, "media unavailable")
+                return
+        if call.a.ended or call.state is CallState.ENDED:
+            if b is not None:
+                b.hangup(NORMAL_CLEARING)
+            await self._end(call, NORMAL_CLEARING, "caller left before answer")
+            return
+        call.state = CallState.CONNECTED
+        call.answered = self.clock()
+        call.a.answer(answer_a, call.a.session_timer)
+        log.info("%s: connected to %s", call.id, call.target.station.id if call.target else "?")
+
+    async def _relay_offer(self, call: Call, side: Side, offer: SessionDescription) -> None:
+        other = call.b if side is Side.A else call.a
+        origin = call.a if side is Side.A else call.b
+        if other is None or origin is None:
+            return
+        try:
+            rewritten = await self.media.offer(call.id, offer, from_side=side)
+        except (MediaError, SdpError) as exc:
+            log.info("%s: re-offer refused: %s", call.id, exc)
+            origin.update_answer(MediaUpdateAnswer(None, rejected=488))
+            return
+        other.update(rewritten)
+
+    async def _relay_answer(self, call: Call, side: Side, event: MediaUpdateAnswer) -> None:
+        origin = call.b if side is Side.A else call.a  # the leg that sent the offer
+        if origin is None:
+            return
+        if event.answer is None:
+            origin.update_answer(event)
+            return
+        try:
+            rewritten = await self.media.answer(call.id, event.answer, from_side=side)
+        except (MediaError, SdpError) as exc:
+            log.info("%s: re-answer refused: %s", call.id, exc)
+            origin.update_answer(MediaUpdateAnswer(None, rejected=488))
+            return
+        origin.update_answer(MediaUpdateAnswer(rewritten))
+
+    def _media_timeout(self, call_id: str) -> None:
+        call = self.calls.get(call_id)
+        if call is None or call.state is CallState.ENDED:
+            return
+        log.info("%s: media stopped, ending the call", call_id)
+        call.a.hangup(RECOVERY_ON_TIMER_EXPIRY, "no media")
+        if call.b is not None:
+            call.b.hangup(RECOVERY_ON_TIMER_EXPIRY, "no media")
+        self.ua.spawn(self._end(call, RECOVERY_ON_TIMER_EXPIRY, "no media"))
+
+    # -- the end -----------------------------------------------------------------------
+    async def _fail(self, call: Call, failure: Failed) -> None:
+        call.a.reject(failure)
+        await self._end(call, failure.cause, failure.reason, sip_status=failure.sip_status)
+
+    async def _end(
+        self, call: Call, cause: int, reason: str, *, sip_status: int | None = None
+    ) -> None:
+        if call.state is CallState.ENDED:
+            return
+        was_connected = call.state is CallState.CONNECTED
+        call.state = CallState.ENDED
+        if call.ring_timer is not None:
+            call.ring_timer.cancel()
+            call.ring_timer = None
+        station = call.target.station.id if call.target else None
+        self._release_station(call)
+        self.calls.pop(call.id, None)
+        stats = await self.media.delete(call.id)
+        if was_connected:
+            outcome = "completed"
+        elif sip_status is not None and sip_status >= 300:
+            outcome = {486: "busy", 480: "unavailable", 404: "not_found", 403: "forbidden"}.get(
+                sip_status, "failed"
+            )
+        else:
+            outcome = "abandoned"
+        record = CallRecord(
+            id=call.id,
+            kiosk=call.kiosk.id,
+            site=call.kiosk.site,
+            service=call.service.name,
+            partner=call.partner.id,
+            station=station,
+            started=call.started,
+            answered=call.answered,
+            ended=self.clock(),
+            outcome=outcome,
+            cause=cause,
+            sip_status=sip_status,
+            media=stats,
+        )
+        self.records.append(record)
+        if self.on_record is not None:
+            self.on_record(record)
+        log.info(
+            "%s: ended (%s, cause %d%s) after %.1f s",
+            call.id,
+            outcome,
+            cause,
+            f", {reason}" if reason else "",
+            record.duration,
+        )
+
+    async def close(self) -> None:
+        """End every call (gateway shutdown): BYE or CANCEL both legs, release media."""
+        for call in list(self.calls.values()):
+            call.a.hangup(NORMAL_CLEARING, "gateway shutting down")
+            if call.b is not None:
+                call.b.hangup(NORMAL_CLEARING, "gateway shutting down")
+            await self._end(call, NORMAL_CLEARING, "gateway shutting down")

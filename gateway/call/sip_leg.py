@@ -1,0 +1,624 @@
+"""SIP call legs: one side of a bridged call, speaking SIP, emitting neutral call events.
+
+A :class:`SipLeg` is a UAS (the kiosk calls us) or a UAC (we call a station). It turns
+the SIP dialog (RFC 3261 12-15), session timers (RFC 4028) and INFO (DTMF, RFC 5168
+fast update) into the events of :mod:`gateway.call.events`, and the controller's
+commands back into SIP. It holds no socket: it sends through :class:`SipEndpoint`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from gateway.call.causes import parse_reason, q850_from_sip, reason_header, sip_from_q850
+from gateway.call.events import (
+    Answered,
+    CallEvent,
+    Disconnected,
+    Dtmf,
+    Failed,
+    FastUpdate,
+    MediaUpdate,
+    MediaUpdateAnswer,
+    Ringing,
+    Side,
+)
+from gateway.sip.dialog import Dialog, DialogState, new_tag
+from gateway.sip.errors import SipParseError
+from gateway.sip.info import FAST_UPDATE_BODY, MEDIA_CONTROL, parse_info
+from gateway.sip.message import Headers, Request, Response, make_response
+from gateway.sip.sdp import SdpError, SessionDescription
+from gateway.sip.session_timer import SessionTimer, negotiate_as_uac
+from gateway.sip.transaction import Address, new_branch
+
+if TYPE_CHECKING:
+    from gateway.call.sip_ua import SipUserAgent
+
+log = logging.getLogger(__name__)
+
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER"
+SUPPORTED = "timer"
+
+EventSink = Callable[["SipLeg", CallEvent], None]
+
+
+class LegState(Enum):
+    """Where a leg stands, from the first INVITE to the end of its dialog."""
+
+    PROCEEDING = "proceeding"  # INVITE sent or received, no dialog yet
+    EARLY = "early"  # a tagged provisional passed
+    ANSWERED = "answered"  # 2xx sent, ACK awaited (UAS)
+    CONFIRMED = "confirmed"
+    CANCELLING = "cancelling"  # UAC: CANCEL wanted, sent once a provisional arrives
+    TERMINATED = "terminated"
+
+
+def parse_sdp(body: bytes) -> SessionDescription | None:
+    """The SDP of a body, None when empty; an SDP error surfaces as SdpError."""
+    if not body:
+        return None
+    return SessionDescription.parse(body)
+
+
+class SipLeg:
+    """One SIP side of a call (UAS for kiosks, UAC for stations)."""
+
+    def __init__(
+        self,
+        ua: SipUserAgent,
+        side: Side,
+        *,
+        transport: str,
+        peer: Address,
+        call_label: str = "",
+    ) -> None:
+        self.ua = ua
+        self.side = side
+        self.transport = transport
+        self.peer = peer
+        self.label = call_label
+        self.sink: EventSink | None = None
+        self.state = LegState.PROCEEDING
+        self.local_tag = new_tag()
+        self.dialog: Dialog | None = None
+        self.invite: Request | None = None
+        self.invite_key: str | None = None
+        self.uas = False
+        self.last_local_sdp: bytes = b""
+        self.last_remote_sdp: bytes = b""
+        self.pending_update: tuple[str, Request] | None = None  # server key + re-INVITE/UPDATE
+        self.outgoing_update: str | None = None  # client key of our re-INVITE
+        self.session_timer: SessionTimer | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._peer_allows_update = False
+        self._refresh_key: str | None = None  # client key of our session-refresh request
+        self.end_cause: int | None = None
+
+    # -- helpers ----------------------------------------------------------------------
+    def _emit(self, event: CallEvent) -> None:
+        if self.sink is not None:
+            self.sink(self, event)
+
+    def _via(self) -> str:
+        return self.ua.endpoint.via_for(self.transport, new_branch())
+
+    def _contact(self) -> str:
+        return self.ua.endpoint.contact_uri(self.transport)
+
+    @property
+    def ended(self) -> bool:
+        """True once the leg has nothing more to say."""
+        return self.state is LegState.TERMINATED
+
+    def _finish(self) -> None:
+        if self.state is LegState.TERMINATED:
+            return
+        self.state = LegState.TERMINATED
+        self._cancel_timer()
+        self.ua.forget_leg(self)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _arm_session_timer(self) -> None:
+        """Schedule our refresh, or the deadline of the peer's (RFC 4028 10)."""
+        self._cancel_timer()
+        st = self.session_timer
+        if st is None or self.state is not LegState.CONFIRMED:
+            return
+        loop = asyncio.get_running_loop()
+        if st.we_refresh:
+            self._timer = loop.call_later(st.refresh_after, self._refresh_session)
+        else:
+            self._timer = loop.call_later(st.expire_after, self._session_expired)
+
+    def _refresh_session(self) -> None:
+        self._timer = None
+        if self.state is not LegState.CONFIRMED or self.dialog is None:
+            return
+        if self.outgoing_update is not None or self.pending_update is not None:
+            self._arm_session_timer()  # an offer/answer is under way; it refreshes too
+            return
+        st = self.session_timer
+        assert st is not None
+        extra = [("Session-Expires", st.header()), ("Supported", SUPPORTED)]
+        if self._peer_allows_update:
+            request = self.dialog.new_request("UPDATE", self._via(), self._contact(), extra=extra)
+        else:
+            # A refresh re-INVITE repeats our last SDP unchanged (RFC 4028 10, RFC 3264 8).
+            request = self.dialog.new_request(
+                "INVITE", self._via(), self._contact(), body=self.last_local_sdp, extra=extra
+            )
+        key = self.ua.send_request(self, request, self.dialog.destination(), self.transport)
+        self.outgoing_update = key
+        self._refresh_key = key
+
+    def _session_expired(self) -> None:
+        self._timer = None
+        log.info("%s leg %s: session timer expired", self.label, self.side.value)
+        self.hangup(102, "session timer expired")
+        self._emit(Disconnected(102, "session timer expired"))
+
+    # -- UAS side (the kiosk called us) -----------------------------------------------
+    def accept_invite(self, request: Request, key: str) -> None:
+        """Take ownership of an incoming INVITE's server transaction."""
+        self.uas = True
+        self.invite = request
+        self.invite_key = key
+        self.last_remote_sdp = request.body
+        self._peer_allows_update = "UPDATE" in (request.headers.get("allow") or "").upper()
+
+    def _uas_response(
+        self, status: int, *, body: bytes = b"", extra: list[tuple[str, str]] | None = None
+    ) -> Response:
+        assert self.invite is not None
+        headers = list(extra or ())
+        if status > 100 and status < 300:
+            headers.append(("Contact", f"<{self._contact()}>"))
+            rr = self.invite.headers.get_all("record-route")
+            headers[:0] = [("Record-Route", v) for v in rr]  # 12.1.1: copied into the response
+        if body:
+            headers.append(("Content-Type", "application/sdp"))
+        return make_response(self.invite, status, to_tag=self.local_tag, extra=headers, body=body)
+
+    def _ensure_uas_dialog(self) -> Dialog:
+        if self.dialog is None:
+            assert self.invite is not None
+            self.dialog = Dialog.as_uas(self.invite, self.local_tag, self.peer, self.transport)
+            self.ua.register_dialog(self, self.dialog)
+        return self.dialog
+
+    def ring(self, early_media: SessionDescription | None) -> None:
+        """Tell the caller the far end is alerting: 180, or 183 with early media."""
+        if not self.uas or self.state not in (LegState.PROCEEDING, LegState.EARLY):
+            return
+        assert self.invite_key is not None
+        self._ensure_uas_dialog()
+        self.state = LegState.EARLY
+        if early_media is not None:
+            body = early_media.serialize()
+            self.last_local_sdp = body
+            self.ua.endpoint.send_response(self.invite_key, self._uas_response(183, body=body))
+        else:
+            self.ua.endpoint.send_response(self.invite_key, self._uas_response(180))
+
+    def answer(self, sdp: SessionDescription | None, session_timer: SessionTimer | None) -> None:
+        """Accept the caller's INVITE with 200 and our SDP answer (13.3.1.4)."""
+        if not self.uas or self.state not in (LegState.PROCEEDING, LegState.EARLY):
+            return
+        assert self.invite_key is not None
+        dialog = self._ensure_uas_dialog()
+        dialog.state = DialogState.CONFIRMED
+        body = sdp.serialize() if sdp is not None else self.last_local_sdp
+        self.last_local_sdp = body
+        extra = [("Allow", ALLOW), ("Supported", SUPPORTED)]
+        self.session_timer = session_timer
+        if session_timer is not None:
+            extra.append(("Session-Expires", session_timer.header()))
+            if not session_timer.we_refresh:
+                extra.append(("Require", "timer"))
+        self.state = LegState.ANSWERED
+        self.ua.endpoint.send_response(
+            self.invite_key, self._uas_response(200, body=body, extra=extra)
+        )
+
+    def reject(self, failure: Failed) -> None:
+        """Refuse the caller's INVITE with a final status and a Q.850 Reason (RFC 3326)."""
+        if not self.uas or self.state not in (LegState.PROCEEDING, LegState.EARLY):
+            return
+        assert self.invite_key is not None
+        status = failure.sip_status or sip_from_q850(failure.cause)
+        extra = [("Reason", reason_header(failure.cause, failure.reason))]
+        if failure.retry_after is not None:
+            extra.append(("Retry-After", str(failure.retry_after)))
+        self.ua.endpoint.send_response(self.invite_key, self._uas_response(status, extra=extra))
+        self._finish()
+
+    def on_ack(self, request: Request) -> None:
+        """The ACK for our 2xx: the dialog is confirmed (13.3.1.4); a late offer may ride it."""
+        if self.state is LegState.ANSWERED:
+            self.state = LegState.CONFIRMED
+            self._arm_session_timer()
+
+    def on_ack_timeout(self) -> None:
+        """No ACK for our 2xx within 64*T1: end the dialog with BYE (13.3.1.4)."""
+        if self.state is LegState.ANSWERED:
+            self.state = LegState.CONFIRMED
+            self.hangup(102, "no ACK received")
+            self._emit(Disconnected(102, "no ACK received"))
+
+    def on_cancel(self) -> None:
+        """The caller cancelled (9.2): 487 to its INVITE, the call ends."""
+        if self.state not in (LegState.PROCEEDING, LegState.EARLY):
+            return
+        assert self.invite_key is not None
+        self.ua.endpoint.send_response(self.invite_key, self._uas_response(487))
+        self._finish()
+        self._emit(Disconnected(16, "cancelled by caller"))
+
+    # -- UAC side (we call a station) ---------------------------------------------------
+    def send_invite(
+        self,
+        request_uri: str,
+        *,
+        from_value: str,
+        to_value: str,
+        sdp: SessionDescription | None,
+        max_forwards: int,
+        extra: list[tuple[str, str]],
+        session_expires: int,
+        min_se: int,
+    ) -> None:
+        """Send the INVITE of a new outgoing call (8.1.1, 13.2.1)."""
+        self.uas = False
+        body = sdp.serialize() if sdp is not None else b""
+        self.last_local_sdp = body
+        call_id = self.ua.new_call_id()
+        headers = Headers(
+            [
+                ("Via", self._via()),
+                ("Max-Forwards", str(max_forwards)),
+                ("From", f"{from_value};tag={self.local_tag}"),
+                ("To", to_value),
+                ("Call-ID", call_id),
+                ("CSeq", "1 INVITE"),
+                ("Contact", f"<{self._contact()}>"),
+                ("Allow", ALLOW),
+                ("Supported", SUPPORTED),
+                ("Session-Expires", str(session_expires)),
+                ("Min-SE", str(min_se)),
+                *extra,
+            ]
+        )
+        if body:
+            headers.add("Content-Type", "application/sdp")
+        self.invite = Request("INVITE", request_uri, headers, body)
+        self.invite_key = self.ua.send_request(self, self.invite, self.peer, self.transport)
+
+    def _send_cancel(self) -> None:
+        """CANCEL our pending INVITE (9.1): same Via branch, Route set, Call-ID, CSeq number."""
+        invite = self.invite
+        assert invite is not None
+        headers = Headers(
+            [
+                ("Via", invite.headers.get_all("via")[0]),
+                ("Max-Forwards", "70"),
+                ("From", invite.headers.get("from") or ""),
+                ("To", invite.headers.get("to") or ""),
+                ("Call-ID", invite.call_id),
+                ("CSeq", f"{invite.cseq.seq} CANCEL"),
+                ("Reason", reason_header(self.end_cause or 16)),
+            ]
+        )
+        for route in invite.headers.get_all("route"):
+            headers.add("Route", route)
+        self.ua.send_request(
+            self, Request("CANCEL", invite.uri_text, headers), self.peer, self.transport
+        )
+
+    def on_response(self, response: Response, key: str) -> None:
+        """A response to a request this leg sent."""
+        method = response.cseq.method
+        if key == self.invite_key and method == "INVITE":
+            self._on_invite_response(response)
+        elif key == self.outgoing_update:
+            self._on_update_response(response)
+        # BYE, CANCEL, INFO answers need nothing more than logging.
+        elif response.status >= 300 and method in ("INFO", "BYE"):
+            log.debug("%s: %s answered %d", self.label, method, response.status)
+
+    def _on_invite_response(self, response: Response) -> None:
+        status = response.status
+        assert self.invite is not None
+        if status < 200:
+            if status == 100:
+                return
+            if self.state is LegState.CANCELLING:
+                self._send_cancel()
+                self.state = LegState.TERMINATED  # awaiting 487, nothing else to report
+                return
+            if self.state is LegState.TERMINATED:
+                return
+            if response.to.tag and self.dialog is None:
+                self.dialog = Dialog.as_uac(self.invite, response, self.peer, self.transport)
+            self.state = LegState.EARLY
+            try:
+                early = parse_sdp(response.body)
+            except SdpError as exc:
+                log.info("%s: bad SDP in %d: %s", self.label, status, exc)
+                early = None
+            if early is not None:
+                self.last_remote_sdp = response.body
+            self._emit(Ringing(early))
+            return
+        if status < 300:
+            self._on_invite_2xx(response)
+            return
+        if self.state is LegState.TERMINATED or self.state is LegState.CANCELLING:
+            self.ua.forget_leg(self)
+            self.state = LegState.TERMINATED
+            return
+        self._finish()
+        reason = parse_reason(response.headers.get("reason"))
+        retry = response.headers.get("retry-after")
+        self._emit(
+            Failed(
+                cause=reason[0] if reason else q850_from_sip(status),
+                sip_status=status,
+                reason=reason[1] if reason else response.reason,
+                retry_after=int(retry.split(";")[0])
+                if retry and retry.split(";")[0].strip().isdigit()
+                else None,
+            )
+        )
+
+    def _on_invite_2xx(self, response: Response) -> None:
+        assert self.invite is not None
+        first = self.dialog is None or self.dialog.state is not DialogState.CONFIRMED
+        if self.dialog is None or (response.to.tag and response.to.tag != self.dialog.remote_tag):
+            self.dialog = Dialog.as_uac(self.invite, response, self.peer, self.transport)
+        dialog = self.dialog
+        dialog.update_target(response)
+        dialog.state = DialogState.CONFIRMED
+        ack = dialog.ack_for_2xx(self.invite.cseq.seq, self.ua.endpoint.host, self.ua.endpoint.port)
+        self.ua.endpoint.send_stateless(ack, dialog.destination(), self.transport)
+        if not first:
+            return  # a repeated 2xx: the ACK above was all it needed (13.2.2.4)
+        self.ua.register_dialog(self, dialog)
+        if self.state in (LegState.CANCELLING, LegState.TERMINATED):
+            # The 2xx crossed our CANCEL (15): the call exists now, end it with BYE.
+            self.state = LegState.CONFIRMED
+            self.hangup(self.end_cause or 16)
+            return
+        self._peer_allows_update = "UPDATE" in (response.headers.get("allow") or "").upper()
+        self.state = LegState.CONFIRMED
+        self.session_timer = negotiate_as_uac(response)
+        self._arm_session_timer()
+        try:
+            answer = parse_sdp(response.body)
+        except SdpError as exc:
+            log.info("%s: bad SDP in 2xx: %s", self.label, exc)
+            self.hangup(65, "bad SDP answer")
+            self._emit(Disconnected(65, "bad SDP answer"))
+            return
+        if answer is not None:
+            self.last_remote_sdp = response.body
+        self._emit(Answered(answer))
+
+    def resend_ack(self, response: Response) -> None:
+        """A 2xx repeated after the INVITE transaction ended: ACK it again (13.2.2.4)."""
+        if self.dialog is not None and self.invite is not None:
+            ack = self.dialog.ack_for_2xx(
+                response.cseq.seq, self.ua.endpoint.host, self.ua.endpoint.port
+            )
+            self.ua.endpoint.send_stateless(ack, self.dialog.destination(), self.transport)
+
+    def on_timeout(self, key: str) -> None:
+        """A client transaction got no answer (Timer B/F) or could not be sent."""
+        if key == self.invite_key and not self.uas:
+            if self.state in (LegState.PROCEEDING, LegState.EARLY):
+                self._finish()
+                self._emit(Failed(cause=102, sip_status=408, reason="station did not answer"))
+            return
+        if key == self.outgoing_update:
+            self.outgoing_update = None
+            self._end_from_peer_failure("re-INVITE timed out")
+        elif self.state is LegState.CONFIRMED:
+            log.info("%s: request %s timed out", self.label, key)
+
+    # -- mid-call -----------------------------------------------------------------------
+    def on_request(self, request: Request, key: str) -> None:
+        """An in-dialog request from the peer (12.2.2)."""
+        dialog = self.dialog
+        endpoint = self.ua.endpoint
+        if dialog is None or not dialog.check_remote_cseq(request):
+            endpoint.send_response(key, make_response(request, 500, "CSeq Out of Order"))
+            return
+        method = request.method
+        if method == "BYE":
+            endpoint.send_response(key, make_response(request, 200))
+            reason = parse_reason(request.headers.get("reason"))
+            self._finish()
+            self._emit(Disconnected(reason[0] if reason else 16, reason[1] if reason else ""))
+        elif method in ("INVITE", "UPDATE"):
+            self._on_offer(request, key)
+        elif method == "INFO":
+            event = parse_info(request.content_type, request.body)
+            endpoint.send_response(key, make_response(request, 200 if event else 415))
+            if event is not None:
+                self._emit(event)
+        elif method == "OPTIONS":
+            endpoint.send_response(
+                key,
+                make_response(
+                    request, 200, extra=[("Allow", ALLOW), ("Accept", "application/sdp")]
+                ),
+            )
+        else:
+            endpoint.send_response(key, make_response(request, 405, extra=[("Allow", ALLOW)]))
+
+    def _on_offer(self, request: Request, key: str) -> None:
+        """A re-INVITE or UPDATE: a session refresh, or a new offer for the other side."""
+        endpoint = self.ua.endpoint
+        if self.state not in (LegState.CONFIRMED, LegState.ANSWERED):
+            endpoint.send_response(
+                key, make_response(request, 491 if request.method == "UPDATE" else 500)
+            )
+            return
+        if self.pending_update is not None or self.outgoing_update is not None:
+            endpoint.send_response(key, make_response(request, 491))  # glare, RFC 3261 14.2
+            return
+        assert self.dialog is not None
+        self.dialog.update_target(request)
+        self._arm_session_timer()  # any refresh counts (RFC 4028 10)
+        if not request.body or request.body == self.last_remote_sdp:
+            # A pure session refresh: answer with our current SDP, do not disturb the far side.
+            self._answer_offer(
+                request, key, self.last_local_sdp if request.method == "INVITE" else b""
+            )
+            return
+        try:
+            offer = SessionDescription.parse(request.body)
+        except SdpError as exc:
+            endpoint.send_response(
+                key, make_response(request, 488, extra=[("Warning", f'399 vrgw "{exc}"')])
+            )
+            return
+        self.pending_update = (key, request)
+        self._emit(MediaUpdate(offer))
+
+    def _answer_offer(self, request: Request, key: str, body: bytes) -> None:
+        extra = [("Contact", f"<{self._contact()}>"), ("Allow", ALLOW), ("Supported", SUPPORTED)]
+        if self.session_timer is not None:
+            extra.append(("Session-Expires", self.session_timer.header()))
+        if body:
+            extra.append(("Content-Type", "application/sdp"))
+        self.ua.endpoint.send_response(key, make_response(request, 200, extra=extra, body=body))
+
+    def update_answer(self, result: MediaUpdateAnswer) -> None:
+        """Answer the peer's pending re-INVITE/UPDATE with the far side's outcome."""
+        if self.pending_update is None:
+            return
+        key, request = self.pending_update
+        self.pending_update = None
+        if result.answer is None:
+            status = result.rejected or 488
+            self.ua.endpoint.send_response(key, make_response(request, status))
+            return
+        self.last_remote_sdp = request.body
+        body = result.answer.serialize()
+        self.last_local_sdp = body
+        self._answer_offer(request, key, body)
+
+    def update(self, offer: SessionDescription) -> None:
+        """Send a re-INVITE carrying a new offer from the other side (14.1)."""
+        if self.state is not LegState.CONFIRMED or self.dialog is None or self.outgoing_update:
+            self._emit(MediaUpdateAnswer(None, rejected=491))
+            return
+        body = offer.serialize()
+        self.last_local_sdp = body
+        extra = [("Allow", ALLOW), ("Supported", SUPPORTED)]
+        if self.session_timer is not None:
+            extra.append(("Session-Expires", self.session_timer.header()))
+        request = self.dialog.new_request(
+            "INVITE", self._via(), self._contact(), body=body, extra=extra
+        )
+        self.outgoing_update = self.ua.send_request(
+            self, request, self.dialog.destination(), self.transport
+        )
+        self._refresh_key = None
+
+    def _on_update_response(self, response: Response) -> None:
+        status = response.status
+        if status < 200:
+            return
+        refresh_only = self._refresh_key is not None and self._refresh_key == self.outgoing_update
+        self.outgoing_update = None
+        if response.cseq.method == "INVITE" and self.dialog is not None and status < 300:
+            ack = self.dialog.ack_for_2xx(
+                response.cseq.seq, self.ua.endpoint.host, self.ua.endpoint.port
+            )
+            self.ua.endpoint.send_stateless(ack, self.dialog.destination(), self.transport)
+        if status in (408, 481):
+            self._end_from_peer_failure(f"mid-call request answered {status}")  # RFC 3261 12.2.1.2
+            return
+        if refresh_only:
+            if status < 300 and self.session_timer is not None:
+                granted = negotiate_as_uac(response)
+                if granted is not None:
+                    self.session_timer = granted
+            self._arm_session_timer()
+            return
+        if status >= 300:
+            self._emit(MediaUpdateAnswer(None, rejected=status))
+            return
+        if self.dialog is not None:
+            self.dialog.update_target(response)
+        try:
+            answer = parse_sdp(response.body)
+        except SdpError:
+            answer = None
+        if answer is None:
+            self._emit(MediaUpdateAnswer(None, rejected=488))
+            return
+        self.last_remote_sdp = response.body
+        self._arm_session_timer()
+        self._emit(MediaUpdateAnswer(answer))
+
+    def _end_from_peer_failure(self, why: str) -> None:
+        log.info("%s leg %s: %s", self.label, self.side.value, why)
+        self.hangup(41, why)
+        self._emit(Disconnected(41, why))
+
+    def send_dtmf(self, event: Dtmf) -> None:
+        """Relay a DTMF digit as INFO application/dtmf-relay."""
+        body = f"Signal={event.digit}\r\nDuration={event.duration_ms}\r\n".encode()
+        self._send_info("application/dtmf-relay", body)
+
+    def fast_update(self, event: FastUpdate) -> None:
+        """Ask the peer's encoder for an intra frame (RFC 5168 INFO)."""
+        self._send_info(MEDIA_CONTROL, FAST_UPDATE_BODY)
+
+    def _send_info(self, content_type: str, body: bytes) -> None:
+        if self.state is not LegState.CONFIRMED or self.dialog is None:
+            return
+        request = self.dialog.new_request("INFO", self._via(), body=body, content_type=content_type)
+        self.ua.send_request(self, request, self.dialog.destination(), self.transport)
+
+    def hangup(self, cause: int = 16, reason: str = "") -> None:
+        """End the leg whatever its state: BYE, CANCEL or a final response (15)."""
+        if self.state is LegState.TERMINATED:
+            return
+        self.end_cause = cause
+        if self.uas and self.state in (LegState.PROCEEDING, LegState.EARLY):
+            self.reject(Failed(cause=cause, reason=reason))
+            return
+        if not self.uas and self.state in (LegState.PROCEEDING, LegState.EARLY):
+            if self.state is LegState.EARLY:
+                self._send_cancel()
+                self.state = LegState.TERMINATED
+                self._cancel_timer()
+                # keep the leg known until the INVITE transaction ends (487 or 2xx)
+            else:
+                self.state = LegState.CANCELLING  # 9.1: CANCEL only after a provisional
+            return
+        if self.dialog is not None:
+            request = self.dialog.new_request(
+                "BYE", self._via(), extra=[("Reason", reason_header(cause, reason))]
+            )
+            self.ua.send_request(self, request, self.dialog.destination(), self.transport)
+        self._finish()
+
+
+def describe(message: Request | Response) -> str:
+    """A short text for logs."""
+    try:
+        return f"{message!r} call-id={message.call_id}"
+    except SipParseError:
+        return repr(message)

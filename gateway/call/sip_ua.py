@@ -1,0 +1,373 @@
+"""The SIP user-agent core of the gateway: the transaction user of the endpoint.
+
+It dispatches what the transaction layer reports: new INVITEs to the B2BUA, in-dialog
+requests and responses to the leg that owns them, REGISTER to the registrar,
+OPTIONS answered here. Authentication (RFC 3261 22 with RFC 8760 digests) is decided
+here too, so every entry point applies the same rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from gateway.call.events import Side
+from gateway.call.sip_leg import ALLOW, SUPPORTED, SipLeg
+from gateway.dialplan import Dialplan, Kiosk
+from gateway.edge.sip_transport import SipEndpoint
+from gateway.sip.auth import DigestAuthenticator
+from gateway.sip.dialog import Dialog, new_call_id
+from gateway.sip.errors import SipParseError
+from gateway.sip.message import Request, Response, make_response
+from gateway.sip.transaction import (
+    AckTimeout,
+    Address,
+    RequestReceived,
+    ResponseReceived,
+    StrayResponse,
+    TransactionEvent,
+    TransactionTimeout,
+    TransportError,
+)
+from gateway.sip.uri import SipUri
+from gateway.state.store import Binding, Store
+
+log = logging.getLogger(__name__)
+
+
+class InviteHandler(Protocol):
+    """What the UA hands a new, authenticated INVITE to (the B2BUA)."""
+
+    def on_invite(self, leg: SipLeg, request: Request, caller: Kiosk) -> None:
+        """A kiosk starts a call; ``leg`` already owns the server transaction."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthOutcome:
+    """Who sent a request, as far as authentication can tell."""
+
+    kiosk: Kiosk | None
+    username: str | None
+    challenge: bool = False
+    stale: bool = False
+    reason: str = ""
+
+
+class SipUserAgent:
+    """Dispatches transaction events; owns dialogs, registrar and authentication."""
+
+    def __init__(
+        self,
+        endpoint: SipEndpoint,
+        store: Store,
+        dialplan: Dialplan,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.endpoint = endpoint
+        self.store = store
+        self.wall_clock = wall_clock
+        self.invite_handler: InviteHandler | None = None
+        self.dialogs: dict[tuple[str, str], SipLeg] = {}
+        self.client_owner: dict[str, SipLeg] = {}
+        self.server_invites: dict[str, SipLeg] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.dialplan = dialplan
+        self.auth = self._make_auth(dialplan)
+        endpoint.tu = self
+
+    def _make_auth(self, dialplan: Dialplan) -> DigestAuthenticator:
+        return DigestAuthenticator(
+            dialplan.auth.realm,
+            dialplan.secret_for,
+            algorithms=dialplan.auth.algorithms,
+            nonce_ttl=dialplan.auth.nonce_ttl,
+        )
+
+    def set_dialplan(self, dialplan: Dialplan) -> None:
+        """Switch to a newly loaded dialplan; calls in progress keep their routing."""
+        self.dialplan = dialplan
+        self.auth = self._make_auth(dialplan)
+
+    # -- bookkeeping shared with the legs ------------------------------------------------
+    def new_call_id(self) -> str:
+        """A fresh Call-ID for an outgoing leg."""
+        return new_call_id(self.endpoint.host)
+
+    def register_dialog(self, leg: SipLeg, dialog: Dialog) -> None:
+        """Route in-dialog traffic for (Call-ID, our tag) to ``leg``."""
+        self.dialogs[(dialog.call_id, dialog.local_tag)] = leg
+
+    def send_request(self, leg: SipLeg, request: Request, dest: Address, transport: str) -> str:
+        """Send a request for a leg and remember the leg owns its transaction."""
+        key = self.endpoint.send_request(request, dest, transport)
+        self.client_owner[key] = leg
+        return key
+
+    def forget_leg(self, leg: SipLeg) -> None:
+        """Drop the dialog index of a finished leg (its transactions end on their own)."""
+        if leg.dialog is not None:
+            self.dialogs.pop((leg.dialog.call_id, leg.dialog.local_tag), None)
+        if leg.invite_key is not None and leg.uas:
+            self.server_invites.pop(leg.invite_key, None)
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a coroutine, keeping a reference and logging its failure."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("task failed", exc_info=task.exception())
+
+    @property
+    def open_dialogs(self) -> int:
+        """Dialogs currently indexed (0 once every call ended)."""
+        return len(self.dialogs)
+
+    # -- authentication (RFC 3261 22.3) ------------------------------------------------------
+    def authenticate(self, request: Request, source: Address) -> AuthOutcome:
+        """Identify the sender: a kiosk trusted by address, or a digest login."""
+        header = request.headers.get("proxy-authorization") or request.headers.get("authorization")
+        if header is None:
+            kiosk = self.dialplan.kiosk_for_address(source[0])
+            if kiosk is not None:
+                return AuthOutcome(kiosk, None)
+            return AuthOutcome(None, None, challenge=True, reason="no credentials")
+        result = self.auth.verify(request.method, header)
+        if not result.ok:
+            return AuthOutcome(
+                None, result.username, challenge=True, stale=result.stale, reason=result.reason
+            )
+        username = result.username or ""
+        return AuthOutcome(self.dialplan.kiosk_for_user(username), username)
+
+    def challenge(self, request: Request, key: str, *, proxy: bool, stale: bool) -> None:
+        """Answer 401 or 407 with one challenge per algorithm (RFC 8760 2.4)."""
+        name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
+        extra = [(name, value) for value in self.auth.challenges(stale=stale)]
+        self.endpoint.send_response(
+            key,
+            make_response(request, 407 if proxy else 401, to_tag=new_tag_for(request), extra=extra),
+        )
+
+    # -- the transaction user --------------------------------------------------------------
+    def handle_event(self, event: TransactionEvent) -> None:
+        """Dispatch one transaction event (called by the endpoint)."""
+        if isinstance(event, RequestReceived):
+            self._on_request(event)
+        elif isinstance(event, ResponseReceived):
+            response = event.response
+            if response.status >= 200:
+                owner = self.client_owner.pop(event.key, None)
+            else:
+                owner = self.client_owner.get(event.key)
+            if owner is not None:
+                owner.on_response(response, event.key)
+            elif 200 <= response.status < 300 and response.cseq.method == "INVITE":
+                self._repeated_2xx(response)
+        elif isinstance(event, StrayResponse):
+            self._repeated_2xx(event.response)
+        elif isinstance(event, TransactionTimeout | TransportError):
+            if event.client:
+                owner = self.client_owner.pop(event.key, None)
+                if owner is not None:
+                    owner.on_timeout(event.key)
+            else:
+                self.server_invites.pop(event.key, None)
+        elif isinstance(event, AckTimeout):
+            leg = self.server_invites.pop(event.key, None)
+            if leg is not None:
+                leg.on_ack_timeout()
+
+    def _repeated_2xx(self, response: Response) -> None:
+        """A 2xx to INVITE seen again: the dialog's leg repeats its ACK (13.2.2.4)."""
+        leg = self.dialogs.get((response.call_id, response.from_.tag or ""))
+        if leg is not None:
+            leg.resend_ack(response)
+
+    def _on_request(self, event: RequestReceived) -> None:
+        request = event.request
+        key = event.key
+        if key is None:  # an ACK for a 2xx (13.2.2.4)
+            leg = self.dialogs.get((request.call_id, request.to.tag or ""))
+            if leg is not None:
+                leg.on_ack(request)
+            return
+        method = request.method
+        to_tag = request.to.tag
+        if method == "CANCEL":
+            self._on_cancel(request, key)
+            return
+        if to_tag is not None:
+            leg = self.dialogs.get((request.call_id, to_tag))
+            if leg is None:
+                self.endpoint.send_response(key, make_response(request, 481))
+            else:
+                leg.on_request(request, key)
+            return
+        mf = request.headers.get("max-forwards")
+        if mf is not None and int(mf) == 0 and method != "OPTIONS":
+            self.endpoint.send_response(key, make_response(request, 483))
+            return
+        if method == "INVITE":
+            self._on_new_invite(request, key, event.source, event.transport)
+        elif method == "REGISTER":
+            self._on_register(request, key, event.source, event.transport)
+        elif method == "OPTIONS":
+            self.endpoint.send_response(
+                key,
+                make_response(
+                    request,
+                    200,
+                    to_tag=new_tag_for(request),
+                    extra=[
+                        ("Allow", ALLOW),
+                        ("Accept", "application/sdp"),
+                        ("Supported", SUPPORTED),
+                    ],
+                ),
+            )
+        elif method == "SUBSCRIBE":
+            self.endpoint.send_response(
+                key,
+                make_response(
+                    request, 489, to_tag=new_tag_for(request), extra=[("Allow-Events", "")]
+                ),
+            )
+        elif method in ("BYE", "INFO", "UPDATE", "PRACK"):
+            self.endpoint.send_response(key, make_response(request, 481))
+        elif method in ("MESSAGE", "NOTIFY", "PUBLISH", "REFER"):
+            self.endpoint.send_response(key, make_response(request, 405, extra=[("Allow", ALLOW)]))
+        else:
+            self.endpoint.send_response(key, make_response(request, 501, extra=[("Allow", ALLOW)]))
+
+    def _on_cancel(self, request: Request, key: str) -> None:
+        """CANCEL (9.2): 200 to the CANCEL, then the INVITE's owner answers 487."""
+        invite_key = self.endpoint.layer.find_invite_for_cancel(request)
+        if invite_key is None:
+            self.endpoint.send_response(key, make_response(request, 481))
+            return
+        self.endpoint.send_response(key, make_response(request, 200))
+        leg = self.server_invites.get(invite_key)
+        if leg is not None:
+            leg.on_cancel()
+
+    def _looped(self, request: Request) -> bool:
+        """Our own sent-by in the Via list: the request came back to us (16.3 item 4)."""
+        me_host, me_port = self.endpoint.host, self.endpoint.port
+        return any(v.host == me_host and (v.port or 5060) == me_port for v in request.vias)
+
+    def _on_new_invite(self, request: Request, key: str, source: Address, transport: str) -> None:
+        endpoint = self.endpoint
+        if self._looped(request):
+            endpoint.send_response(key, make_response(request, 482))
+            return
+        outcome = self.authenticate(request, source)
+        if outcome.kiosk is None:
+            if outcome.challenge:
+                self.challenge(request, key, proxy=True, stale=outcome.stale)
+            else:
+                log.info("INVITE from %s refused: %s is not a kiosk", source[0], outcome.username)
+                endpoint.send_response(
+                    key, make_response(request, 403, to_tag=new_tag_for(request))
+                )
+            return
+        endpoint.send_response(key, make_response(request, 100))
+        leg = SipLeg(self, Side.A, transport=transport, peer=source)
+        leg.accept_invite(request, key)
+        self.server_invites[key] = leg
+        if self.invite_handler is None:
+            endpoint.send_response(key, make_response(request, 503, to_tag=leg.local_tag))
+            return
+        self.invite_handler.on_invite(leg, request, outcome.kiosk)
+
+    # -- registrar (RFC 3261 10.3) ---------------------------------------------------------
+    def _on_register(self, request: Request, key: str, source: Address, transport: str) -> None:
+        outcome = self.authenticate_login(request)
+        if outcome is not None:
+            self.challenge(request, key, proxy=False, stale=outcome)
+            return
+        self.spawn(self._register(request, key, source, transport))
+
+    def authenticate_login(self, request: Request) -> bool | None:
+        """None when a REGISTER carries valid credentials for its To user; else the stale flag."""
+        header = request.headers.get("authorization")
+        if header is None:
+            return False
+        result = self.auth.verify(request.method, header)
+        to_uri = request.to.uri
+        to_user = to_uri.user_unescaped if isinstance(to_uri, SipUri) else None
+        if result.ok and result.username == to_user:
+            return None
+        return result.stale
+
+    async def _register(self, request: Request, key: str, source: Address, transport: str) -> None:
+        settings = self.dialplan.registration
+        to_uri = request.to.uri
+        assert isinstance(to_uri, SipUri)
+        aor = to_uri.user_unescaped or ""
+        now = self.wall_clock()
+        default = request.headers.get("expires")
+        try:
+            contacts = request.contacts
+        except SipParseError as exc:
+            self.endpoint.send_response(key, make_response(request, 400, exc.reason))
+            return
+        if any(c.wildcard for c in contacts):
+            if len(contacts) != 1 or (default or "").strip() != "0":
+                self.endpoint.send_response(key, make_response(request, 400, "Invalid Wildcard"))
+                return
+            await self.store.clear_bindings(aor)
+        for contact in contacts:
+            if contact.wildcard:
+                continue
+            raw = contact.params.get("expires") or default
+            expires = int(raw) if raw and raw.strip().isdigit() else settings.default_expires
+            if 0 < expires < settings.min_expires:
+                self.endpoint.send_response(
+                    key,
+                    make_response(
+                        request,
+                        423,
+                        to_tag=new_tag_for(request),
+                        extra=[("Min-Expires", str(settings.min_expires))],
+                    ),
+                )
+                return
+            expires = min(expires, settings.max_expires)
+            uri = str(contact.uri)
+            if expires == 0:
+                await self.store.remove_binding(aor, uri)
+                continue
+            await self.store.set_binding(
+                Binding(
+                    aor=aor,
+                    contact=uri,
+                    source=source,
+                    transport=transport,
+                    expires_at=now + expires,
+                    call_id=request.call_id,
+                    cseq=request.cseq.seq,
+                    user_agent=request.headers.get("user-agent") or "",
+                )
+            )
+        current = await self.store.get_bindings(aor)
+        extra = [("Contact", f"<{b.contact}>;expires={b.remaining(now)}") for b in current]
+        extra.append(("Date", time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now))))
+        log.info("REGISTER %s from %s:%s: %d binding(s)", aor, source[0], source[1], len(current))
+        self.endpoint.send_response(
+            key, make_response(request, 200, to_tag=new_tag_for(request), extra=extra)
+        )
+
+
+def new_tag_for(request: Request) -> str:
+    """A To tag for a non-dialog final response (8.2.6.2): stable across retransmissions."""
+    branch = request.top_via.branch or request.call_id
+    return format(abs(hash(branch)) & 0xFFFFFFFF, "08x")

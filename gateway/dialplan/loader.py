@@ -1,0 +1,923 @@
+"""Load a dialplan from YAML: structure (pydantic), meaning (cross references), secrets.
+
+Every problem is reported with the file and line of the YAML node it concerns. The file
+is composed into PyYAML's node tree first, so that the ``loc`` of a pydantic error, or the
+path of a semantic check, can be walked back down that tree to a line number.
+
+Loading has no side effect: a caller that reloads keeps its running dialplan whenever
+:func:`load_dialplan` raises.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import logging
+import os
+import re
+import types
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from gateway.dialplan.model import (
+    AuthSettings,
+    DialplanError,
+    Kiosk,
+    MediaSettings,
+    Partner,
+    Problem,
+    RegistrationSettings,
+    Service,
+    SessionTimerSettings,
+    StaticAddress,
+    Station,
+    normalise_ip,
+)
+from gateway.dialplan.model import Dialplan as Dialplan
+
+_log = logging.getLogger(__name__)
+
+Loc = tuple[str | int, ...]
+
+SUPPORTED_VERSION = 1
+DEFAULT_SIP_PORT = 5060  # RFC 3261 19.1.2
+
+
+# --------------------------------------------------------------------------------------
+# Scalar checks. Messages may quote the offending text: none of these ever sees a secret.
+
+
+def _fail(reason: str) -> PydanticCustomError:
+    # The reason travels as context so that braces in it are not read as placeholders.
+    return PydanticCustomError("dialplan", "{reason}", {"reason": reason})
+
+
+_IDENT = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+_SERVICE_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+_USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_NUMBER = re.compile(r"[0-9]{1,15}")  # E.164 allows at most 15 digits (ITU-T E.164 6.1)
+_SECRET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+# RFC 1123 2.1 host names: letters, digits and inner hyphens, 63 octets a label.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"(?:{_LABEL}\.)*{_LABEL}\.?")
+
+
+def _ident(value: str) -> str:
+    if not _IDENT.fullmatch(value):
+        raise _fail(
+            f"{value!r} is not a valid id: use lower-case letters, digits, '-' and '_' "
+            "(at most 64, starting with a letter or digit)"
+        )
+    return value
+
+
+def _service_name(value: str) -> str:
+    if not _SERVICE_NAME.fullmatch(value):
+        raise _fail(
+            f"{value!r} is not a valid service name: use lower-case letters, digits, "
+            "'-' and '_' (at most 32, starting with a letter)"
+        )
+    return value
+
+
+def _username(value: str) -> str:
+    if not _USERNAME.fullmatch(value):
+        raise _fail(
+            f"{value!r} is not a valid username: use letters, digits, '.', '-' and '_' "
+            "(at most 64, starting with a letter or digit)"
+        )
+    return value
+
+
+def _number_is_text(value: object) -> object:
+    # YAML reads 1001 as an int and 0123 as octal 83: only a quoted number is unambiguous.
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise _fail(f'write the number as a quoted string, e.g. "{value}"')
+    return value
+
+
+def _number(value: str) -> str:
+    if not _NUMBER.fullmatch(value):
+        raise _fail(f"{value!r} is not a valid number: use 1 to 15 digits")
+    return value
+
+
+def _secret_name(value: str) -> str:
+    if not _SECRET_NAME.fullmatch(value):
+        raise _fail(f"{value!r} is not a valid secret name")
+    return value
+
+
+def _env_name(value: str) -> str:
+    if not _ENV_NAME.fullmatch(value):
+        raise _fail(f"{value!r} is not a valid environment variable name")
+    return value
+
+
+def _is_host(value: str) -> bool:
+    if normalise_ip(value) is not None:
+        return True
+    if len(value) > 253 or not _HOSTNAME.fullmatch(value):
+        return False
+    # "10.0.0.300" matches the host-name grammar but is a mistyped IPv4 address.
+    return not re.fullmatch(r"[0-9.]+", value)
+
+
+def _host(value: str) -> str:
+    if not _is_host(value):
+        raise _fail(f"{value!r} is not a valid host name or IP address")
+    return value
+
+
+def _ip(value: str) -> str:
+    address = normalise_ip(value)
+    if address is None:
+        raise _fail(f"{value!r} is not an IP address")
+    return address
+
+
+def parse_hostport(text: str) -> tuple[str, int]:
+    """Split ``host[:port]`` (``[v6]:port`` for IPv6, RFC 3261 19.1.1); raise ValueError."""
+    text = text.strip()
+    bracketed = re.fullmatch(r"\[([^\]]+)\](?::([0-9]{1,5}))?", text)
+    if bracketed:
+        host, port_text = bracketed[1], bracketed[2]
+        if not isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address):
+            raise ValueError(f"{host!r} in brackets is not an IPv6 address")
+    elif text.count(":") >= 2:
+        host, port_text = str(ipaddress.IPv6Address(text)), None
+    else:
+        host, colon, port_text = text.partition(":")
+        if colon and not re.fullmatch(r"[0-9]{1,5}", port_text):
+            raise ValueError(f"{text!r}: the port must be a number")
+        port_text = port_text or None
+    if not _is_host(host):
+        raise ValueError(f"{host!r} is not a valid host name or IP address")
+    port = int(port_text) if port_text else DEFAULT_SIP_PORT
+    if not 1 <= port <= 65535:
+        raise ValueError(f"{text!r}: port {port} is out of range 1-65535")
+    return normalise_ip(host) or host, port
+
+
+def _hostport(value: str) -> str:
+    try:
+        parse_hostport(value)
+    except ValueError:
+        raise _fail(
+            f"{value!r} is not a valid address: write host, host:port or [IPv6]:port"
+        ) from None
+    return value
+
+
+def _version(value: int) -> int:
+    if value != SUPPORTED_VERSION:
+        raise _fail(f"unsupported version {value}: this gateway reads version {SUPPORTED_VERSION}")
+    return value
+
+
+def _refuse_literal_secret(value: object) -> object:
+    if value is not None and not isinstance(value, dict):
+        # Never echo the value: it is probably a password.
+        raise _fail(
+            "a password cannot be written in the dialplan: "
+            "use {secret: NAME} (from secrets_file) or {env: VARIABLE}"
+        )
+    return value
+
+
+def _services_or_all(value: object) -> object:
+    if value == "all":
+        return None
+    if not isinstance(value, list):
+        raise _fail('must be a list of service names or "all"')
+    return value
+
+
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _upper(value: object) -> object:
+    return value.upper() if isinstance(value, str) else value
+
+
+Ident = Annotated[str, AfterValidator(_ident)]
+ServiceName = Annotated[str, AfterValidator(_service_name)]
+Username = Annotated[str, AfterValidator(_username)]
+Number = Annotated[str, BeforeValidator(_number_is_text), AfterValidator(_number)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Host = Annotated[str, AfterValidator(_host)]
+IpText = Annotated[str, AfterValidator(_ip)]
+HostPort = Annotated[str, AfterValidator(_hostport)]
+TransportText = Annotated[Literal["udp", "tcp"], BeforeValidator(_lower)]
+AlgorithmText = Annotated[Literal["SHA-256", "MD5"], BeforeValidator(_upper)]
+
+
+# --------------------------------------------------------------------------------------
+# The document schema: what the YAML may say, before any cross reference is checked.
+
+
+class _Doc(BaseModel):
+    # strict: YAML's guesses (yes -> True, 1e3 -> float) must not be coerced silently;
+    # extra="forbid": a mistyped key is an error, not an ignored line.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class SecretRefDoc(_Doc):
+    """``{secret: NAME}`` (a line of the secrets file) or ``{env: VARIABLE}``."""
+
+    secret: Annotated[str, AfterValidator(_secret_name)] | None = None
+    env: Annotated[str, AfterValidator(_env_name)] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRefDoc:
+        if (self.secret is None) == (self.env is None):
+            raise _fail("give exactly one of 'secret' or 'env'")
+        return self
+
+
+Password = Annotated[SecretRefDoc | None, BeforeValidator(_refuse_literal_secret)]
+
+
+class AuthDoc(_Doc):
+    """The ``auth`` section (RFC 3261 22.4, RFC 8760)."""
+
+    realm: Text | None = None
+    algorithms: list[AlgorithmText] = Field(default=["SHA-256", "MD5"], min_length=1)
+    nonce_ttl: int = Field(default=300, ge=1, le=86400)
+
+
+class MediaDoc(_Doc):
+    """The ``media`` section."""
+
+    bind: IpText = "127.0.0.1"
+    advertise: IpText | None = None
+    port_min: int = Field(default=20000, ge=1024, le=65534)
+    port_max: int = Field(default=29999, ge=1025, le=65535)
+    timeout: float = Field(default=60.0, ge=0)
+
+
+class SessionTimerDoc(_Doc):
+    """The ``session_timer`` section (RFC 4028)."""
+
+    expires: int = Field(default=1800, ge=90)
+    min_se: int = Field(default=90, ge=90)  # RFC 4028 4: Min-SE is never below 90 s
+
+
+class RegistrationDoc(_Doc):
+    """The ``registration`` section (RFC 3261 10.3)."""
+
+    min_expires: int = Field(default=60, ge=1)
+    max_expires: int = Field(default=3600, ge=1)
+    default_expires: int = Field(default=600, ge=1)
+
+
+class KioskDoc(_Doc):
+    """One item of ``kiosks``."""
+
+    id: Ident
+    site: Text
+    label: Text | None = None
+    username: Username | None = None
+    password: Password = None
+    addresses: list[IpText] = Field(default_factory=list)
+    services: Annotated[list[ServiceName] | None, BeforeValidator(_services_or_all)]
+
+
+class ServiceDoc(_Doc):
+    """One item of ``services``."""
+
+    name: ServiceName
+    number: Number
+    partner: Ident
+    label: Text | None = None
+
+
+class StationDoc(_Doc):
+    """One item of a partner's ``stations``."""
+
+    id: Ident
+    username: Username | None = None
+    password: Password = None
+    address: HostPort | None = None
+    transport: TransportText | None = None
+    max_calls: int = Field(default=1, ge=0)
+
+
+class PartnerDoc(_Doc):
+    """One item of ``partners``."""
+
+    id: Ident
+    name: Text
+    stations: list[StationDoc] = Field(min_length=1)
+
+
+class DialplanDoc(_Doc):
+    """The whole file."""
+
+    version: Annotated[int, AfterValidator(_version)]
+    domain: Host
+    secrets_file: Text | None = None
+    auth: AuthDoc = AuthDoc()
+    media: MediaDoc = MediaDoc()
+    session_timer: SessionTimerDoc = SessionTimerDoc()
+    registration: RegistrationDoc = RegistrationDoc()
+    kiosks: list[KioskDoc] = Field(min_length=1)
+    services: list[ServiceDoc] = Field(min_length=1)
+    partners: list[PartnerDoc] = Field(min_length=1)
+
+
+# --------------------------------------------------------------------------------------
+# Problems and where they are.
+
+
+def _path(loc: Loc) -> str:
+    """``('kiosks', 0, 'services', 2)`` -> ``kiosks[0].services[2]``."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
+
+
+def _walk(root: yaml.Node, loc: Loc) -> tuple[yaml.Node, yaml.Node]:
+    """The node at ``loc`` (or its nearest existing ancestor) and the node to report it at.
+
+    A value reached through a key is reported at the key, which is where the reader
+    looks for ``media:`` or ``services:`` even when the value is a block below. Parts
+    that match nothing (a key that is missing) are skipped.
+    """
+    node, anchor = root, root
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = None
+            for key, value in node.value:
+                # After a merge ("<<") the last pair wins, as in the constructed data.
+                if isinstance(key, yaml.ScalarNode) and key.value == str(part):
+                    match = (key, value)
+            if match is not None:
+                anchor, node = match
+        elif (
+            isinstance(node, yaml.SequenceNode)
+            and isinstance(part, int)
+            and 0 <= part < len(node.value)
+        ):
+            node = anchor = node.value[part]
+    return node, anchor
+
+
+def _line_of(root: yaml.Node, loc: Loc) -> int:
+    """1-based line where the problem at ``loc`` is reported."""
+    return int(_walk(root, loc)[1].start_mark.line) + 1
+
+
+class _Problems:
+    """Collects problems of one dialplan file, located through its node tree."""
+
+    def __init__(self, file: str, root: yaml.Node | None) -> None:
+        self.file = file
+        self.root = root
+        self.items: list[Problem] = []
+
+    def at(self, loc: Loc, reason: str, *, line_loc: Loc | None = None) -> None:
+        line = (
+            None
+            if self.root is None
+            else _line_of(self.root, loc if line_loc is None else line_loc)
+        )
+        self.items.append(Problem(self.file, line, f"{_path(loc)}: {reason}" if loc else reason))
+
+    def add(self, problem: Problem) -> None:
+        self.items.append(problem)
+
+    def raise_if_any(self) -> None:
+        if not self.items:
+            return
+        ordered = sorted(self.items, key=lambda p: (p.file != self.file, p.file, p.line or 0))
+        first, *more = ordered
+        raise DialplanError(first.file, first.line, first.reason, more=more)
+
+
+def _fields_at(loc: Loc) -> list[str]:
+    """Names of the keys the schema allows in the mapping at ``loc``."""
+    tp: Any = DialplanDoc
+    for part in loc:
+        tp = _unwrap(tp)
+        if isinstance(part, int):
+            if get_origin(tp) is list:
+                tp = get_args(tp)[0]
+        elif isinstance(tp, type) and issubclass(tp, BaseModel) and part in tp.model_fields:
+            tp = tp.model_fields[part].annotation
+    tp = _unwrap(tp)
+    return list(tp.model_fields) if isinstance(tp, type) and issubclass(tp, BaseModel) else []
+
+
+def _unwrap(tp: Any) -> Any:
+    while True:
+        origin = get_origin(tp)
+        if origin is Annotated:
+            tp = get_args(tp)[0]
+        elif origin is Union or origin is types.UnionType:
+            tp = next(arg for arg in get_args(tp) if arg is not type(None))
+        else:
+            return tp
+
+
+def _validate(data: dict[str, Any], problems: _Problems) -> DialplanDoc:
+    try:
+        return DialplanDoc.model_validate(data)
+    except ValidationError as exc:
+        # include_input=False: an input may be a literal password.
+        errors = exc.errors(include_url=False, include_input=False)
+    # Raised outside the handler so that no traceback chains the ValidationError (its
+    # text quotes inputs).
+    for error in errors:
+        loc: Loc = tuple(error["loc"])
+        kind = error["type"]
+        if kind == "missing":
+            problems.at(loc[:-1], f"missing required key '{loc[-1]}'")
+        elif kind == "extra_forbidden":
+            allowed = _fields_at(loc[:-1])
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else "allowed: " + ", ".join(allowed)
+            problems.at(loc[:-1], f"unknown key '{loc[-1]}' ({hint})", line_loc=loc)
+        else:
+            message = str(error["msg"])
+            if message[:1].isupper() and message[1:2].islower():
+                message = message[0].lower() + message[1:]
+            if (
+                kind == "string_type"
+                and problems.root is not None
+                and isinstance(_walk(problems.root, loc)[0], yaml.ScalarNode)
+            ):
+                # yes/no/on/off, 1.0 and 2024-01-01 are not strings to YAML 1.1.
+                message += " (quote it: YAML read a number, boolean or date)"
+            problems.at(loc, message)
+    problems.raise_if_any()
+    raise AssertionError("a ValidationError without errors")
+
+
+# --------------------------------------------------------------------------------------
+# Reading YAML.
+
+
+def _yaml_reason(exc: yaml.MarkedYAMLError) -> str:
+    # PyYAML's str() appends a snippet of the line: keep only the words, one line.
+    reason = f"YAML syntax error: {exc.problem or exc.context or 'unreadable'}"
+    return f"{reason} ({exc.context})" if exc.problem and exc.context else reason
+
+
+def _compose(text: str, file: str) -> yaml.Node | None:
+    try:
+        # The reader rejects control characters as soon as it is built.
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        reason = f"YAML syntax error: character #x{exc.character:04x} is not allowed"
+        raise DialplanError(file, text.count("\n", 0, exc.position) + 1, reason) from None
+    try:
+        return loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = None if mark is None else mark.line + 1
+        raise DialplanError(file, line, _yaml_reason(exc)) from None
+    finally:
+        loader.dispose()
+
+
+def _construct(root: yaml.Node, file: str) -> Any:
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_document(root)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = None if mark is None else mark.line + 1
+        raise DialplanError(file, line, _yaml_reason(exc)) from None
+    finally:
+        loader.dispose()
+
+
+def _duplicate_keys(node: yaml.Node, loc: Loc, problems: _Problems, seen: set[int]) -> None:
+    """PyYAML keeps the last of two equal keys silently; a dialplan must not."""
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        keys: set[str] = set()
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                if key.value in keys:
+                    problems.add(
+                        Problem(
+                            problems.file,
+                            key.start_mark.line + 1,
+                            f"{_path((*loc, key.value))}: duplicate key '{key.value}'",
+                        )
+                    )
+                keys.add(key.value)
+            _duplicate_keys(value, (*loc, str(key.value)), problems, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _duplicate_keys(item, (*loc, index), problems, seen)
+
+
+def _read_text(path: Path, file: str) -> str:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        reason = f"cannot read the file: {exc.strerror or exc}"
+    else:
+        try:
+            return raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            # The exception holds the raw bytes (maybe a secret): keep only the offset.
+            start = exc.start
+        raise DialplanError(file, raw.count(b"\n", 0, start) + 1, "the file is not valid UTF-8")
+    raise DialplanError(file, None, reason)
+
+
+# --------------------------------------------------------------------------------------
+# Secrets.
+
+
+def _read_secrets(path: Path, file: str) -> dict[str, tuple[SecretStr, int]]:
+    """Parse ``name: value`` lines; values are taken verbatim (quotes stripped, no escapes).
+
+    A dedicated parser rather than YAML: a password may hold ``#``, ``:`` or ``{``, and
+    no error message may quote a line of this file.
+    """
+    text = _read_text(path, file)
+    secrets: dict[str, tuple[SecretStr, int]] = {}
+    problems: list[Problem] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#") or stripped == "---":
+            continue
+        name, colon, value = stripped.partition(":")
+        name, value = name.strip(), value.strip()
+        if not colon or not _SECRET_NAME.fullmatch(name):
+            problems.append(Problem(file, number, "expected a line 'name: value'"))
+            continue
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        if not value:
+            problems.append(Problem(file, number, f"secret '{name}' is empty"))
+        elif name in secrets:
+            first = secrets[name][1]
+            problems.append(
+                Problem(file, number, f"secret '{name}' is defined twice (first at line {first})")
+            )
+        else:
+            secrets[name] = (SecretStr(value), number)
+    if problems:
+        first_problem, *more = problems
+        raise DialplanError(first_problem.file, first_problem.line, first_problem.reason, more=more)
+    return secrets
+
+
+class _SecretSource:
+    """Resolves ``{secret: ...}`` and ``{env: ...}`` references, reading the file once."""
+
+    def __init__(
+        self, doc: DialplanDoc, base: Path, env: Mapping[str, str], problems: _Problems
+    ) -> None:
+        self.env = env
+        self.problems = problems
+        self.secrets: dict[str, tuple[SecretStr, int]] | None = None
+        self.secrets_file: str | None = None
+        if doc.secrets_file is not None:
+            path = Path(doc.secrets_file).expanduser()
+            path = path if path.is_absolute() else base / path
+            self.secrets_file = str(path)
+            if not path.is_file():
+                problems.at(("secrets_file",), f"secrets file {self.secrets_file} does not exist")
+                return
+            try:
+                self.secrets = _read_secrets(path, self.secrets_file)
+            except DialplanError as exc:
+                for problem in exc.problems:
+                    problems.add(problem)
+
+    def resolve(self, ref: SecretRefDoc, loc: Loc) -> SecretStr | None:
+        if ref.env is not None:
+            value = self.env.get(ref.env)
+            if value is None:
+                self.problems.at((*loc, "env"), f"environment variable {ref.env} is not set")
+                return None
+            if not value:
+                self.problems.at((*loc, "env"), f"environment variable {ref.env} is empty")
+                return None
+            return SecretStr(value)
+        assert ref.secret is not None  # guaranteed by SecretRefDoc._exactly_one
+        if self.secrets_file is None:
+            self.problems.at(
+                (*loc, "secret"),
+                f"secret '{ref.secret}' is referenced but the dialplan has no secrets_file",
+            )
+            return None
+        if self.secrets is None:
+            return None  # the missing or broken file is already reported
+        found = self.secrets.get(ref.secret)
+        if found is None:
+            self.problems.at(
+                (*loc, "secret"), f"secret '{ref.secret}' is not defined in {self.secrets_file}"
+            )
+            return None
+        return found[0]
+
+
+# --------------------------------------------------------------------------------------
+# Meaning: cross references, uniqueness, ranges that span several keys.
+
+
+def _unique(
+    problems: _Problems, what: str, items: Iterable[tuple[str, Loc]], *, fold: bool = False
+) -> None:
+    seen: dict[str, Loc] = {}
+    for value, loc in items:
+        key = value.lower() if fold else value
+        if key in seen:
+            problems.at(
+                loc,
+                f"duplicate {what} '{value}' (first at line {_first_line(problems, seen[key])})",
+            )
+        else:
+            seen[key] = loc
+
+
+def _first_line(problems: _Problems, loc: Loc) -> int | str:
+    return "?" if problems.root is None else _line_of(problems.root, loc)
+
+
+def _check_settings(doc: DialplanDoc, problems: _Problems) -> None:
+    media = doc.media
+    if media.port_min % 2:
+        problems.at(
+            ("media", "port_min"), f"must be even (RTP uses even ports), got {media.port_min}"
+        )
+    if media.port_min >= media.port_max:
+        problems.at(
+            ("media", "port_max"),
+            f"must be greater than port_min ({media.port_min}), got {media.port_max}",
+        )
+    if media.advertise is not None and ipaddress.ip_address(media.advertise).is_unspecified:
+        problems.at(("media", "advertise"), f"{media.advertise} cannot be advertised in SDP")
+    if media.advertise is None and ipaddress.ip_address(media.bind).is_unspecified:
+        problems.at(
+            ("media", "bind"),
+            f"binding to {media.bind} needs media.advertise: the address written in SDP",
+        )
+    timer = doc.session_timer
+    if timer.expires < timer.min_se:
+        problems.at(
+            ("session_timer", "expires"),
+            f"must be at least min_se ({timer.min_se}), got {timer.expires}",
+        )
+    reg = doc.registration
+    if not reg.min_expires <= reg.max_expires:
+        problems.at(
+            ("registration", "max_expires"),
+            f"must be at least min_expires ({reg.min_expires}), got {reg.max_expires}",
+        )
+    elif not reg.min_expires <= reg.default_expires <= reg.max_expires:
+        problems.at(
+            ("registration", "default_expires"),
+            f"must lie between min_expires ({reg.min_expires}) and max_expires "
+            f"({reg.max_expires}), got {reg.default_expires}",
+        )
+    algorithms = doc.auth.algorithms
+    for index, name in enumerate(algorithms):
+        if name in algorithms[:index]:
+            problems.at(("auth", "algorithms", index), f"{name} is listed twice")
+
+
+def _check_login(
+    problems: _Problems, what: str, username: str | None, password: SecretRefDoc | None, loc: Loc
+) -> None:
+    if username is not None and password is None:
+        problems.at((*loc, "username"), f"{what} has a username but no password")
+    if username is None and password is not None:
+        problems.at((*loc, "password"), f"{what} has a password but no username")
+
+
+def _check_references(doc: DialplanDoc, problems: _Problems) -> None:
+    service_names = [s.name for s in doc.services]
+    partner_ids = {p.id for p in doc.partners}
+
+    _unique(problems, "kiosk id", ((k.id, ("kiosks", i, "id")) for i, k in enumerate(doc.kiosks)))
+    _unique(
+        problems,
+        "service name",
+        ((s.name, ("services", i, "name")) for i, s in enumerate(doc.services)),
+    )
+    _unique(
+        problems,
+        "service number",
+        ((s.number, ("services", i, "number")) for i, s in enumerate(doc.services)),
+    )
+    _unique(
+        problems, "partner id", ((p.id, ("partners", i, "id")) for i, p in enumerate(doc.partners))
+    )
+    stations = [
+        (station, ("partners", p, "stations", s))
+        for p, partner in enumerate(doc.partners)
+        for s, station in enumerate(partner.stations)
+    ]
+    _unique(problems, "station id", ((st.id, (*loc, "id")) for st, loc in stations))
+
+    # Kiosks and stations share one digest namespace: secret_for() answers for both.
+    logins: list[tuple[str, Loc]] = [
+        (k.username, ("kiosks", i, "username"))
+        for i, k in enumerate(doc.kiosks)
+        if k.username is not None
+    ]
+    logins += [(st.username, (*loc, "username")) for st, loc in stations if st.username is not None]
+    _unique(problems, "username", logins)
+    dialable = {s.name for s in doc.services} | {s.number for s in doc.services}
+    for username, loc in logins:
+        if username.lower() in dialable:
+            problems.at(loc, f"username '{username}' is also a service name or number")
+
+    _unique(
+        problems,
+        "kiosk address",
+        (
+            (address, ("kiosks", i, "addresses", j))
+            for i, k in enumerate(doc.kiosks)
+            for j, address in enumerate(k.addresses)
+        ),
+    )
+
+    for i, kiosk in enumerate(doc.kiosks):
+        loc = ("kiosks", i)
+        _check_login(problems, f"kiosk '{kiosk.id}'", kiosk.username, kiosk.password, loc)
+        if kiosk.username is None and not kiosk.addresses:
+            problems.at(
+                loc,
+                f"kiosk '{kiosk.id}' needs a username (digest login) or addresses (trusted IPs)",
+            )
+        for j, name in enumerate(kiosk.services or ()):
+            if name not in service_names:
+                problems.at(
+                    (*loc, "services", j),
+                    f"unknown service '{name}' (defined: {', '.join(service_names)})",
+                )
+            elif name in (kiosk.services or ())[:j]:
+                problems.at((*loc, "services", j), f"service '{name}' is listed twice")
+
+    for i, service in enumerate(doc.services):
+        if service.partner not in partner_ids:
+            problems.at(
+                ("services", i, "partner"),
+                f"unknown partner '{service.partner}' (defined: {', '.join(sorted(partner_ids))})",
+            )
+
+    for station, loc in stations:
+        what = f"station '{station.id}'"
+        if station.username is None and station.address is None:
+            problems.at(loc, f"{what} needs a username (it registers) or an address (static)")
+        elif station.username is not None and station.address is not None:
+            problems.at((*loc, "address"), f"{what} has both a username and an address: keep one")
+        _check_login(problems, what, station.username, station.password, loc)
+        if station.transport is not None and station.address is None:
+            problems.at((*loc, "transport"), f"{what}: transport applies to a static address only")
+
+
+# --------------------------------------------------------------------------------------
+# Building the runtime model.
+
+
+def _build(doc: DialplanDoc, source: Path, secrets: _SecretSource, problems: _Problems) -> Dialplan:
+    credentials: dict[str, SecretStr] = {}
+
+    def login(username: str | None, password: SecretRefDoc | None, loc: Loc) -> None:
+        if username is not None and password is not None:
+            value = secrets.resolve(password, (*loc, "password"))
+            if value is not None:
+                credentials[username] = value
+
+    partners = {p.id: p for p in doc.partners}
+    services = {
+        s.name: Service(
+            name=s.name,
+            number=s.number,
+            partner=s.partner,
+            label=s.label or partners[s.partner].name,
+        )
+        for s in doc.services
+    }
+    kiosks: dict[str, Kiosk] = {}
+    for i, k in enumerate(doc.kiosks):
+        login(k.username, k.password, ("kiosks", i))
+        kiosks[k.id] = Kiosk(
+            id=k.id,
+            site=k.site,
+            label=k.label or k.site,
+            username=k.username,
+            addresses=tuple(k.addresses),
+            services=frozenset(services if k.services is None else k.services),
+        )
+    built_partners: dict[str, Partner] = {}
+    for p, partner in enumerate(doc.partners):
+        stations = []
+        for s, st in enumerate(partner.stations):
+            login(st.username, st.password, ("partners", p, "stations", s))
+            address = None
+            if st.address is not None:
+                host, port = parse_hostport(st.address)
+                address = StaticAddress(host=host, port=port, transport=st.transport or "udp")
+            stations.append(
+                Station(
+                    id=st.id,
+                    partner=partner.id,
+                    username=st.username,
+                    address=address,
+                    max_calls=st.max_calls,
+                )
+            )
+        built_partners[partner.id] = Partner(
+            id=partner.id, name=partner.name, stations=tuple(stations)
+        )
+    problems.raise_if_any()
+    return Dialplan(
+        source=source,
+        domain=doc.domain,
+        auth=AuthSettings(
+            realm=doc.auth.realm or doc.domain,
+            algorithms=tuple(doc.auth.algorithms),
+            nonce_ttl=doc.auth.nonce_ttl,
+        ),
+        media=MediaSettings(
+            bind=doc.media.bind,
+            advertise=doc.media.advertise,
+            port_min=doc.media.port_min,
+            port_max=doc.media.port_max,
+            timeout=float(doc.media.timeout),
+        ),
+        session_timer=SessionTimerSettings(
+            expires=doc.session_timer.expires, min_se=doc.session_timer.min_se
+        ),
+        registration=RegistrationSettings(
+            min_expires=doc.registration.min_expires,
+            max_expires=doc.registration.max_expires,
+            default_expires=doc.registration.default_expires,
+        ),
+        kiosks=kiosks,
+        services=services,
+        partners=built_partners,
+        credentials=credentials,
+    )
+
+
+def load_dialplan(path: Path | str, *, env: Mapping[str, str] | None = None) -> Dialplan:
+    """Read, validate and index a dialplan file; raise :class:`DialplanError` if it is unusable.
+
+    ``env`` supplies ``{env: ...}`` secrets and defaults to ``os.environ``. The function
+    has no side effect, so a failed reload leaves the caller's current dialplan in force.
+    """
+    path = Path(path)
+    file = str(path)
+    text = _read_text(path, file)
+    root = _compose(text, file)
+    if root is None:
+        raise DialplanError(file, 1, "the dialplan is empty")
+    problems = _Problems(file, root)
+    _duplicate_keys(root, (), problems, set())
+    problems.raise_if_any()
+    data = _construct(root, file)
+    if not isinstance(data, dict):
+        raise DialplanError(
+            file, root.start_mark.line + 1, "the dialplan must be a mapping of keys to values"
+        )
+    doc = _validate(data, problems)
+    _check_settings(doc, problems)
+    _check_references(doc, problems)
+    problems.raise_if_any()
+    routed = {s.partner for s in doc.services}
+    for partner in doc.partners:
+        if partner.id not in routed:
+            _log.warning("%s: partner %r has no service routing to it", file, partner.id)
+    secrets = _SecretSource(doc, path.parent, os.environ if env is None else env, problems)
+    dialplan = _build(doc, path.absolute(), secrets, problems)
+    _log.info(
+        "dialplan %s loaded: %d kiosks, %d services, %d partners",
+        file,
+        len(dialplan.kiosks),
+        len(dialplan.services),
+        len(dialplan.partners),
+    )
+    return dialplan

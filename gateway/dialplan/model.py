@@ -1,0 +1,256 @@
+"""The routing data the B2BUA queries: kiosks, services, partners and their stations.
+
+These are plain frozen dataclasses built once by :func:`gateway.dialplan.load_dialplan`;
+every lookup the call path makes is a dictionary access prepared at construction.
+Passwords are kept apart from the entities, wrapped in :class:`pydantic.SecretStr`, so
+that no ``repr`` or log line of a kiosk, station or dialplan can reveal one.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Literal
+
+from pydantic import SecretStr
+
+Transport = Literal["udp", "tcp"]
+DigestAlgorithm = Literal["SHA-256", "MD5"]
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a dialplan: the file, the 1-based line (if known) and why."""
+
+    file: str
+    line: int | None
+    reason: str
+
+    def __str__(self) -> str:
+        if self.line is None:
+            return f"{self.file}: {self.reason}"
+        return f"{self.file}:{self.line}: {self.reason}"
+
+
+class DialplanError(Exception):
+    """A dialplan that cannot be used; ``str(e)`` is ``file:line: reason`` of the first problem.
+
+    ``problems`` lists every problem found (the first one included), sorted by file
+    and line, so that an operator can fix them all in one pass.
+    """
+
+    file: str
+    line: int | None
+    reason: str
+
+    def __init__(
+        self, file: str, line: int | None, reason: str, *, more: Sequence[Problem] = ()
+    ) -> None:
+        self.file = file
+        self.line = line
+        self.reason = reason
+        self.problems: tuple[Problem, ...] = (Problem(file, line, reason), *more)
+        super().__init__(str(self.problems[0]))
+
+    def __str__(self) -> str:
+        return str(self.problems[0])
+
+
+def normalise_ip(text: str) -> str | None:
+    """Canonical text of an IP address (brackets dropped, IPv4-mapped IPv6 unmapped), or None."""
+    candidate = text.strip()
+    if candidate.startswith("[") and candidate.endswith("]"):
+        candidate = candidate[1:-1]
+    try:
+        address = ipaddress.ip_address(candidate)
+    except ValueError:
+        return None
+    # A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d; they are the same kiosk.
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    """Digest authentication of kiosks and stations (RFC 3261 22.4, RFC 8760 for SHA-256)."""
+
+    realm: str
+    algorithms: tuple[DigestAlgorithm, ...] = ("SHA-256", "MD5")
+    nonce_ttl: int = 300  # seconds a nonce stays valid before a "stale" challenge
+
+
+@dataclass(frozen=True, slots=True)
+class MediaSettings:
+    """Where the media relay binds and which ports it may use (RTP even, RTCP odd: RFC 3550 11)."""
+
+    bind: str = "127.0.0.1"
+    advertise: str | None = None  # address written in SDP; None means ``bind``
+    port_min: int = 20000
+    port_max: int = 29999
+    timeout: float = 60.0  # seconds without media before the call is ended; 0 = never
+
+
+@dataclass(frozen=True, slots=True)
+class SessionTimerSettings:
+    """Session refresh interval offered and the smallest one accepted (RFC 4028 4 and 5)."""
+
+    expires: int = 1800
+    min_se: int = 90
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationSettings:
+    """Bounds of a binding's lifetime at the registrar (RFC 3261 10.2.1.1 and 10.3 step 7)."""
+
+    min_expires: int = 60
+    max_expires: int = 3600
+    default_expires: int = 600
+
+
+@dataclass(frozen=True, slots=True)
+class StaticAddress:
+    """A station that does not register: where to send its INVITEs."""
+
+    host: str  # IPv6 literals without brackets
+    port: int = 5060
+    transport: Transport = "udp"
+
+    @property
+    def hostport(self) -> str:
+        """``host:port`` as written in a SIP URI (IPv6 in brackets, RFC 3261 19.1.1)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Kiosk:
+    """A public kiosk ("borne usager") at a site, and the services its buttons may dial."""
+
+    id: str
+    site: str
+    label: str
+    username: str | None
+    addresses: tuple[str, ...]  # source IPs trusted without authentication
+    services: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """What a kiosk button dials, by name or number; ``label`` is the French screen text."""
+
+    name: str
+    number: str
+    partner: str
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class Station:
+    """A partner's expert station: it registers (``username``) or sits at a static ``address``.
+
+    ``max_calls`` is how many calls it takes at once: 1 for a videoconference unit (the
+    partner shows as busy meanwhile), 0 for no limit (a load-test peer).
+    """
+
+    id: str
+    partner: str
+    username: str | None
+    address: StaticAddress | None
+    max_calls: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Partner:
+    """A partner organisation (CAF, CPAM, ...) and its stations, in hunting order."""
+
+    id: str
+    name: str
+    stations: tuple[Station, ...]
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Dialplan:
+    """One department's routing data, indexed for the lookups the B2BUA and registrar make."""
+
+    source: Path
+    domain: str
+    auth: AuthSettings
+    media: MediaSettings = field(default_factory=MediaSettings)
+    session_timer: SessionTimerSettings = field(default_factory=SessionTimerSettings)
+    registration: RegistrationSettings = field(default_factory=RegistrationSettings)
+    kiosks: Mapping[str, Kiosk] = field(default_factory=dict)
+    services: Mapping[str, Service] = field(default_factory=dict)
+    partners: Mapping[str, Partner] = field(default_factory=dict)
+    credentials: Mapping[str, SecretStr] = field(default_factory=dict, repr=False)
+
+    _kiosk_by_user: Mapping[str, Kiosk] = field(init=False, repr=False)
+    _kiosk_by_address: Mapping[str, Kiosk] = field(init=False, repr=False)
+    _station_by_user: Mapping[str, tuple[Partner, Station]] = field(init=False, repr=False)
+    _service_by_key: Mapping[str, Service] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Frozen views, so that a shared dialplan cannot be edited behind the B2BUA's back.
+        def freeze(name: str, value: Mapping[str, object]) -> None:
+            object.__setattr__(self, name, MappingProxyType(dict(value)))
+
+        freeze("kiosks", self.kiosks)
+        freeze("services", self.services)
+        freeze("partners", self.partners)
+        freeze("credentials", self.credentials)
+        freeze(
+            "_kiosk_by_user",
+            {k.username: k for k in self.kiosks.values() if k.username is not None},
+        )
+        by_address: dict[str, Kiosk] = {}
+        for kiosk in self.kiosks.values():
+            for address in kiosk.addresses:
+                by_address[normalise_ip(address) or address] = kiosk
+        freeze("_kiosk_by_address", by_address)
+        freeze(
+            "_station_by_user",
+            {
+                station.username: (partner, station)
+                for partner in self.partners.values()
+                for station in partner.stations
+                if station.username is not None
+            },
+        )
+        by_key: dict[str, Service] = {}
+        for service in self.services.values():
+            by_key[service.name.lower()] = service
+            by_key[service.number] = service
+        freeze("_service_by_key", by_key)
+
+    def kiosk_for_user(self, username: str) -> Kiosk | None:
+        """The kiosk that logs in as ``username`` (user parts compare exactly, RFC 3261 19.1.4)."""
+        return self._kiosk_by_user.get(username)
+
+    def kiosk_for_address(self, host: str) -> Kiosk | None:
+        """The kiosk trusted by its source IP ``host`` (IPv4, IPv6, bracketed or v4-mapped)."""
+        address = normalise_ip(host)
+        return None if address is None else self._kiosk_by_address.get(address)
+
+    def station_for_user(self, username: str) -> tuple[Partner, Station] | None:
+        """The station that registers as ``username``, with its partner."""
+        return self._station_by_user.get(username)
+
+    def secret_for(self, username: str) -> str | None:
+        """The digest password of a kiosk or station login, or None for an unknown user."""
+        secret = self.credentials.get(username)
+        return None if secret is None else secret.get_secret_value()
+
+    def resolve_service(self, user_part: str) -> Service | None:
+        """The service a kiosk dialled: by name (case-insensitive) or by number."""
+        return self._service_by_key.get(user_part.strip().lower())
+
+    def may_call(self, kiosk: Kiosk, service: Service) -> bool:
+        """Whether ``kiosk`` offers ``service`` (not every site offers every partner)."""
+        return service.name in kiosk.services and self.services.get(service.name) == service
+
+    def partner_for(self, service: Service) -> Partner:
+        """The partner a service routes to (the loader guarantees it exists)."""
+        return self.partners[service.partner]

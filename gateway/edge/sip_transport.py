@@ -1,0 +1,277 @@
+"""The asyncio edge of the SIP stack: UDP and TCP sockets around the sans-IO core.
+
+One :class:`SipEndpoint` owns the sockets, one :class:`TransactionLayer` and a single
+re-armed timer, in the manner of aioquic's protocol classes: bytes in -> parse -> feed
+the layer -> hand its events to the transaction user -> write what it queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+from gateway.sip.errors import SipParseError
+from gateway.sip.message import (
+    Request,
+    Response,
+    StreamFramer,
+    parse_message,
+    salvage_error_response,
+)
+from gateway.sip.transaction import Address, TransactionEvent, TransactionLayer
+
+log = logging.getLogger(__name__)
+
+
+class TransactionUser(Protocol):
+    """The layer above transactions (RFC 3261 section 8/12/13: UA core, registrar, B2BUA)."""
+
+    def handle_event(self, event: TransactionEvent) -> None:
+        """Consume one transaction event; may call back into the endpoint to send."""
+
+
+class EndpointCounters:
+    """Plain counters read by the metrics exporter (cheaper than labels on the hot path)."""
+
+    __slots__ = ("parse_errors", "received", "send_errors", "sent")
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.sent = 0
+        self.parse_errors = 0
+        self.send_errors = 0
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, endpoint: SipEndpoint) -> None:
+        self.endpoint = endpoint
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.endpoint.data_received(data, (addr[0], addr[1]), "udp")
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable from a vanished peer: the transaction times out by itself.
+        log.debug("udp error: %s", exc)
+
+
+class _TcpConnection(asyncio.Protocol):
+    def __init__(self, endpoint: SipEndpoint) -> None:
+        self.endpoint = endpoint
+        self.framer = StreamFramer()
+        self.transport: asyncio.Transport | None = None
+        self.peer: Address = ("", 0)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = (peer[0], peer[1])
+        self.endpoint._tcp[self.peer] = self
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            messages = self.framer.feed(data)
+        except SipParseError as exc:
+            # A broken stream cannot be resynchronised (18.3): answer if we can, then close.
+            self.endpoint.counters.parse_errors += 1
+            log.info("closing TCP %s:%s: %s", *self.peer, exc.reason)
+            reply = salvage_error_response(bytes(self.framer._buf), exc.status, exc.reason)
+            if reply is not None and self.transport is not None:
+                self.transport.write(reply)
+            if self.transport is not None:
+                self.transport.close()
+            return
+        for raw in messages:
+            self.endpoint.data_received(raw, self.peer, "tcp", stream=True)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.endpoint._tcp.get(self.peer) is self:
+            del self.endpoint._tcp[self.peer]
+
+
+class SipEndpoint:
+    """UDP and TCP listeners plus the transaction layer and its timer."""
+
+    def __init__(self, host: str, port: int, *, layer: TransactionLayer | None = None) -> None:
+        self.host = host
+        self.port = port
+        self.layer = layer or TransactionLayer()
+        self.counters = EndpointCounters()
+        self.tu: TransactionUser | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp_server: asyncio.AbstractServer | None = None
+        self._tcp: dict[Address, _TcpConnection] = {}
+        self._connecting: dict[Address, list[bytes]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_when: float | None = None
+        self._pumping = False
+
+    # -- life cycle -------------------------------------------------------------------
+    async def start(self, *, tcp: bool = True) -> None:
+        """Bind the UDP socket and, unless told otherwise, the TCP listener."""
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _UdpProtocol(self), local_addr=(self.host, self.port)
+        )
+        self._udp = transport
+        if self.port == 0:
+            self.port = transport.get_extra_info("sockname")[1]
+        if tcp:
+            self._tcp_server = await loop.create_server(
+                lambda: _TcpConnection(self), self.host, self.port, reuse_address=True
+            )
+
+    async def close(self) -> None:
+        """Close every socket and stop the timer."""
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._udp is not None:
+            self._udp.close()
+        for conn in list(self._tcp.values()):
+            if conn.transport is not None:
+                conn.transport.close()
+        if self._tcp_server is not None:
+            self._tcp_server.close()
+            await self._tcp_server.wait_closed()
+
+    def now(self) -> float:
+        """The clock the transaction layer runs on (the loop's monotonic time)."""
+        assert self._loop is not None
+        return self._loop.time()
+
+    # -- receive path -------------------------------------------------------------------
+    def data_received(
+        self, data: bytes, source: Address, transport: str, *, stream: bool = False
+    ) -> None:
+        """One datagram or one framed stream message arrived."""
+        self.counters.received += 1
+        if data in (b"\r\n\r\n", b"\r\n"):
+            if transport == "udp" and data == b"\r\n\r\n":
+                self._write(b"\r\n", source, transport)  # RFC 5626 4.4.1 keep-alive pong
+            return
+        try:
+            message = parse_message(data, stream=stream)
+        except SipParseError as exc:
+            self.counters.parse_errors += 1
+            log.info("bad message from %s:%s: %s", source[0], source[1], exc.reason)
+            reply = salvage_error_response(data, exc.status, exc.reason)
+            if reply is not None:
+                self._write(reply, source, transport)
+            return
+        self.layer.receive(message, source, transport, self.now())
+        self._pump()
+
+    # -- send path ----------------------------------------------------------------------
+    def send_request(self, request: Request, dest: Address, transport: str) -> str:
+        """Start a client transaction and send (the request's Via must be set)."""
+        key = self.layer.send_request(request, dest, transport, self.now())
+        self._flush_if_idle()
+        return key
+
+    def send_response(self, key: str, response: Response) -> None:
+        """Answer through a server transaction."""
+        self.layer.send_response(key, response, self.now())
+        self._flush_if_idle()
+
+    def send_stateless(self, message: Request | Response, dest: Address, transport: str) -> None:
+        """Send outside a transaction (ACK for 2xx)."""
+        self.layer.send_stateless(message, dest, transport)
+        self._flush_if_idle()
+
+    def via_for(self, transport: str, branch: str) -> str:
+        """Our Via value for a new request (18.1.1), asking for rport (RFC 3581)."""
+        return f"SIP/2.0/{transport.upper()} {self.host}:{self.port};branch={branch};rport"
+
+    def contact_uri(self, transport: str, user: str = "vrgw") -> str:
+        """The Contact URI legs put in dialog-creating messages."""
+        suffix = ";transport=tcp" if transport == "tcp" else ""
+        return f"sip:{user}@{self.host}:{self.port}{suffix}"
+
+    def _flush_if_idle(self) -> None:
+        if not self._pumping:
+            self._pump()
+
+    def _pump(self) -> None:
+        """Drain events to the TU, then write out and re-arm the timer."""
+        if self._pumping:
+            return
+        self._pumping = True
+        try:
+            layer = self.layer
+            tu = self.tu
+            while (event := layer.next_event()) is not None:
+                if tu is not None:
+                    try:
+                        tu.handle_event(event)
+                    except Exception:  # a TU bug must not take the endpoint down
+                        log.exception("transaction user failed on %r", type(event).__name__)
+            for out in layer.datagrams_to_send():
+                self._write(out.data, out.dest, out.transport)
+        finally:
+            self._pumping = False
+        self._rearm()
+
+    def _rearm(self) -> None:
+        when = self.layer.next_timer()
+        if when == self._timer_when:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_when = when
+        if when is not None and self._loop is not None:
+            self._timer = self._loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_when = None
+        self.layer.handle_timer(self.now())
+        self._pump()
+
+    def _write(self, data: bytes, dest: Address, transport: str) -> None:
+        self.counters.sent += 1
+        if transport == "udp":
+            if self._udp is not None:
+                self._udp.sendto(data, dest)
+            return
+        conn = self._tcp.get(dest)
+        if conn is not None and conn.transport is not None and not conn.transport.is_closing():
+            conn.transport.write(data)
+            return
+        pending = self._connecting.get(dest)
+        if pending is not None:
+            pending.append(data)
+            return
+        self._connecting[dest] = [data]
+        assert self._loop is not None
+        self._loop.create_task(self._connect(dest))
+
+    async def _connect(self, dest: Address) -> None:
+        """Open an outgoing TCP connection (18.1.1) and flush what waited for it."""
+        assert self._loop is not None
+        try:
+            await self._loop.create_connection(lambda: _TcpConnection(self), dest[0], dest[1])
+        except OSError as exc:
+            dropped = self._connecting.pop(dest, [])
+            self.counters.send_errors += len(dropped)
+            log.warning("TCP connect to %s:%s failed: %s", dest[0], dest[1], exc)
+            return
+        queued = self._connecting.pop(dest, [])
+        conn = self._tcp.get(dest)
+        if conn is not None and conn.transport is not None:
+            for data in queued:
+                conn.transport.write(data)
+
+
+def bind_tu(endpoint: SipEndpoint, handler: Callable[[TransactionEvent], None]) -> None:
+    """Attach a plain function as the transaction user (handy in tests)."""
+
+    class _Fn:
+        def handle_event(self, event: TransactionEvent) -> None:
+            handler(event)
+
+    endpoint.tu = _Fn()

@@ -1,0 +1,579 @@
+"""The built-in media relay: RTP/RTCP anchoring for calls bridged by the B2BUA.
+
+Each relayed stream (one m= line) owns up to four UDP sockets: an RTP/RTCP port pair
+facing side A (what A sends to, and what A receives from) and a pair facing side B. An
+SDP from side X is rewritten to carry the pair facing the *other* side, since that is
+the SDP the other side reads. A datagram arriving on the X-facing socket is sent out of
+the matching socket facing the other side, to that side's address.
+
+That address starts as the one in the SDP and is then *latched* to the source of the
+first packet actually received from the side (symmetric RTP, RFC 4961; the usual NAT
+traversal for anchored media), separately for RTP and RTCP. Latching re-arms when a
+side's SDP moves its media elsewhere. After latching, packets from other sources are
+still relayed but do not move the destination.
+
+Sockets are plain non-blocking sockets watched with ``loop.add_reader``: each wake-up
+drains the socket with ``recvfrom_into`` into one shared buffer. Measured on the
+project's machines (burst forwarding, one process): about 8 us of CPU per packet under
+both asyncio and uvloop, against 40 us (asyncio) and 10 us (uvloop) for datagram
+endpoints, which hand over one datagram per callback. The hot path does no clock read:
+one watcher task per engine compares packet totals between checks to find dead calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import socket
+from collections import deque
+from dataclasses import dataclass
+
+from gateway.call.events import Side
+from gateway.media.engine import (
+    DirectionStats,
+    MediaError,
+    SessionStats,
+    StreamStats,
+    TimeoutHandler,
+)
+from gateway.sip.sdp import (
+    Connection,
+    Direction,
+    MediaDescription,
+    SessionDescription,
+)
+
+logger = logging.getLogger(__name__)
+
+# Attributes of ICE (RFC 8839 section 5) that make no sense once the relay anchors media.
+ICE_ATTRIBUTES = frozenset(
+    {
+        "candidate",
+        "ice-ufrag",
+        "ice-pwd",
+        "ice-options",
+        "ice-lite",
+        "ice-mismatch",
+        "ice-pacing",
+        "end-of-candidates",
+        "remote-candidates",
+    }
+)
+
+_BURST = 64  # datagrams drained per wake-up, so one busy socket cannot starve the others
+_BUFFER_SIZE = 65536  # the largest UDP payload fits; recvfrom_into never allocates
+
+Address = tuple[str, int]
+
+
+class _Leg:
+    """One side of one stream: the sockets facing that side and where that side is."""
+
+    __slots__ = (
+        "port",
+        "rtcp_dest",
+        "rtcp_latched",
+        "rtcp_sdp",
+        "rtcp_sock",
+        "rtp_dest",
+        "rtp_latched",
+        "rtp_sdp",
+        "rtp_sock",
+        "rx",
+    )
+
+    def __init__(self, rx: DirectionStats) -> None:
+        self.rx = rx  # counters of what this side sends (received on these sockets)
+        self.port: int | None = None
+        self.rtp_sock: socket.socket | None = None
+        self.rtcp_sock: socket.socket | None = None
+        self.rtp_sdp: Address | None = None
+        self.rtcp_sdp: Address | None = None
+        self.rtp_dest: Address | None = None
+        self.rtcp_dest: Address | None = None
+        self.rtp_latched = False
+        self.rtcp_latched = False
+
+    def set_sdp_addresses(self, rtp: Address | None, rtcp: Address | None) -> None:
+        """Take the side's addresses from its latest SDP (RFC 3264 8.3.1: it may move)."""
+        if rtp != self.rtp_sdp:
+            if self.rtp_sdp is not None or not self.rtp_latched:
+                self.rtp_latched = False
+                self.rtp_dest = rtp
+            self.rtp_sdp = rtp
+        if rtcp != self.rtcp_sdp:
+            if self.rtcp_sdp is not None or not self.rtcp_latched:
+                self.rtcp_latched = False
+                self.rtcp_dest = rtcp
+            self.rtcp_sdp = rtcp
+
+
+class _Stream:
+    """One relayed m= line with both of its legs."""
+
+    __slots__ = ("active", "held", "index", "kind", "legs", "stats")
+
+    def __init__(self, index: int, kind: str) -> None:
+        self.index = index
+        self.kind = kind
+        self.stats = StreamStats(index=index, kind=kind)
+        self.legs = {Side.A: _Leg(self.stats.a_to_b), Side.B: _Leg(self.stats.b_to_a)}
+        self.active = False
+        self.held = False
+
+    def packet_total(self) -> int:
+        a, b = self.stats.a_to_b, self.stats.b_to_a
+        return a.rtp_packets + a.rtcp_packets + b.rtp_packets + b.rtcp_packets
+
+
+class _Session:
+    __slots__ = ("answered", "call_id", "last_activity", "last_total", "streams", "timed_out")
+
+    def __init__(self, call_id: str) -> None:
+        self.call_id = call_id
+        self.streams: list[_Stream] = []
+        self.answered = False
+        self.last_activity = 0.0
+        self.last_total = 0
+        self.timed_out = False
+
+    def packet_total(self) -> int:
+        return sum(s.packet_total() for s in self.streams)
+
+    def on_hold(self) -> bool:
+        """Every live stream is inactive: silence is expected, not a dead call."""
+        live = [s for s in self.streams if s.active]
+        return bool(live) and all(s.held for s in live)
+
+
+@dataclass(slots=True)
+class _Allocation:
+    leg: _Leg
+    other: _Leg
+    port: int
+    rtp: socket.socket
+    rtcp: socket.socket
+
+
+def _snapshot(stream: _Stream) -> StreamStats:
+    def copy(d: DirectionStats) -> DirectionStats:
+        return DirectionStats(d.rtp_packets, d.rtp_bytes, d.rtcp_packets, d.rtcp_bytes)
+
+    return StreamStats(
+        index=stream.index,
+        kind=stream.kind,
+        a_to_b=copy(stream.stats.a_to_b),
+        b_to_a=copy(stream.stats.b_to_a),
+        a_peer=stream.legs[Side.A].rtp_dest,
+        b_peer=stream.legs[Side.B].rtp_dest,
+    )
+
+
+class RelayEngine:
+    """The built-in :class:`~gateway.media.engine.MediaEngine`: a UDP RTP/RTCP relay.
+
+    Ports come in even/odd RTP/RTCP pairs (RFC 3550 11) from ``[port_min, port_max]``;
+    a port some other process holds is skipped, never fatal. With ``timeout > 0`` the
+    timeout handler runs once when an answered call has seen no packet for that long.
+    """
+
+    def __init__(
+        self,
+        *,
+        bind_host: str = "127.0.0.1",
+        advertise_host: str | None = None,
+        port_min: int = 20000,
+        port_max: int = 29999,
+        timeout: float = 60.0,
+    ) -> None:
+        try:
+            bind_ip = ipaddress.ip_address(bind_host)
+        except ValueError as exc:
+            raise ValueError(f"bind_host must be an IP address, got {bind_host!r}") from exc
+        if bind_ip.is_unspecified and advertise_host is None:
+            raise ValueError(f"bind_host {bind_host} is a wildcard: set advertise_host")
+        first = port_min + (port_min % 2)
+        if not (0 < port_min <= port_max <= 65535) or first + 1 > port_max:
+            raise ValueError(f"port range {port_min}-{port_max} holds no even/odd port pair")
+        self.bind_host = bind_host
+        self.advertise_host = advertise_host or bind_host
+        self.port_min = port_min
+        self.port_max = port_max
+        self.timeout = timeout
+        self._family = socket.AF_INET6 if bind_ip.version == 6 else socket.AF_INET
+        self._free: deque[int] = deque(range(first, port_max, 2))
+        self._sessions: dict[str, _Session] = {}
+        self._ports_in_use = 0
+        self._handler: TimeoutHandler | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self.send_errors = 0  # datagrams dropped because sendto failed
+        self._buffer = bytearray(_BUFFER_SIZE)
+        self._view = memoryview(self._buffer)
+
+    # --- MediaEngine protocol ----------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the media-timeout watcher (also started by the first offer)."""
+        self._ensure_running()
+
+    async def close(self) -> None:
+        """Release every session and stop the watcher."""
+        for call_id in list(self._sessions):
+            await self.delete(call_id)
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
+
+    async def offer(
+        self, call_id: str, sdp: SessionDescription, *, from_side: Side
+    ) -> SessionDescription:
+        """Relay an offer from ``from_side``: allocate the other side's ports, rewrite the SDP."""
+        self._ensure_running()
+        return self._negotiate(call_id, sdp, from_side, answer=False)
+
+    async def answer(
+        self, call_id: str, sdp: SessionDescription, *, from_side: Side
+    ) -> SessionDescription:
+        """Relay the answer from ``from_side`` (RFC 3264 6); arms the media timeout."""
+        self._ensure_running()
+        return self._negotiate(call_id, sdp, from_side, answer=True)
+
+    async def delete(self, call_id: str) -> SessionStats | None:
+        """Close the call's sockets, give the ports back and return the final counters."""
+        session = self._sessions.pop(call_id, None)
+        if session is None:
+            return None
+        for stream in session.streams:
+            for leg in stream.legs.values():
+                self._release(leg)
+        logger.debug("call %s: media relay released", call_id)
+        return SessionStats(call_id, [_snapshot(s) for s in session.streams])
+
+    def stats(self, call_id: str) -> SessionStats | None:
+        """A snapshot of a live call's counters and latched peers."""
+        session = self._sessions.get(call_id)
+        if session is None:
+            return None
+        return SessionStats(call_id, [_snapshot(s) for s in session.streams])
+
+    def set_timeout_handler(self, handler: TimeoutHandler) -> None:
+        """Register the callback run with ``call_id`` when a call's media stops."""
+        self._handler = handler
+
+    @property
+    def ports_in_use(self) -> int:
+        """UDP ports bound right now (two per allocated leg)."""
+        return self._ports_in_use
+
+    @property
+    def session_count(self) -> int:
+        """Live relay sessions."""
+        return len(self._sessions)
+
+    # --- offer/answer ------------------------------------------------------------------
+
+    def _negotiate(
+        self, call_id: str, sdp: SessionDescription, from_side: Side, *, answer: bool
+    ) -> SessionDescription:
+        session = self._sessions.get(call_id)
+        if session is None and answer:
+            raise MediaError(f"call {call_id}: answer without an offer")
+        to_side = from_side.other
+        relayable = [self._relayable(m) for m in sdp.media]
+        for i, (media, ok) in enumerate(zip(sdp.media, relayable, strict=True)):
+            if ok and sdp.connection_for(media) is None:
+                raise MediaError(f"call {call_id}: m-line {i} ({media.kind}) has no c= address")
+
+        new_session = session is None
+        if session is None:
+            session = _Session(call_id)
+        streams = list(session.streams)
+        for i in range(len(streams), len(sdp.media)):
+            streams.append(_Stream(i, sdp.media[i].kind))
+
+        # Allocate everything before changing anything, so a failure leaks no port.
+        needed = [
+            (streams[i].legs[to_side], streams[i].legs[from_side])
+            for i, ok in enumerate(relayable)
+            if ok and streams[i].legs[to_side].port is None
+        ]
+        allocations: list[_Allocation] = []
+        try:
+            for leg, other in needed:
+                port, rtp, rtcp = self._bind_pair()
+                allocations.append(_Allocation(leg, other, port, rtp, rtcp))
+        except MediaError:
+            for alloc in allocations:
+                self._close_pair(alloc.port, alloc.rtp, alloc.rtcp)
+            raise MediaError(
+                f"call {call_id}: needed {len(needed)} port pairs, "
+                f"found {len(allocations)} in {self.port_min}-{self.port_max}"
+            ) from None
+
+        session.streams = streams
+        if new_session:
+            self._sessions[call_id] = session
+        for alloc in allocations:
+            self._attach(alloc)
+
+        out = sdp.copy()
+        for i, media in enumerate(sdp.media):
+            stream = streams[i]
+            if stream.kind != media.kind:  # RFC 3264 8.3: a freed slot may change media
+                stream.kind = stream.stats.kind = media.kind
+            if not relayable[i]:
+                self._deactivate(stream)
+                out.media[i].port = 0
+                continue
+            stream.active = True
+            effective = sdp.effective_direction(media)
+            conn = sdp.connection_for(media)
+            assert conn is not None  # checked above
+            stream.held = effective is Direction.INACTIVE or conn.is_unspecified
+            rtp_dest, rtcp_dest = self._sdp_addresses(conn, media)
+            stream.legs[from_side].set_sdp_addresses(rtp_dest, rtcp_dest)
+            self._rewrite_media(out.media[i], stream.legs[to_side])
+        if out.connection is not None:
+            out.connection = Connection.for_address(self.advertise_host)
+        out.remove_attrs(ICE_ATTRIBUTES)
+        out.bump_version()
+
+        if answer:
+            # The clock starts (again) at each answer: media may rightly have been
+            # silent until now, for instance during a hold that this answer ends.
+            session.answered = True
+            session.timed_out = False
+            session.last_total = session.packet_total()
+            session.last_activity = self._now()
+        logger.debug(
+            "call %s: %s from %s relayed, %d port(s) in use",
+            call_id,
+            "answer" if answer else "offer",
+            from_side.name,
+            self._ports_in_use,
+        )
+        return out
+
+    @staticmethod
+    def _relayable(media: MediaDescription) -> bool:
+        # A UDP relay cannot anchor TCP media (TCP/BFCP, TCP/MSRP, ...): such lines are
+        # refused with port 0, the way RFC 3264 6 rejects a stream.
+        return media.port != 0 and not media.proto.upper().startswith("TCP")
+
+    def _rewrite_media(self, media: MediaDescription, leg: _Leg) -> None:
+        assert leg.port is not None
+        media.port = leg.port
+        media.port_count = None
+        if media.connection is not None:
+            media.connection = Connection.for_address(self.advertise_host)
+        media.extra_connections = []
+        media.remove_attrs(ICE_ATTRIBUTES)
+        if media.has_attr("rtcp"):
+            conn = Connection.for_address(self.advertise_host)
+            value = f"{leg.port + 1} {conn.nettype} {conn.addrtype} {conn.address}"
+            media.attributes = [
+                ("rtcp", value) if name == "rtcp" else (name, v) for name, v in media.attributes
+            ]
+
+    def _sdp_addresses(
+        self, conn: Connection, media: MediaDescription
+    ) -> tuple[Address | None, Address | None]:
+        """Where a side's SDP says it receives RTP and RTCP (RFC 3605 for ``a=rtcp``)."""
+        rtp_host = self._usable_host(conn.address)
+        rtcp_host = rtp_host
+        rtcp_port = media.port + 1
+        value = media.get_attr("rtcp")
+        if value:
+            parts = value.split()
+            if parts[0].isascii() and parts[0].isdigit() and 0 < int(parts[0]) <= 65535:
+                rtcp_port = int(parts[0])
+                if len(parts) >= 4:
+                    rtcp_host = self._usable_host(parts[3])
+            else:
+                logger.info("ignoring malformed a=rtcp:%s", value)
+        rtp = (rtp_host, media.port) if rtp_host is not None else None
+        rtcp = (rtcp_host, rtcp_port) if rtcp_host is not None else None
+        return rtp, rtcp
+
+    def _usable_host(self, address: str) -> str | None:
+        """An address we can send to from our sockets; ``None`` leaves it to latching."""
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            logger.info("SDP address %r is not an IP literal: waiting for latching", address)
+            return None
+        if ip.is_unspecified or (ip.version == 6) != (self._family == socket.AF_INET6):
+            return None
+        return str(ip)
+
+    # --- ports and sockets -------------------------------------------------------------
+
+    def _bind_pair(self) -> tuple[int, socket.socket, socket.socket]:
+        for _ in range(len(self._free)):
+            port = self._free.popleft()
+            try:
+                rtp = self._bind(port)
+            except OSError as exc:
+                logger.info("RTP port %d unavailable (%s): skipped", port, exc.strerror)
+                self._free.append(port)
+                continue
+            try:
+                rtcp = self._bind(port + 1)
+            except OSError as exc:
+                logger.info("RTCP port %d unavailable (%s): skipped", port + 1, exc.strerror)
+                rtp.close()
+                self._free.append(port)
+                continue
+            self._ports_in_use += 2
+            return port, rtp, rtcp
+        raise MediaError(f"no free RTP/RTCP port pair in {self.port_min}-{self.port_max}")
+
+    def _bind(self, port: int) -> socket.socket:
+        sock = socket.socket(self._family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.bind((self.bind_host, port))
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def _close_pair(self, port: int, rtp: socket.socket, rtcp: socket.socket) -> None:
+        rtp.close()
+        rtcp.close()
+        self._ports_in_use -= 2
+        # Freed ports go to the back of the queue: stale packets of the old call
+        # should not land in the next one.
+        self._free.append(port)
+
+    def _attach(self, alloc: _Allocation) -> None:
+        leg, other = alloc.leg, alloc.other
+        leg.port, leg.rtp_sock, leg.rtcp_sock = alloc.port, alloc.rtp, alloc.rtcp
+        loop = asyncio.get_running_loop()
+        loop.add_reader(alloc.rtp.fileno(), self._relay_rtp, alloc.rtp, leg, other)
+        loop.add_reader(alloc.rtcp.fileno(), self._relay_rtcp, alloc.rtcp, leg, other)
+
+    def _release(self, leg: _Leg) -> None:
+        if leg.port is None or leg.rtp_sock is None or leg.rtcp_sock is None:
+            return
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(leg.rtp_sock.fileno())
+        loop.remove_reader(leg.rtcp_sock.fileno())
+        self._close_pair(leg.port, leg.rtp_sock, leg.rtcp_sock)
+        leg.port = leg.rtp_sock = leg.rtcp_sock = None
+
+    def _deactivate(self, stream: _Stream) -> None:
+        """A stream refused or removed (port 0): free its ports until it comes back."""
+        stream.active = False
+        for leg in stream.legs.values():
+            self._release(leg)
+
+    # --- the hot path ------------------------------------------------------------------
+
+    def _relay_rtp(self, sock: socket.socket, src: _Leg, dst: _Leg) -> None:
+        """Drain an RTP socket facing ``src``; forward to ``dst`` (RFC 5761 demux counts)."""
+        buf = self._buffer
+        view = self._view
+        rx = src.rx
+        for _ in range(_BURST):
+            try:
+                size, addr = sock.recvfrom_into(buf)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                logger.debug("RTP receive failed: %s", exc)
+                return
+            if not src.rtp_latched:
+                src.rtp_dest = addr
+                src.rtp_latched = True
+            # rtcp-mux: RTCP types 192-223 fill the byte holding RTP's marker and PT
+            if size >= 8 and 192 <= buf[1] <= 223:
+                rx.rtcp_packets += 1
+                rx.rtcp_bytes += size
+            else:
+                rx.rtp_packets += 1
+                rx.rtp_bytes += size
+            out = dst.rtp_sock
+            dest = dst.rtp_dest
+            if out is not None and dest is not None:
+                try:
+                    out.sendto(view[:size], dest)
+                except OSError:
+                    # a full socket buffer or an unreachable peer: drop, as the network would
+                    self.send_errors += 1
+
+    def _relay_rtcp(self, sock: socket.socket, src: _Leg, dst: _Leg) -> None:
+        """Drain an RTCP socket facing ``src``; forward to ``dst``'s RTCP address."""
+        buf = self._buffer
+        view = self._view
+        rx = src.rx
+        for _ in range(_BURST):
+            try:
+                size, addr = sock.recvfrom_into(buf)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                logger.debug("RTCP receive failed: %s", exc)
+                return
+            if not src.rtcp_latched:
+                src.rtcp_dest = addr
+                src.rtcp_latched = True
+            rx.rtcp_packets += 1
+            rx.rtcp_bytes += size
+            out = dst.rtcp_sock
+            dest = dst.rtcp_dest
+            if out is not None and dest is not None:
+                try:
+                    out.sendto(view[:size], dest)
+                except OSError:
+                    self.send_errors += 1
+
+    # --- media timeout -----------------------------------------------------------------
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def _ensure_running(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.timeout > 0 and (self._watcher is None or self._watcher.done()):
+            self._watcher = loop.create_task(self._watch(), name="media-timeout-watcher")
+
+    async def _watch(self) -> None:
+        interval = min(1.0, self.timeout / 4)
+        while True:
+            await asyncio.sleep(interval)
+            self.check_timeouts()
+
+    def check_timeouts(self) -> list[str]:
+        """Run one timeout check now; return the calls whose handler was called."""
+        now = self._now()
+        fired: list[str] = []
+        for session in list(self._sessions.values()):
+            if not session.answered:
+                continue
+            total = session.packet_total()
+            if total != session.last_total or session.on_hold():
+                session.last_total = total
+                session.last_activity = now
+                session.timed_out = False
+                continue
+            if session.timed_out or now - session.last_activity < self.timeout:
+                continue
+            session.timed_out = True
+            fired.append(session.call_id)
+            logger.info(
+                "call %s: no media for %.1f s", session.call_id, now - session.last_activity
+            )
+            if self._handler is not None:
+                try:
+                    self._handler(session.call_id)
+                except Exception:
+                    logger.exception("media timeout handler failed for call %s", session.call_id)
+        return fired
+
+
+__all__ = ["ICE_ATTRIBUTES", "RelayEngine"]

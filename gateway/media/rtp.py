@@ -1,0 +1,177 @@
+"""RTP packets (RFC 3550 section 5.1) and RTP/RTCP demultiplexing (RFC 5761 section 4).
+
+Sans-IO: bytes in, plain values out. The relay's hot path only needs :func:`is_rtcp`;
+:func:`parse_rtp` is for statistics, tests and tools, and is strict so that fuzzing
+proves nothing but :class:`RtpParseError` can escape it.
+
+RFC 3550 5.1 fixed header::
+
+     0                   1                   2                   3
+     0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+    |V=2|P|X|  CC   |M|     PT      |       sequence number         |
+    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+    |                           timestamp                           |
+    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+    |           synchronization source (SSRC) identifier            |
+    +=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+
+    |            contributing source (CSRC) identifiers             |
+    |                             ....                              |
+    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+RTP_VERSION = 2
+_FIXED = struct.Struct("!BBHII")
+_EXTENSION = struct.Struct("!HH")
+_RTCP_HEADER = struct.Struct("!BBH")
+
+
+class RtpParseError(ValueError):
+    """The bytes are not a valid RTP packet (or RTCP compound packet)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RtpPacket:
+    """One RTP packet (RFC 3550 5.1); ``padding`` holds the raw padding bytes, count last."""
+
+    payload_type: int
+    sequence: int
+    timestamp: int
+    ssrc: int
+    payload: bytes = b""
+    marker: bool = False
+    csrcs: tuple[int, ...] = ()
+    extension_profile: int | None = None
+    extension_data: bytes = b""
+    padding: bytes = b""
+
+    @property
+    def version(self) -> int:
+        """Always 2: :func:`parse_rtp` refuses any other version."""
+        return RTP_VERSION
+
+    @property
+    def csrc_count(self) -> int:
+        """The CC field."""
+        return len(self.csrcs)
+
+    @property
+    def has_extension(self) -> bool:
+        """The X bit (RFC 3550 5.3.1)."""
+        return self.extension_profile is not None
+
+    def serialize(self) -> bytes:
+        """The packet as sent on the wire."""
+        if len(self.csrcs) > 15:
+            raise ValueError("at most 15 CSRC identifiers fit in an RTP header")
+        if len(self.extension_data) % 4:
+            raise ValueError("RTP header extension data must be a multiple of 4 bytes")
+        if self.padding and self.padding[-1] != len(self.padding):
+            raise ValueError("the last padding byte must count the padding bytes")
+        first = (
+            (RTP_VERSION << 6)
+            | (0x20 if self.padding else 0)
+            | (0x10 if self.extension_profile is not None else 0)
+            | len(self.csrcs)
+        )
+        second = (0x80 if self.marker else 0) | self.payload_type
+        parts = [_FIXED.pack(first, second, self.sequence, self.timestamp, self.ssrc)]
+        parts.extend(struct.pack("!I", c) for c in self.csrcs)
+        if self.extension_profile is not None:
+            parts.append(_EXTENSION.pack(self.extension_profile, len(self.extension_data) // 4))
+            parts.append(self.extension_data)
+        parts.append(self.payload)
+        parts.append(self.padding)
+        return b"".join(parts)
+
+
+def parse_rtp(packet: bytes) -> RtpPacket:
+    """Parse an RTP packet (RFC 3550 5.1, 5.3.1); raise :class:`RtpParseError` if invalid."""
+    size = len(packet)
+    if size < _FIXED.size:
+        raise RtpParseError(f"RTP packet of {size} bytes is shorter than the 12-byte header")
+    first, second, sequence, timestamp, ssrc = _FIXED.unpack_from(packet)
+    if first >> 6 != RTP_VERSION:
+        raise RtpParseError(f"RTP version {first >> 6}, expected 2")
+    offset = _FIXED.size
+    cc = first & 0x0F
+    if size < offset + 4 * cc:
+        raise RtpParseError(f"RTP packet of {size} bytes is too short for {cc} CSRC identifiers")
+    csrcs = struct.unpack_from(f"!{cc}I", packet, offset)
+    offset += 4 * cc
+    profile: int | None = None
+    ext_data = b""
+    if first & 0x10:
+        if size < offset + _EXTENSION.size:
+            raise RtpParseError("RTP header extension flag set but no extension header")
+        profile, words = _EXTENSION.unpack_from(packet, offset)
+        offset += _EXTENSION.size
+        if size < offset + 4 * words:
+            raise RtpParseError(
+                f"RTP header extension of {words} words runs past the end of the packet"
+            )
+        ext_data = bytes(packet[offset : offset + 4 * words])
+        offset += 4 * words
+    end = size
+    if first & 0x20:
+        count = packet[-1]
+        if count == 0:
+            raise RtpParseError("RTP padding flag set but the padding count is 0")
+        if count > size - offset:
+            raise RtpParseError(
+                f"RTP padding count {count} exceeds the {size - offset} bytes after the header"
+            )
+        end = size - count
+    return RtpPacket(
+        payload_type=second & 0x7F,
+        sequence=sequence,
+        timestamp=timestamp,
+        ssrc=ssrc,
+        payload=bytes(packet[offset:end]),
+        marker=bool(second & 0x80),
+        csrcs=csrcs,
+        extension_profile=profile,
+        extension_data=ext_data,
+        padding=bytes(packet[end:]),
+    )
+
+
+def is_rtcp(packet: bytes) -> bool:
+    """Whether a packet on a multiplexed port is RTCP (RFC 5761 section 4).
+
+    RTCP packet types 192-223 occupy the whole second byte, where RTP has the marker bit
+    and a payload type that RFC 5761 forbids for multiplexed sessions (64-95).
+    """
+    return len(packet) >= 8 and packet[0] >> 6 == RTP_VERSION and 192 <= packet[1] <= 223
+
+
+def rtcp_packet_types(packet: bytes) -> list[int]:
+    """Packet types of an RTCP compound packet, checking its framing (RFC 3550 6.1, 6.4)."""
+    types: list[int] = []
+    offset = 0
+    size = len(packet)
+    if size < _RTCP_HEADER.size:
+        raise RtpParseError(f"RTCP packet of {size} bytes is shorter than its 4-byte header")
+    while offset < size:
+        if size - offset < _RTCP_HEADER.size:
+            raise RtpParseError(f"{size - offset} stray bytes after the last RTCP packet")
+        first, ptype, words = _RTCP_HEADER.unpack_from(packet, offset)
+        if first >> 6 != RTP_VERSION:
+            raise RtpParseError(f"RTCP version {first >> 6} at offset {offset}, expected 2")
+        length = 4 * (words + 1)
+        if offset + length > size:
+            raise RtpParseError(
+                f"RTCP packet type {ptype} at offset {offset} claims {length} bytes, "
+                f"only {size - offset} left"
+            )
+        types.append(ptype)
+        offset += length
+    return types
+
+
+__all__ = ["RtpPacket", "RtpParseError", "is_rtcp", "parse_rtp", "rtcp_packet_types"]

@@ -1,0 +1,91 @@
+"""Prometheus metrics: counters updated per call, gauges read at scrape time.
+
+Hot-path figures (SIP messages, transactions, media ports) are plain integers owned by
+their components; a custom collector reads them when Prometheus scrapes, so the
+signalling path pays nothing for being observed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+    from gateway.call.b2bua import CallRecord
+
+
+class GatewayMetrics:
+    """All metrics of one gateway process, on their own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.calls = Counter(
+            "vrgw_calls",
+            "Calls ended, by service, site and outcome",
+            ["service", "site", "outcome"],
+            registry=self.registry,
+        )
+        self.call_duration = Histogram(
+            "vrgw_call_duration_seconds",
+            "Connected time of completed calls",
+            ["service"],
+            buckets=(30, 60, 120, 300, 600, 900, 1200, 1800, 3600),
+            registry=self.registry,
+        )
+        self.setup_time = Histogram(
+            "vrgw_call_setup_seconds",
+            "Time from the kiosk's INVITE to the station's answer",
+            ["service"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 40, 60),
+            registry=self.registry,
+        )
+
+    def record_call(self, record: CallRecord) -> None:
+        """Account for one ended call."""
+        self.calls.labels(record.service, record.site, record.outcome).inc()
+        if record.answered is not None:
+            self.call_duration.labels(record.service).observe(record.duration)
+            self.setup_time.labels(record.service).observe(record.answered - record.started)
+
+    def attach(self, gateway: Gateway) -> None:
+        """Register the scrape-time collector reading the gateway's live figures."""
+        self.registry.register(_LiveCollector(lambda: gateway))
+
+
+class _LiveCollector(Collector):
+    def __init__(self, get: Callable[[], Gateway]) -> None:
+        self._get = get
+
+    def collect(self) -> Iterable[Metric]:
+        gw = self._get()
+        c = gw.endpoint.counters
+        yield _counter("vrgw_sip_messages_received", "SIP messages received", c.received)
+        yield _counter("vrgw_sip_messages_sent", "SIP messages sent", c.sent)
+        yield _counter("vrgw_sip_parse_errors", "Malformed SIP messages received", c.parse_errors)
+        yield _gauge("vrgw_sip_transactions", "Live SIP transactions", len(gw.endpoint.layer))
+        yield _gauge("vrgw_sip_dialogs", "Live SIP dialogs", gw.ua.open_dialogs)
+        yield _gauge("vrgw_calls_active", "Calls in progress", len(gw.b2bua.calls))
+        yield _gauge("vrgw_media_sessions", "Media relay sessions", gw.media.session_count)
+        yield _gauge(
+            "vrgw_media_ports_in_use", "UDP ports held by the media relay", gw.media.ports_in_use
+        )
+        busy = GaugeMetricFamily(
+            "vrgw_station_calls", "Calls held by each station", labels=["partner", "station"]
+        )
+        for partner in gw.dialplan.partners.values():
+            for station in partner.stations:
+                busy.add_metric([partner.id, station.id], gw.b2bua.station_calls.get(station.id, 0))
+        yield busy
+
+
+def _counter(name: str, doc: str, value: int) -> CounterMetricFamily:
+    return CounterMetricFamily(name, doc, value=value)
+
+
+def _gauge(name: str, doc: str, value: int) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, value=value)

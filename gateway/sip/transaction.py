@@ -1,0 +1,477 @@
+"""SIP transactions, sans-IO (RFC 3261 section 17, amended by RFC 6026).
+
+The layer is fed messages and the current time, and gives back datagrams to send,
+transaction-user events and the time of its next timer. It owns every retransmission
+and timeout of timers A-K (plus L and M of RFC 6026) so that the layers above never
+see a duplicate. It never touches a socket and never reads a clock.
+
+Transports are named ``"udp"`` or ``"tcp"``; on a reliable transport the retransmission
+timers are not armed and the wait timers D, I, J, K are zero (17.1.1.2, 17.2.2).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import secrets
+from collections import deque
+from dataclasses import dataclass
+from enum import Enum
+
+from gateway.sip.errors import SipUsageError
+from gateway.sip.message import Headers, Request, Response
+
+Address = tuple[str, int]
+
+MAGIC_COOKIE = "z9hG4bK"  # 8.1.1.7
+
+# Table 4 of RFC 3261 (A.): default timer values in seconds.
+T1 = 0.5
+T2 = 4.0
+T4 = 5.0
+TIMER_C = 180.0  # 16.6 item 11: "greater than 3 minutes"
+
+
+def new_branch() -> str:
+    """A fresh RFC 3261 branch (magic cookie + 64 random bits)."""
+    return MAGIC_COOKIE + secrets.token_hex(8)
+
+
+class TxState(Enum):
+    """Transaction states of figures 5-8 of RFC 3261 and figure 2 of RFC 6026."""
+
+    CALLING = "calling"
+    TRYING = "trying"
+    PROCEEDING = "proceeding"
+    ACCEPTED = "accepted"
+    COMPLETED = "completed"
+    CONFIRMED = "confirmed"
+    TERMINATED = "terminated"
+
+
+# -- events handed to the transaction user ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RequestReceived:
+    """A new request created a server transaction (or is an ACK for a 2xx, ``key`` None)."""
+
+    request: Request
+    source: Address
+    transport: str
+    key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseReceived:
+    """A response for a client transaction we sent (1xx and the first final; 2xx repeats)."""
+
+    response: Response
+    key: str
+    request: Request
+
+
+@dataclass(frozen=True, slots=True)
+class StrayResponse:
+    """A response matching no transaction; only 2xx to INVITE are passed up (13.2.2.4)."""
+
+    response: Response
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionTimeout:
+    """Timer B, F or H fired: the peer never answered (or never ACKed our final)."""
+
+    key: str
+    method: str
+    client: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AckTimeout:
+    """Our 2xx to an INVITE was retransmitted for 64*T1 with no ACK (RFC 3261 13.3.1.4)."""
+
+    key: str
+    request: Request
+
+
+@dataclass(frozen=True, slots=True)
+class TransportError:
+    """A message could not be sent (17.1.4, 17.2.4); the transaction is gone."""
+
+    key: str
+    method: str
+    client: bool
+
+
+TransactionEvent = (
+    RequestReceived
+    | ResponseReceived
+    | StrayResponse
+    | TransactionTimeout
+    | AckTimeout
+    | TransportError
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """Bytes to put on the wire."""
+
+    data: bytes
+    dest: Address
+    transport: str
+
+
+# -- transactions ----------------------------------------------------------------
+
+
+class _Tx:
+    __slots__ = (
+        "client",
+        "dest",
+        "generation",
+        "interval",
+        "key",
+        "last_response",
+        "method",
+        "out",
+        "request",
+        "state",
+        "transport",
+    )
+
+    def __init__(
+        self, key: str, request: Request, dest: Address, transport: str, client: bool
+    ) -> None:
+        self.key = key
+        self.request = request
+        self.method = request.method
+        self.dest = dest
+        self.transport = transport
+        self.client = client
+        self.state = TxState.TRYING
+        self.out: bytes = b""  # bytes retransmitted by timers A, E, G or on request repeats
+        self.last_response: Response | None = None
+        self.interval = T1
+        self.generation = 0  # bumps cancel the timers armed before
+
+    @property
+    def reliable(self) -> bool:
+        return self.transport != "udp"
+
+
+def server_key(request: Request) -> str:
+    """Server transaction key (17.2.3): branch, sent-by and method, ACK as INVITE.
+
+    A branch without the magic cookie (RFC 2543 peers) falls back to Call-ID, From tag,
+    CSeq number and sent-by, which is what 17.2.3 compares for such requests.
+    """
+    via = request.top_via
+    method = "INVITE" if request.method == "ACK" else request.method
+    branch = via.branch
+    sent_by = f"{via.host}:{via.port or 5060}"
+    if branch and branch.startswith(MAGIC_COOKIE):
+        return f"s|{branch}|{sent_by}|{method}"
+    return f"s2543|{request.call_id}|{request.from_.tag}|{request.cseq.seq}|{sent_by}|{method}"
+
+
+def client_key(branch: str, method: str) -> str:
+    """Client transaction key (17.1.3): branch and CSeq method (ACK belongs to INVITE)."""
+    return f"c|{branch}|{'INVITE' if method == 'ACK' else method}"
+
+
+class TransactionLayer:
+    """All client and server transactions of one SIP endpoint (RFC 3261 section 17)."""
+
+    def __init__(self, *, t1: float = T1, t2: float = T2, t4: float = T4) -> None:
+        self.t1, self.t2, self.t4 = t1, t2, t4
+        self._txs: dict[str, _Tx] = {}
+        # 2xx responses to INVITE awaiting their ACK, by (Call-ID, CSeq number).
+        self._accepted: dict[tuple[str, int], str] = {}
+        self._timers: list[tuple[float, int, str, int, str]] = []
+        self._seq = itertools.count()
+        self._out: list[Outgoing] = []
+        self._events: deque[TransactionEvent] = deque()
+
+    # -- outputs -------------------------------------------------------------------
+    def datagrams_to_send(self) -> list[Outgoing]:
+        """Take the messages queued for the wire since the last call."""
+        out, self._out = self._out, []
+        return out
+
+    def next_event(self) -> TransactionEvent | None:
+        """Pop the next event for the transaction user."""
+        return self._events.popleft() if self._events else None
+
+    def next_timer(self) -> float | None:
+        """When :meth:`handle_timer` must next be called (absolute time), or ``None``."""
+        while self._timers:
+            when, _, key, generation, _ = self._timers[0]
+            tx = self._txs.get(key)
+            if tx is not None and tx.generation == generation:
+                return when
+            heapq.heappop(self._timers)  # stale: its transaction moved on
+        return None
+
+    def __len__(self) -> int:
+        return len(self._txs)
+
+    def get_request(self, key: str) -> Request | None:
+        """The request a live transaction was created for."""
+        tx = self._txs.get(key)
+        return tx.request if tx is not None else None
+
+    def find_invite_for_cancel(self, cancel: Request) -> str | None:
+        """The INVITE server transaction a CANCEL targets (9.2): same key but for method."""
+        key = server_key(cancel)
+        invite_key = key[: key.rfind("|")] + "|INVITE"
+        tx = self._txs.get(invite_key)
+        if tx is None or tx.client:
+            return None
+        return invite_key
+
+    def is_final_sent(self, key: str) -> bool:
+        """Whether a server transaction already answered with a final response."""
+        tx = self._txs.get(key)
+        return tx is None or tx.state not in (TxState.TRYING, TxState.PROCEEDING)
+
+    # -- internals -------------------------------------------------------------------
+    def _arm(self, tx: _Tx, delay: float, name: str, now: float) -> None:
+        heapq.heappush(self._timers, (now + delay, next(self._seq), tx.key, tx.generation, name))
+
+    def _send(self, tx: _Tx, data: bytes) -> None:
+        self._out.append(Outgoing(data, tx.dest, tx.transport))
+
+    def _terminate(self, tx: _Tx) -> None:
+        tx.state = TxState.TERMINATED
+        tx.generation += 1
+        self._txs.pop(tx.key, None)
+        if tx.method == "INVITE" and not tx.client:
+            self._accepted.pop((tx.request.call_id, tx.request.cseq.seq), None)
+
+    def _enter(self, tx: _Tx, state: TxState) -> None:
+        tx.state = state
+        tx.generation += 1  # the old state's timers no longer apply
+
+    # -- client side (17.1) ------------------------------------------------------------
+    def send_request(self, request: Request, dest: Address, transport: str, now: float) -> str:
+        """Start a client transaction; ``request`` must carry its Via with a fresh branch."""
+        branch = request.top_via.branch
+        if not branch:
+            raise SipUsageError("request has no Via branch")
+        if request.method == "ACK":
+            raise SipUsageError("ACK is not a transaction: use send_stateless")
+        key = client_key(branch, request.method)
+        if key in self._txs:
+            raise SipUsageError(f"transaction {key} exists")
+        tx = _Tx(key, request, dest, transport, client=True)
+        tx.state = TxState.CALLING if request.method == "INVITE" else TxState.TRYING
+        tx.out = request.serialize()
+        self._txs[key] = tx
+        self._send(tx, tx.out)
+        if not tx.reliable:
+            self._arm(tx, self.t1, "A" if request.method == "INVITE" else "E", now)
+        self._arm(tx, 64 * self.t1, "B" if request.method == "INVITE" else "F", now)
+        return key
+
+    def send_stateless(self, message: Request | Response, dest: Address, transport: str) -> None:
+        """Send outside any transaction (ACK for 2xx, 13.2.2.4; stray responses)."""
+        self._out.append(Outgoing(message.serialize(), dest, transport))
+
+    def cancel_timeout(self, key: str) -> None:
+        """Forget a client transaction the TU abandoned (no more events)."""
+        tx = self._txs.get(key)
+        if tx is not None:
+            self._terminate(tx)
+
+    def _client_response(self, tx: _Tx, response: Response, now: float) -> None:
+        status = response.status
+        if tx.method == "INVITE":
+            if tx.state in (TxState.CALLING, TxState.PROCEEDING):
+                if status < 200:
+                    # 17.1.1.2 stops A and B in Proceeding; a guard like the proxy's
+                    # Timer C (16.6, 3 min, refreshed by each provisional) keeps a
+                    # vanished callee from holding the transaction forever.
+                    self._enter(tx, TxState.PROCEEDING)
+                    self._arm(tx, TIMER_C, "C", now)
+                elif status < 300:
+                    # RFC 6026 7.2: Accepted, Timer M absorbs 2xx repeats passed to the TU.
+                    self._enter(tx, TxState.ACCEPTED)
+                    self._arm(tx, 64 * self.t1, "M", now)
+                else:
+                    self._enter(tx, TxState.COMPLETED)
+                    tx.out = self._ack_for(tx.request, response).serialize()
+                    self._send(tx, tx.out)
+                    self._arm(tx, 0 if tx.reliable else 32.0, "D", now)
+                self._events.append(ResponseReceived(response, tx.key, tx.request))
+            elif tx.state is TxState.ACCEPTED and 200 <= status < 300:
+                self._events.append(ResponseReceived(response, tx.key, tx.request))
+            elif tx.state is TxState.COMPLETED and status >= 300:
+                self._send(tx, tx.out)  # 17.1.1.2: repeat ACK for a repeated final
+            return
+        # non-INVITE (17.1.2.2)
+        if tx.state in (TxState.TRYING, TxState.PROCEEDING):
+            if status < 200:
+                if tx.state is TxState.TRYING:
+                    tx.state = TxState.PROCEEDING
+                self._events.append(ResponseReceived(response, tx.key, tx.request))
+            else:
+                self._enter(tx, TxState.COMPLETED)
+                self._arm(tx, 0 if tx.reliable else self.t4, "K", now)
+                self._events.append(ResponseReceived(response, tx.key, tx.request))
+
+    @staticmethod
+    def _ack_for(request: Request, response: Response) -> Request:
+        """ACK for a non-2xx final (17.1.1.3): same branch, To with the response's tag."""
+        headers = Headers(
+            [
+                ("Via", request.headers.get_all("via")[0]),
+                ("Max-Forwards", "70"),
+                ("From", request.headers.get("from") or ""),
+                ("To", response.headers.get("to") or ""),
+                ("Call-ID", request.call_id),
+                ("CSeq", f"{request.cseq.seq} ACK"),
+            ]
+        )
+        for route in request.headers.get_all("route"):
+            headers.add("Route", route)
+        return Request("ACK", request.uri_text, headers)
+
+    # -- server side (17.2) -------------------------------------------------------------
+    def send_response(self, key: str, response: Response, now: float) -> None:
+        """Answer through a server transaction (a 2xx to INVITE is retransmitted until ACK)."""
+        tx = self._txs.get(key)
+        if tx is None or tx.client:
+            raise SipUsageError(f"no server transaction {key}")
+        if tx.state not in (TxState.TRYING, TxState.PROCEEDING):
+            raise SipUsageError(f"transaction {key} already answered finally")
+        data = response.serialize()
+        self._send(tx, data)
+        tx.out = data
+        tx.last_response = response
+        status = response.status
+        if status < 200:
+            tx.state = TxState.PROCEEDING
+            return
+        if tx.method == "INVITE":
+            if status < 300:
+                # RFC 6026 8.7 Accepted; the 2xx is repeated by T1 doubling (13.3.1.4).
+                self._enter(tx, TxState.ACCEPTED)
+                self._accepted[(tx.request.call_id, tx.request.cseq.seq)] = key
+                tx.interval = self.t1
+                if not tx.reliable:
+                    self._arm(tx, self.t1, "G2xx", now)
+                self._arm(tx, 64 * self.t1, "H2xx", now)
+            else:
+                self._enter(tx, TxState.COMPLETED)
+                tx.interval = self.t1
+                if not tx.reliable:
+                    self._arm(tx, self.t1, "G", now)
+                self._arm(tx, 64 * self.t1, "H", now)
+        else:
+            self._enter(tx, TxState.COMPLETED)
+            self._arm(tx, 0 if tx.reliable else 64 * self.t1, "J", now)
+
+    def _server_request(
+        self, request: Request, source: Address, transport: str, now: float
+    ) -> None:
+        if request.method == "ACK":
+            self._server_ack(request, source, transport, now)
+            return
+        key = server_key(request)
+        tx = self._txs.get(key)
+        if tx is not None:
+            # A repeat: answer again with the last response, if any (17.2.1, 17.2.2).
+            if tx.out and tx.state in (TxState.PROCEEDING, TxState.COMPLETED, TxState.ACCEPTED):
+                self._send(tx, tx.out)
+            return
+        # 18.2.2: responses go to the source IP and the Via port, or to the source
+        # port as well when the client asked for rport (RFC 3581 4); on a stream, back
+        # on the connection the request came in on.
+        via = request.top_via
+        if transport == "udp" and not via.rport_requested:
+            dest = (source[0], via.port or 5060)
+        else:
+            dest = source
+        tx = _Tx(key, request, dest, transport, client=False)
+        tx.state = TxState.PROCEEDING if request.method == "INVITE" else TxState.TRYING
+        self._txs[key] = tx
+        self._events.append(RequestReceived(request, source, transport, key))
+
+    def _server_ack(self, ack: Request, source: Address, transport: str, now: float) -> None:
+        key = server_key(ack)
+        tx = self._txs.get(key)
+        if tx is not None and tx.state is TxState.COMPLETED:
+            # ACK for our non-2xx final (17.2.1): Confirmed, then Timer I.
+            self._enter(tx, TxState.CONFIRMED)
+            self._arm(tx, 0 if tx.reliable else self.t4, "I", now)
+            return
+        if tx is not None and tx.state is TxState.CONFIRMED:
+            return  # repeated ACK, absorbed
+        # ACK for a 2xx is its own request (13.2.2.4): stop our 2xx repeats, pass it up.
+        inv_key = self._accepted.pop((ack.call_id, ack.cseq.seq), None)
+        if inv_key is not None:
+            inv = self._txs.get(inv_key)
+            if inv is not None:
+                self._terminate(inv)
+        self._events.append(RequestReceived(ack, source, transport, None))
+
+    # -- inputs ---------------------------------------------------------------------
+    def receive(
+        self, message: Request | Response, source: Address, transport: str, now: float
+    ) -> None:
+        """Feed a parsed message from the transport (17.1.3 and 17.2.3 matching)."""
+        if isinstance(message, Request):
+            self._server_request(message, source, transport, now)
+            return
+        branch = message.top_via.branch
+        if branch is None:
+            return
+        tx = self._txs.get(client_key(branch, message.cseq.method))
+        if tx is None:
+            # Stray response (17.1.3): a 2xx repeat after Timer M is still useful to the
+            # TU (it must ACK again); anything else is dropped.
+            if 200 <= message.status < 300 and message.cseq.method == "INVITE":
+                self._events.append(StrayResponse(message))
+            return
+        self._client_response(tx, message, now)
+
+    def transport_failed(self, key: str) -> None:
+        """The edge could not send for this transaction (17.1.4): end it with an event."""
+        tx = self._txs.get(key)
+        if tx is None:
+            return
+        self._terminate(tx)
+        self._events.append(TransportError(key, tx.method, tx.client))
+
+    def handle_timer(self, now: float) -> None:
+        """Fire every timer due at ``now`` (RFC 3261 17 figures 5-8, RFC 6026)."""
+        while self._timers and self._timers[0][0] <= now:
+            _, _, key, generation, name = heapq.heappop(self._timers)
+            tx = self._txs.get(key)
+            if tx is None or tx.generation != generation:
+                continue
+            self._fire(tx, name, now)
+
+    def _fire(self, tx: _Tx, name: str, now: float) -> None:
+        if name in ("A", "E", "G", "G2xx"):
+            self._send(tx, tx.out)
+            if name == "A":
+                tx.interval *= 2  # A doubles without cap (17.1.1.2)
+            else:
+                tx.interval = min(2 * tx.interval, self.t2)
+            if name == "E" and tx.state is TxState.PROCEEDING:
+                tx.interval = self.t2  # 17.1.2.2: E fires every T2 in Proceeding
+            self._arm(tx, tx.interval, name, now)
+        elif name in ("B", "C", "F"):
+            self._terminate(tx)
+            self._events.append(TransactionTimeout(tx.key, tx.method, client=True))
+        elif name == "H":
+            self._terminate(tx)
+            self._events.append(TransactionTimeout(tx.key, tx.method, client=False))
+        elif name == "H2xx":
+            self._terminate(tx)
+            self._events.append(AckTimeout(tx.key, tx.request))
+        else:  # D, I, J, K, M: the wait states end
+            self._terminate(tx)

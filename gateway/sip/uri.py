@@ -1,0 +1,247 @@
+"""SIP, SIPS and tel URIs and name-addr values (RFC 3261 section 19.1 and 25.1, RFC 3966).
+
+Parsing keeps the escaped text of every part, so that serialising an unmodified URI gives
+back what was received; :attr:`SipUri.user_unescaped` is what routing compares.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from urllib.parse import unquote
+
+from gateway.sip.errors import SipParseError
+
+# RFC 3261 25.1:
+#   SIP-URI = "sip:" [ userinfo ] hostport uri-parameters [ headers ]
+#   userinfo = ( user / telephone-subscriber ) [ ":" password ] "@"
+#   hostport = host [ ":" port ]; host = hostname / IPv4address / IPv6reference
+# The user part may hold ";" (user-unreserved, and RFC 3966 "phone-context" parameters
+# of a telephone-subscriber), so only "@" ends it; "?" does not, so that an unescaped
+# "@" in a header part (Refer-To ...?Replaces=id@host) is not taken for userinfo.
+_SIP_URI = re.compile(
+    r"""
+    (?P<scheme>sips?):
+    (?:(?P<user>[^:@?]+)(?::(?P<password>[^@;?]*))?@)?
+    (?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._\-]+)
+    (?::(?P<port>[0-9]{1,5}))?
+    (?P<params>(?:;[^?]*)?)
+    (?:\?(?P<headers>.*))?
+    \Z""",
+    re.VERBOSE | re.IGNORECASE,
+)
+# RFC 3966 3: telephone-uri = "tel:" telephone-subscriber
+_TEL_URI = re.compile(r"tel:(?P<number>[0-9A-Fa-f*#+\-.()pPwW]+)(?P<params>(?:;.*)?)\Z", re.I)
+# RFC 3986 3.1: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ), e.g. "h323"
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*\Z")
+
+
+def _parse_params(text: str) -> dict[str, str | None]:
+    """Split ``;a=b;c`` into an ordered mapping with lower-cased names."""
+    params: dict[str, str | None] = {}
+    if not text:
+        return params
+    for item in text.split(";")[1:]:
+        if not item:
+            continue
+        name, sep, value = item.partition("=")
+        name = name.strip().lower()
+        if not name:
+            raise SipParseError(f"empty URI parameter name in {text!r}")
+        params[name] = value.strip() if sep else None
+    return params
+
+
+def format_params(params: dict[str, str | None]) -> str:
+    """Serialise an ordered parameter mapping back to ``;a=b;c`` form."""
+    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
+
+
+@dataclass(frozen=True, slots=True)
+class SipUri:
+    """A ``sip:`` or ``sips:`` URI (RFC 3261 19.1.1)."""
+
+    scheme: str
+    user: str | None
+    host: str
+    port: int | None = None
+    params: dict[str, str | None] = field(default_factory=dict)
+    headers: str | None = None
+    password: str | None = None
+
+    @property
+    def user_unescaped(self) -> str | None:
+        """The user part with %-escapes decoded (19.1.4 compares unescaped)."""
+        return unquote(self.user) if self.user is not None else None
+
+    @property
+    def transport(self) -> str:
+        """The ``transport`` parameter, lower case, ``udp`` when absent (19.1.1)."""
+        value = self.params.get("transport")
+        return value.lower() if value else "udp"
+
+    def host_port(self, default_port: int = 5060) -> tuple[str, int]:
+        """Host without IPv6 brackets and port (default 5060, 5061 for sips)."""
+        host = self.host[1:-1] if self.host.startswith("[") else self.host
+        if self.port is not None:
+            return host, self.port
+        return host, 5061 if self.scheme == "sips" else default_port
+
+    def with_params(self, **changes: str | None) -> SipUri:
+        """A copy with URI parameters set (a value of ``None`` means a flag parameter)."""
+        params = dict(self.params)
+        params.update(changes)
+        return replace(self, params=params)
+
+    def without_params(self, *names: str) -> SipUri:
+        """A copy without the named URI parameters."""
+        return replace(self, params={k: v for k, v in self.params.items() if k not in names})
+
+    def __str__(self) -> str:
+        out = [self.scheme, ":"]
+        if self.user is not None:
+            out.append(self.user)
+            if self.password is not None:
+                out.append(":" + self.password)
+            out.append("@")
+        out.append(self.host)
+        if self.port is not None:
+            out.append(f":{self.port}")
+        out.append(format_params(self.params))
+        if self.headers is not None:
+            out.append("?" + self.headers)
+        return "".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class TelUri:
+    """A ``tel:`` URI (RFC 3966), as ISDN gateways and some stations address E.164 numbers."""
+
+    number: str
+    params: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def user_unescaped(self) -> str:
+        """The number without visual separators, for routing."""
+        return re.sub(r"[\-.()]", "", self.number)
+
+    def __str__(self) -> str:
+        return f"tel:{self.number}{format_params(self.params)}"
+
+
+Uri = SipUri | TelUri
+
+
+def parse_uri(text: str) -> Uri:
+    """Parse a SIP, SIPS or tel URI; anything else is a :class:`SipParseError` (416 for schemes)."""
+    text = text.strip()
+    m = _SIP_URI.match(text)
+    if m is not None:
+        port = m.group("port")
+        if port is not None and not 0 < int(port) < 65536:
+            raise SipParseError(f"port out of range in URI {text!r}")
+        return SipUri(
+            scheme=m.group("scheme").lower(),
+            user=m.group("user"),
+            password=m.group("password"),
+            host=m.group("host").lower(),
+            port=int(port) if port is not None else None,
+            params=_parse_params(m.group("params")),
+            headers=m.group("headers"),
+        )
+    t = _TEL_URI.match(text)
+    if t is not None:
+        return TelUri(number=t.group("number"), params=_parse_params(t.group("params")))
+    scheme = text.partition(":")[0]
+    if _SCHEME.match(scheme) and scheme.lower() not in ("sip", "sips", "tel"):
+        raise SipParseError(f"unsupported URI scheme {scheme!r}", status=416)
+    raise SipParseError(f"malformed URI {text!r}")
+
+
+def parse_sip_uri(text: str) -> SipUri:
+    """Parse a URI that must be ``sip:`` or ``sips:`` (Contact, Route, Via targets)."""
+    uri = parse_uri(text)
+    if not isinstance(uri, SipUri):
+        raise SipParseError(f"a SIP URI is required here, got {text!r}")
+    return uri
+
+
+@dataclass(frozen=True, slots=True)
+class NameAddr:
+    """``[display-name] <URI> *(;param)`` as in From, To, Contact, Route (RFC 3261 20.10)."""
+
+    uri: Uri
+    display: str | None = None
+    params: dict[str, str | None] = field(default_factory=dict)
+    wildcard: bool = False  # Contact: * (RFC 3261 10.2.2)
+
+    @property
+    def tag(self) -> str | None:
+        """The ``tag`` header parameter of From and To (19.3)."""
+        return self.params.get("tag")
+
+    def with_tag(self, tag: str) -> NameAddr:
+        """A copy with the ``tag`` parameter set."""
+        params = dict(self.params)
+        params["tag"] = tag
+        return replace(self, params=params)
+
+    def __str__(self) -> str:
+        if self.wildcard:
+            return "*"
+        display = f"{self.display} " if self.display else ""
+        return f"{display}<{self.uri}>{format_params(self.params)}"
+
+
+def _split_params_outside_quotes(text: str) -> tuple[str, str]:
+    """Split ``value;params`` at the first ``;`` that is not inside quotes."""
+    quoted = False
+    for i, ch in enumerate(text):
+        if ch == '"':
+            quoted = not quoted
+        elif ch == ";" and not quoted:
+            return text[:i], text[i:]
+    return text, ""
+
+
+def _find_outside_quotes(text: str, char: str) -> int:
+    """Index of the first ``char`` outside a quoted-string (a display name may hold "<")."""
+    quoted = False
+    escaped = False
+    for i, ch in enumerate(text):
+        if escaped:
+            escaped = False
+        elif quoted and ch == "\\":
+            escaped = True
+        elif ch == '"':
+            quoted = not quoted
+        elif ch == char and not quoted:
+            return i
+    return -1
+
+
+def parse_name_addr(text: str) -> NameAddr:
+    """Parse a name-addr or addr-spec with header parameters (RFC 3261 20.10, 20.20, 20.39).
+
+    Without angle brackets, every ``;param`` after the URI is a header parameter.
+    """
+    text = text.strip()
+    if text == "*":
+        return NameAddr(uri=SipUri("sip", None, "*"), wildcard=True)
+    lt = _find_outside_quotes(text, "<")
+    if lt >= 0:
+        gt = text.find(">", lt)
+        if gt < 0:
+            raise SipParseError(f"unterminated '<' in {text!r}")
+        display = text[:lt].strip() or None
+        if display and display.startswith('"') and (len(display) < 2 or not display.endswith('"')):
+            raise SipParseError(f"unterminated quoted display name in {text!r}")
+        uri = parse_uri(text[lt + 1 : gt])
+        params = _parse_params(text[gt + 1 :].strip())
+        if text[gt + 1 :].strip() and not text[gt + 1 :].strip().startswith(";"):
+            raise SipParseError(f"junk after '>' in {text!r}")
+        return NameAddr(uri=uri, display=display, params=params)
+    if text.startswith('"'):
+        raise SipParseError(f"quoted display name without a <URI> in {text!r}")
+    addr, params_text = _split_params_outside_quotes(text)
+    return NameAddr(uri=parse_uri(addr), params=_parse_params(params_text))
