@@ -314,6 +314,18 @@ def wait_for_udp_port(proc: subprocess.Popen[bytes], port: int, what: str, log_f
     raise BenchError(f"{what} did not bind udp/{port} within {timeout_s:.0f} s")
 
 
+def wait_until_quiet(pid: int, window_s: float = 0.5, max_load: float = 0.1,
+                     timeout_s: float = 20.0) -> None:
+    """Wait until the process tree uses under max_load of a core over one window."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        before = process_tree_ticks(pid)
+        time.sleep(window_s)
+        if (process_tree_ticks(pid) - before) / CLOCK_TICKS < max_load * window_s:
+            return
+    log.warning("process %d still busy after %.0f s; measuring anyway", pid, timeout_s)
+
+
 def tail(path: Path, lines: int = 20) -> str:
     """The last lines of a log file, for error messages."""
     try:
@@ -489,6 +501,8 @@ class Bench:
                                     grace_s=spec.grace_s)
         try:
             wait_for_udp_port(proc, ports.sut, spec.name, log_path)
+            # A SUT may bind its SIP port before it has finished starting (imports, HTTP).
+            wait_until_quiet(proc.pid)
             idle = self._idle_cpu(proc)
             log.info("%s: idle CPU %.1f ms/s", spec.name, idle)
             if self.config.warmup_calls:

@@ -50,9 +50,7 @@ class GatewayProcess:
     env: dict[str, str] = field(default_factory=dict)
 
     def http(self, path: str, method: str = "GET") -> Any:
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{self.http_port}{path}", method=method
-        )
+        req = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}", method=method)
         with urllib.request.urlopen(req, timeout=5) as resp:
             body = resp.read()
         return json.loads(body) if body.startswith((b"{", b"[")) else body.decode()
@@ -72,7 +70,13 @@ class GatewayProcess:
             status = self.status()
             if not any(
                 status[k]
-                for k in ("calls", "transactions", "dialogs", "media_sessions", "media_ports_in_use")
+                for k in (
+                    "calls",
+                    "transactions",
+                    "dialogs",
+                    "media_sessions",
+                    "media_ports_in_use",
+                )
             ):
                 return status
             time.sleep(0.2)
@@ -95,16 +99,26 @@ def start_gateway(
     http_port = free_port(socket.SOCK_STREAM)
     log_path = tmp_path / f"vrgw-{sip_port}.log"
     cmd = [
-        sys.executable, "-m", "gateway", "run",
-        "--dialplan", str(dialplan),
-        "--sip-port", str(sip_port),
-        "--http-port", str(http_port),
+        sys.executable,
+        "-m",
+        "gateway",
+        "run",
+        "--dialplan",
+        str(dialplan),
+        "--sip-port",
+        str(sip_port),
+        "--http-port",
+        str(http_port),
         *(extra or []),
     ]
     full_env = {**os.environ, **(env or {})}
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(
-            cmd, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, env=full_env,
+            cmd,
+            cwd=ROOT,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=full_env,
             start_new_session=True,
         )
     gw = GatewayProcess(proc, sip_port, http_port, log_path, dialplan)
@@ -167,7 +181,9 @@ class Capture:
                 self.proc.kill()
                 self.proc.wait()
 
-    def fields(self, display_filter: str, *names: str, decode_as: list[str] | None = None) -> list[list[str]]:
+    def fields(
+        self, display_filter: str, *names: str, decode_as: list[str] | None = None
+    ) -> list[list[str]]:
         """Rows of the given fields for the packets matching a display filter."""
         cmd = ["tshark", "-n", "-r", str(self.path), "-Y", display_filter, "-T", "fields"]
         for d in decode_as or []:
@@ -187,6 +203,17 @@ class Capture:
             cmd += ["-d", d]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=120).stdout
         return out.splitlines()
+
+
+_captures: list[Capture] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_captures() -> Iterator[None]:
+    """Whatever a test does, no tshark it started outlives it."""
+    yield
+    while _captures:
+        _captures.pop().stop()
 
 
 def start_capture(path: Path, ports: list[int]) -> Capture:
@@ -213,4 +240,6 @@ def start_capture(path: Path, ports: list[int]) -> Capture:
     else:
         proc.kill()
         raise RuntimeError("tshark did not start capturing")
-    return Capture(proc, path)
+    capture = Capture(proc, path)
+    _captures.append(capture)
+    return capture

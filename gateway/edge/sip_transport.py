@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, cast
 
 from gateway.sip.errors import SipParseError
 from gateway.sip.message import (
@@ -23,6 +24,8 @@ from gateway.sip.message import (
 from gateway.sip.transaction import Address, TransactionEvent, TransactionLayer
 
 log = logging.getLogger(__name__)
+
+UDP_RCVBUF = 4 * 1024 * 1024
 
 
 class TransactionUser(Protocol):
@@ -64,8 +67,8 @@ class _TcpConnection(asyncio.Protocol):
         self.peer: Address = ("", 0)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's TCP transport implements asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer = (peer[0], peer[1])
         self.endpoint._tcp[self.peer] = self
@@ -118,6 +121,11 @@ class SipEndpoint:
             lambda: _UdpProtocol(self), local_addr=(self.host, self.port)
         )
         self._udp = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # A burst (or a pause of the loop) must not overflow the kernel's queue: lost
+            # responses cost a retransmission cycle. Linux caps this at net.core.rmem_max.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
         if self.port == 0:
             self.port = transport.get_extra_info("sockname")[1]
         if tcp:

@@ -257,9 +257,7 @@ class Headers:
     __slots__ = ("_items",)
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        self._items: list[tuple[str, str, str]] = [
-            (canonical_name(n), n, v) for n, v in items
-        ]
+        self._items: list[tuple[str, str, str]] = [(canonical_name(n), n, v) for n, v in items]
 
     def get(self, name: str) -> str | None:
         """The first value of a header, or ``None``."""
@@ -662,9 +660,7 @@ def make_response(
     return Response(status, reason, Headers(items), body)
 
 
-_SALVAGE = re.compile(
-    rb"^(via|v|from|f|to|t|call-id|i|cseq)[ \t]*:[ \t]*(.*?)\r?$", re.I | re.M
-)
+_SALVAGE = re.compile(rb"^(via|v|from|f|to|t|call-id|i|cseq)[ \t]*:[ \t]*(.*?)\r?$", re.I | re.M)
 
 
 def salvage_error_response(data: bytes, status: int, reason: str) -> bytes | None:

@@ -154,7 +154,7 @@ class _Tx:
         self.out: bytes = b""  # bytes retransmitted by timers A, E, G or on request repeats
         self.last_response: Response | None = None
         self.interval = T1
-        self.generation = 0  # bumps cancel the timers armed before
+        self.generation = 0  # changes cancel the timers armed before
 
     @property
     def reliable(self) -> bool:
@@ -245,14 +245,17 @@ class TransactionLayer:
 
     def _terminate(self, tx: _Tx) -> None:
         tx.state = TxState.TERMINATED
-        tx.generation += 1
+        tx.generation = next(self._seq)
         self._txs.pop(tx.key, None)
         if tx.method == "INVITE" and not tx.client:
             self._accepted.pop((tx.request.call_id, tx.request.cseq.seq), None)
 
     def _enter(self, tx: _Tx, state: TxState) -> None:
         tx.state = state
-        tx.generation += 1  # the old state's timers no longer apply
+        # The old state's timers no longer apply. Generations are unique across the
+        # layer, so a later transaction with the same key (a stuck request copy arriving
+        # after the first one ended) can never match a stale timer of the old one.
+        tx.generation = next(self._seq)
 
     # -- client side (17.1) ------------------------------------------------------------
     def send_request(self, request: Request, dest: Address, transport: str, now: float) -> str:
@@ -267,6 +270,8 @@ class TransactionLayer:
             raise SipUsageError(f"transaction {key} exists")
         tx = _Tx(key, request, dest, transport, client=True)
         tx.state = TxState.CALLING if request.method == "INVITE" else TxState.TRYING
+        tx.interval = self.t1  # the layer's T1, not the module default
+        tx.generation = next(self._seq)
         tx.out = request.serialize()
         self._txs[key] = tx
         self._send(tx, tx.out)
@@ -396,6 +401,7 @@ class TransactionLayer:
             dest = source
         tx = _Tx(key, request, dest, transport, client=False)
         tx.state = TxState.PROCEEDING if request.method == "INVITE" else TxState.TRYING
+        tx.generation = next(self._seq)
         self._txs[key] = tx
         self._events.append(RequestReceived(request, source, transport, key))
 
@@ -410,11 +416,14 @@ class TransactionLayer:
         if tx is not None and tx.state is TxState.CONFIRMED:
             return  # repeated ACK, absorbed
         # ACK for a 2xx is its own request (13.2.2.4): stop our 2xx repeats, pass it up.
+        # The INVITE transaction stays Accepted until Timer L (RFC 6026 8.7) so that a
+        # late copy of the INVITE is absorbed instead of starting a second call.
         inv_key = self._accepted.pop((ack.call_id, ack.cseq.seq), None)
         if inv_key is not None:
             inv = self._txs.get(inv_key)
             if inv is not None:
-                self._terminate(inv)
+                self._enter(inv, TxState.ACCEPTED)
+                self._arm(inv, 64 * self.t1, "L", now)
         self._events.append(RequestReceived(ack, source, transport, None))
 
     # -- inputs ---------------------------------------------------------------------
@@ -473,5 +482,5 @@ class TransactionLayer:
         elif name == "H2xx":
             self._terminate(tx)
             self._events.append(AckTimeout(tx.key, tx.request))
-        else:  # D, I, J, K, M: the wait states end
+        else:  # D, I, J, K, L, M: the wait states end
             self._terminate(tx)

@@ -92,14 +92,20 @@ def test_kiosk_calls_caf_station_answers(
         )
         kiosk_actions: list[dict[str, Any]] = [
             {"do": "wait_registered", "timeout": 10},
-            {"do": "call", "account": "kiosk", "dest": f"sip:caf@127.0.0.1:{gw.sip_port}",
-             "name": "c1", "headers": {"X-Visio-Context": "allocataire=1234567"}},
+            {
+                "do": "call",
+                "account": "kiosk",
+                "dest": f"sip:caf@127.0.0.1:{gw.sip_port}",
+                "name": "c1",
+                "headers": {"X-Visio-Context": "allocataire=1234567"},
+            },
             {"do": "wait_state", "call": "c1", "state": "CONFIRMED", "timeout": 15},
         ]
         if hangs_up == "kiosk":
             kiosk_actions.append({"do": "hangup", "call": "c1", "after": talk})
-        kiosk_actions.append({"do": "wait_state", "call": "c1", "state": "DISCONNECTED",
-                              "timeout": talk + 10})
+        kiosk_actions.append(
+            {"do": "wait_state", "call": "c1", "state": "DISCONNECTED", "timeout": talk + 10}
+        )
         kiosk = start_pjagent(
             {
                 "deadline": 40,
@@ -149,7 +155,7 @@ def test_kiosk_calls_caf_station_answers(
     assert "X-Visio-Context: allocataire=1234567" in inc["invite"]
     # The media went through the relay: the UAs sent to the gateway's ports.
     for call in (out, inc):
-        host, _, port = call["streams"][0]["remote_rtp"].rpartition(":")
+        port = call["streams"][0]["remote_rtp"].rpartition(":")[2]
         assert 20000 <= int(port) <= 29999, call["streams"][0]
     assert live["station"] == "caf-1"
 

@@ -31,19 +31,44 @@ def test_sipp_thousand_calls_at_fifty_per_second(gateway_factory: Any, tmp_path:
     capture = start_capture(tmp_path / "load.pcapng", [gw.sip_port, UAS_PORT])
     uas = subprocess.Popen(
         ["sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", str(UAS_PORT), "-nostdin"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
     )
     stats = tmp_path / "uac.csv"
     try:
         uac = subprocess.run(
             [
-                "sipp", "-sn", "uac", "-s", "bench", f"127.0.0.1:{gw.sip_port}",
-                "-i", "127.0.0.1", "-p", str(free_port()),
-                "-r", "50", "-m", "1000", "-nostdin",
-                "-recv_timeout", "10000", "-timeout", "90s", "-timeout_error",
-                "-trace_stat", "-stf", str(stats), "-fd", "1",
+                "sipp",
+                "-sn",
+                "uac",
+                "-s",
+                "bench",
+                f"127.0.0.1:{gw.sip_port}",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                str(free_port()),
+                "-r",
+                "50",
+                "-m",
+                "1000",
+                "-nostdin",
+                "-recv_timeout",
+                "10000",
+                "-timeout",
+                "90s",
+                "-timeout_error",
+                "-trace_stat",
+                "-stf",
+                str(stats),
+                "-fd",
+                "1",
             ],
-            capture_output=True, text=True, timeout=150, cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=150,
+            cwd=tmp_path,
         )
     finally:
         uas.send_signal(signal.SIGTERM)

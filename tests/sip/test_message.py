@@ -147,6 +147,7 @@ v=0
 """
     )
     msg = parse_message(data)
+    assert isinstance(msg, Request)
     assert msg.top_via.transport == "TCP"
     assert msg.to.uri == msg.uri
     assert msg.from_.tag == "456248"
@@ -611,7 +612,7 @@ def test_headers_mutation() -> None:
     copy.remove("route")
     assert "Route" in h
     assert "Route" not in copy
-    assert 42 not in h  # type: ignore[operator]
+    assert 42 not in h
     h.add("l", "0")
     assert h.get("Content-Length") == "0"
 

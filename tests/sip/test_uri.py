@@ -79,7 +79,7 @@ def test_escaped_user_parts(text: str, user: str, unescaped: str) -> None:
 
 
 def test_user_part_with_semicolon_parameter_and_escaped_at() -> None:
-    # RFC 4475 3.1.1.? style: ";" is legal in the user part (user-unreserved), and
+    # As in the RFC 4475 torture tests: ";" is legal in the user part (user-unreserved), and
     # the host is what follows the "@", not the text before the first ";".
     uri = parse_sip_uri("sip:user;par=u%40example.net@example.com")
     assert uri.host == "example.com"
