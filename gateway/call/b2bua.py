@@ -308,7 +308,7 @@ class B2BUA:
         if call.ring_timer is not None:
             call.ring_timer.cancel()
         call.ring_timer = loop.call_later(self.ring_timeout, self._ring_timeout, call, leg)
-        log.info("%s: offered to station %s at %s:%s", call.id, target.station.id, *target.dest)
+        log.debug("%s: offered to station %s at %s:%s", call.id, target.station.id, *target.dest)
 
     def _release_station(self, call: Call) -> None:
         if call.target is not None:
@@ -422,7 +422,7 @@ class B2BUA:
         call.state = CallState.CONNECTED
         call.answered = self.clock()
         call.a.answer(answer_a, call.a.session_timer)
-        log.info("%s: connected to %s", call.id, call.target.station.id if call.target else "?")
+        log.debug("%s: connected to %s", call.id, call.target.station.id if call.target else "?")
 
     async def _relay_offer(self, call: Call, side: Side, offer: SessionDescription) -> None:
         other = call.b if side is Side.A else call.a
@@ -508,9 +508,10 @@ class B2BUA:
         if self.on_record is not None:
             self.on_record(record)
         log.info(
-            "%s: ended (%s, cause %d%s) after %.1f s",
+            "%s: ended (%s, station %s, cause %d%s) after %.1f s",
             call.id,
             outcome,
+            station or "-",
             cause,
             f", {reason}" if reason else "",
             record.duration,

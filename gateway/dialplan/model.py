@@ -8,6 +8,7 @@ that no ``repr`` or log line of a kiosk, station or dialplan can reveal one.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ class DialplanError(Exception):
         return str(self.problems[0])
 
 
+@functools.lru_cache(maxsize=1024)
 def normalise_ip(text: str) -> str | None:
     """Canonical text of an IP address (brackets dropped, IPv4-mapped IPv6 unmapped), or None."""
     candidate = text.strip()
@@ -231,6 +233,9 @@ class Dialplan:
 
     def kiosk_for_address(self, host: str) -> Kiosk | None:
         """The kiosk trusted by its source IP ``host`` (IPv4, IPv6, bracketed or v4-mapped)."""
+        kiosk = self._kiosk_by_address.get(host)  # the usual case: already canonical text
+        if kiosk is not None:
+            return kiosk
         address = normalise_ip(host)
         return None if address is None else self._kiosk_by_address.get(address)
 

@@ -7,6 +7,7 @@ within it (12.2.1.1) and knows where they go next (loose routing, 16.12).
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass, field
 from enum import Enum
@@ -63,8 +64,8 @@ class Dialog:
             call_id=request.call_id,
             local_tag=local_tag,
             remote_tag=from_na.tag,
-            local_uri=_strip_tag(request.headers.get("to") or ""),
-            remote_uri=_strip_tag(request.headers.get("from") or ""),
+            local_uri=_strip_tag(request.headers.get("to") or "", request.to.tag),
+            remote_uri=_strip_tag(request.headers.get("from") or "", from_na.tag),
             remote_target=str(contacts[0].uri),
             route_set=request.headers.get_all("record-route"),
             local_seq=0,
@@ -82,8 +83,8 @@ class Dialog:
             call_id=request.call_id,
             local_tag=request.from_.tag or "",
             remote_tag=response.to.tag,
-            local_uri=_strip_tag(request.headers.get("from") or ""),
-            remote_uri=_strip_tag(request.headers.get("to") or ""),
+            local_uri=_strip_tag(request.headers.get("from") or "", request.from_.tag),
+            remote_uri=_strip_tag(request.headers.get("to") or "", request.to.tag),
             remote_target=target,
             route_set=list(reversed(response.headers.get_all("record-route"))),
             local_seq=request.cseq.seq,
@@ -161,10 +162,18 @@ class Dialog:
         return self.new_request("ACK", via, cseq=invite_cseq)
 
 
-def _strip_tag(value: str) -> str:
-    """A From/To value without its tag parameter, keeping the rest verbatim."""
-    na = parse_name_addr(value)
-    if na.tag is None:
+def _strip_tag(value: str, tag: str | None) -> str:
+    """A From/To value without its tag parameter, keeping the rest verbatim.
+
+    ``tag`` comes from the already parsed header, so the value is not parsed again; the
+    tag is looked for only after the closing ``>`` (a URI parameter is not a tag).
+    """
+    if tag is None:
         return value
-    params = {k: v for k, v in na.params.items() if k != "tag"}
-    return str(type(na)(uri=na.uri, display=na.display, params=params))
+    start = value.rfind(">") + 1
+    head, tail = value[:start], value[start:]
+    tail = _TAG_PARAM.sub("", tail, count=1)
+    return head + tail
+
+
+_TAG_PARAM = re.compile(r";\s*tag\s*=\s*[^;\s]*", re.I)

@@ -136,10 +136,20 @@ def _is_number(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
+_CANONICAL: dict[str, str] = {}
+_VALID_NAMES: dict[str, str] = {}  # header names already checked against the token rule
+
+
 def canonical_name(name: str) -> str:
     """Lower-case header name with compact forms expanded (7.3.3)."""
+    known = _CANONICAL.get(name)
+    if known is not None:
+        return known
     lname = name.lower()
-    return COMPACT_FORMS.get(lname, lname)
+    canon = COMPACT_FORMS.get(lname, lname)
+    if len(_CANONICAL) < 4096:  # the names in use are few; never let a peer grow it unbounded
+        _CANONICAL[name] = canon
+    return canon
 
 
 def split_list(value: str) -> list[str]:
@@ -252,28 +262,45 @@ class CSeq:
 
 
 class Headers:
-    """Ordered header fields keeping their received names; lookups by canonical name."""
+    """Ordered header fields keeping their received names; lookups by canonical name.
 
-    __slots__ = ("_items",)
+    Lookups go through an index built on first use and dropped by any change, so the
+    dozens of reads a message gets on its way through the stack cost a dict access each.
+    """
+
+    __slots__ = ("_index", "_items")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str, str]] = [(canonical_name(n), n, v) for n, v in items]
+        self._index: dict[str, list[str]] | None = None
+
+    def _build_index(self) -> dict[str, list[str]]:
+        index: dict[str, list[str]] = {}
+        for k, _, v in self._items:
+            values = index.get(k)
+            if values is None:
+                index[k] = [v]
+            else:
+                values.append(v)
+        self._index = index
+        return index
 
     def get(self, name: str) -> str | None:
         """The first value of a header, or ``None``."""
-        key = canonical_name(name)
-        for k, _, v in self._items:
-            if k == key:
-                return v
-        return None
+        index = self._index if self._index is not None else self._build_index()
+        values = index.get(canonical_name(name))
+        return values[0] if values else None
 
     def get_all(self, name: str) -> list[str]:
         """Every value of a header, comma lists split for list headers (7.3.1)."""
         key = canonical_name(name)
-        values = [v for k, _, v in self._items if k == key]
+        index = self._index if self._index is not None else self._build_index()
+        values = index.get(key)
+        if not values:
+            return []
         if key in LIST_HEADERS:
             return [item for v in values for item in split_list(v)]
-        return values
+        return list(values)
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.get(name) is not None
@@ -281,14 +308,17 @@ class Headers:
     def add(self, name: str, value: str) -> None:
         """Append a header field."""
         self._items.append((canonical_name(name), name, value))
+        self._index = None
 
     def prepend(self, name: str, value: str) -> None:
         """Insert a header field before all others (Via on the way out, 18.1.1)."""
         self._items.insert(0, (canonical_name(name), name, value))
+        self._index = None
 
     def set(self, name: str, value: str) -> None:
         """Replace every field of this name by one, at the place of the first."""
         key = canonical_name(name)
+        self._index = None
         for i, (k, _, _) in enumerate(self._items):
             if k == key:
                 self._items[i] = (key, name, value)
@@ -300,6 +330,7 @@ class Headers:
         """Remove every field of this name."""
         key = canonical_name(name)
         self._items = [it for it in self._items if it[0] != key]
+        self._index = None
 
     def items(self) -> Iterator[tuple[str, str]]:
         """(name as received, value) pairs in order."""
@@ -311,6 +342,11 @@ class Headers:
         h = Headers()
         h._items = list(self._items)
         return h
+
+    def insert(self, position: int, name: str, value: str) -> None:
+        """Insert a header field at a position among all fields."""
+        self._items.insert(position, (canonical_name(name), name, value))
+        self._index = None
 
     def __len__(self) -> int:
         return len(self._items)
@@ -350,7 +386,7 @@ class Message:
         values[0] = str(via)
         self.headers.remove("via")
         for i, v in enumerate(values):
-            self.headers._items.insert(i, ("via", "Via", v))
+            self.headers.insert(i, "Via", v)
         self._cache.pop("vias", None)
 
     @property
@@ -512,18 +548,32 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
     lines = head.replace("\r\n", "\n").split("\n")
     start = lines[0]
     items: list[tuple[str, str, str]] = []
+    index: dict[str, list[str]] = {}
+    token = _TOKEN.match
     for line in lines[1:]:
         name, sep, value = line.partition(":")
         if not sep:
             raise SipParseError(f"header line without colon: {line[:60]!r}")
         name = name.strip()
-        if not _TOKEN.match(name):
-            raise SipParseError(f"invalid header name {name[:40]!r}")
+        key = _VALID_NAMES.get(name)
+        if key is None:
+            if not token(name):
+                raise SipParseError(f"invalid header name {name[:40]!r}")
+            key = canonical_name(name)
+            if len(_VALID_NAMES) < 4096:
+                _VALID_NAMES[name] = key
         if "\x00" in value:
             raise SipParseError(f"NUL byte in header {name}")
-        items.append((canonical_name(name), name, value.strip()))
+        value = value.strip()
+        items.append((key, name, value))
+        values = index.get(key)
+        if values is None:
+            index[key] = [value]
+        else:
+            values.append(value)
     headers = Headers()
     headers._items = items
+    headers._index = index
 
     length_text = headers.get("content-length")
     if length_text is not None:

@@ -228,7 +228,8 @@ def parse_name_addr(text: str) -> NameAddr:
     text = text.strip()
     if text == "*":
         return NameAddr(uri=SipUri("sip", None, "*"), wildcard=True)
-    lt = _find_outside_quotes(text, "<")
+    # Most values carry no quoted display name: a plain find is then exact and cheap.
+    lt = text.find("<") if '"' not in text else _find_outside_quotes(text, "<")
     if lt >= 0:
         gt = text.find(">", lt)
         if gt < 0:
