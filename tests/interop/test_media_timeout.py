@@ -1,0 +1,85 @@
+"""A call whose media stops is ended by the gateway after the dialplan's media timeout.
+
+SIPp's built-in scenarios send no RTP: a 2-second media timeout must end a 20-second call
+from the gateway's side, with a BYE carrying Q.850 cause 102 to both legs.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ROOT, GatewayProcess, free_port, start_capture
+
+pytestmark = pytest.mark.interop
+
+
+def test_call_without_media_is_ended_by_the_timeout(gateway_factory: Any, tmp_path: Path) -> None:
+    uas_port = free_port()
+    plan = tmp_path / "timeout.yaml"
+    text = (ROOT / "dialplans" / "loadtest.yaml").read_text()
+    plan.write_text(
+        text.replace("timeout: 0", "timeout: 2").replace("127.0.0.1:5070", f"127.0.0.1:{uas_port}")
+    )
+    gw: GatewayProcess = gateway_factory(plan)
+    capture = start_capture(tmp_path / "timeout.pcapng", [gw.sip_port, uas_port])
+    uas = subprocess.Popen(
+        ["sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", str(uas_port), "-nostdin", "-m", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=tmp_path,
+    )
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM):
+        pass
+    uac = subprocess.Popen(
+        [
+            "sipp",
+            "-sn",
+            "uac",
+            "-s",
+            "bench",
+            f"127.0.0.1:{gw.sip_port}",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(free_port()),
+            "-m",
+            "1",
+            "-d",
+            "20000",
+            "-nostdin",
+            "-timeout",
+            "30s",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=tmp_path,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        ended: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and not ended:
+            ended = gw.http("/api/v1/calls")["ended"]
+            time.sleep(0.2)
+        assert ended, "the gateway did not end the silent call"
+        record = ended[-1]
+        assert record["cause"] == 102 and record["outcome"] == "completed", record
+        assert 1.5 <= record["duration"] <= 8, record  # ended by the 2 s timeout, not the 20 s call
+    finally:
+        for proc in (uac, uas):
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    capture.stop()
+    byes = capture.fields(f"sip.Method == BYE && udp.srcport == {gw.sip_port}", "sip.Reason")
+    assert len(byes) == 2, byes  # one to each leg
+    assert all("cause=102" in row[0] for row in byes), byes
+    assert capture.problems() == []
