@@ -19,7 +19,7 @@ from gateway.call.events import Side
 from gateway.call.sip_leg import ALLOW, SUPPORTED, SipLeg
 from gateway.dialplan import Dialplan, Kiosk
 from gateway.edge.sip_transport import SipEndpoint
-from gateway.sip.auth import DigestAuthenticator
+from gateway.sip.auth import AuthParseError, AuthResult, DigestAuthenticator, parse_challenge_params
 from gateway.sip.dialog import Dialog, new_call_id
 from gateway.sip.errors import SipParseError
 from gateway.sip.message import Request, Response, make_response
@@ -33,10 +33,12 @@ from gateway.sip.transaction import (
     TransactionTimeout,
     TransportError,
 )
-from gateway.sip.uri import SipUri
+from gateway.sip.uri import SipUri, Uri, parse_uri
 from gateway.state.store import Binding, Store
 
 log = logging.getLogger(__name__)
+
+SUPPORTED_OPTIONS = frozenset({"timer"})  # option tags we implement (RFC 4028)
 
 
 class InviteHandler(Protocol):
@@ -140,13 +142,33 @@ class SipUserAgent:
             if kiosk is not None:
                 return AuthOutcome(kiosk, None)
             return AuthOutcome(None, None, challenge=True, reason="no credentials")
-        result = self.auth.verify(request.method, header)
+        result = self._verify(request, header)
         if not result.ok:
             return AuthOutcome(
                 None, result.username, challenge=True, stale=result.stale, reason=result.reason
             )
         username = result.username or ""
         return AuthOutcome(self.dialplan.kiosk_for_user(username), username)
+
+    def _verify(self, request: Request, header: str) -> AuthResult:
+        """Check a digest and that it was computed for this Request-URI (RFC 7616 3.4.6).
+
+        Without the second check, credentials captured on one request could be replayed
+        on another target within the nonce's lifetime.
+        """
+        result = self.auth.verify(request.method, header)
+        if not result.ok:
+            return result
+        try:
+            digest_uri = parse_challenge_params(header)[1].get("uri", "")
+            same = digest_uri == request.uri_text or _same_target(
+                parse_uri(digest_uri), request.uri
+            )
+        except (AuthParseError, SipParseError):
+            same = False
+        if not same:
+            return AuthResult(False, result.username, reason="digest uri does not match")
+        return result
 
     def challenge(self, request: Request, key: str, *, proxy: bool, stale: bool) -> None:
         """Answer 401 or 407 with one challenge per algorithm (RFC 8760 2.4)."""
@@ -269,6 +291,23 @@ class SipUserAgent:
         if self._looped(request):
             endpoint.send_response(key, make_response(request, 482))
             return
+        unsupported = [
+            tag
+            for tag in request.headers.get_all("require") + request.headers.get_all("proxy-require")
+            if tag.strip().lower() not in SUPPORTED_OPTIONS
+        ]
+        if unsupported:
+            # RFC 3261 8.2.2.3: refuse what we cannot honour (100rel, precondition, ...).
+            endpoint.send_response(
+                key,
+                make_response(
+                    request,
+                    420,
+                    to_tag=new_tag_for(request),
+                    extra=[("Unsupported", ", ".join(unsupported))],
+                ),
+            )
+            return
         outcome = self.authenticate(request, source)
         if outcome.kiosk is None:
             if outcome.challenge:
@@ -301,7 +340,7 @@ class SipUserAgent:
         header = request.headers.get("authorization")
         if header is None:
             return False
-        result = self.auth.verify(request.method, header)
+        result = self._verify(request, header)
         to_uri = request.to.uri
         to_user = to_uri.user_unescaped if isinstance(to_uri, SipUri) else None
         if result.ok and result.username == to_user:
@@ -365,6 +404,18 @@ class SipUserAgent:
         self.endpoint.send_response(
             key, make_response(request, 200, to_tag=new_tag_for(request), extra=extra)
         )
+
+
+def _same_target(a: Uri, b: Uri) -> bool:
+    """Two URIs naming the same resource, parameters aside (RFC 3261 19.1.4 in spirit)."""
+    if isinstance(a, SipUri) and isinstance(b, SipUri):
+        return (a.scheme, a.user_unescaped, a.host, a.port) == (
+            b.scheme,
+            b.user_unescaped,
+            b.host,
+            b.port,
+        )
+    return str(a) == str(b)
 
 
 def new_tag_for(request: Request) -> str:
