@@ -13,7 +13,7 @@ import urllib.error
 from pathlib import Path
 from typing import Any
 
-from conftest import ROOT, GatewayProcess
+from harness import ROOT, GatewayProcess
 
 EXAMPLE = ROOT / "dialplans" / "example.yaml"
 

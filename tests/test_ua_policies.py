@@ -11,7 +11,7 @@ import socket
 import uuid
 from typing import Any
 
-from conftest import ROOT, GatewayProcess
+from harness import ROOT, GatewayProcess
 
 from gateway.sip.auth import build_authorization
 from gateway.sip.message import Response, parse_message

@@ -113,6 +113,7 @@ class Call:
     b: SipLeg | None = None
     b_offer: SessionDescription | None = None
     target: Target | None = None
+    last_station: str | None = None  # the last station offered, kept for the call record
     candidates: list[Target] = field(default_factory=list)
     state: CallState = CallState.ROUTING
     answered: float | None = None
@@ -286,6 +287,7 @@ class B2BUA:
         leg.sink = self._on_leg_event
         call.b = leg
         call.target = target
+        call.last_station = target.station.id
         self.station_calls[target.station.id] = self.station_calls.get(target.station.id, 0) + 1
         display = kiosk.label.replace('"', "'")
         context = [
@@ -477,7 +479,7 @@ class B2BUA:
         if call.ring_timer is not None:
             call.ring_timer.cancel()
             call.ring_timer = None
-        station = call.target.station.id if call.target else None
+        station = call.last_station
         self._release_station(call)
         self.calls.pop(call.id, None)
         stats = await self.media.delete(call.id)

@@ -97,6 +97,7 @@ class SipLeg:
         self._peer_allows_update = False
         self._refresh_key: str | None = None  # client key of our session-refresh request
         self.end_cause: int | None = None
+        self._provisional_seen = False  # UAC: any 1xx, 100 included, allows a CANCEL (9.1)
 
     # -- helpers ----------------------------------------------------------------------
     def _emit(self, event: CallEvent) -> None:
@@ -337,11 +338,12 @@ class SipLeg:
         status = response.status
         assert self.invite is not None
         if status < 200:
-            if status == 100:
-                return
+            self._provisional_seen = True
             if self.state is LegState.CANCELLING:
                 self._send_cancel()
                 self.state = LegState.TERMINATED  # awaiting 487, nothing else to report
+                return
+            if status == 100:
                 return
             if self.state is LegState.TERMINATED:
                 return
@@ -600,7 +602,7 @@ class SipLeg:
             self.reject(Failed(cause=cause, reason=reason))
             return
         if not self.uas and self.state in (LegState.PROCEEDING, LegState.EARLY):
-            if self.state is LegState.EARLY:
+            if self.state is LegState.EARLY or self._provisional_seen:
                 self._send_cancel()
                 self.state = LegState.TERMINATED
                 self._cancel_timer()

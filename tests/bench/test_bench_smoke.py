@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, free_port
+from harness import ROOT, free_port
 
 pytestmark = pytest.mark.interop
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, GatewayProcess, free_port, start_capture
+from harness import ROOT, GatewayProcess, free_port, start_capture
 
 pytestmark = pytest.mark.interop
 

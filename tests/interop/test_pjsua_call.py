@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, GatewayProcess, start_capture
+from harness import ROOT, GatewayProcess, start_capture
 from peers import find_call, start_pjagent
 
 pytestmark = pytest.mark.interop

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import ROOT, GatewayProcess, start_gateway, stop_gateway
+from harness import ROOT, GatewayProcess, start_gateway, stop_gateway
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -1,0 +1,249 @@
+"""Test harness: project paths, a real gateway process, a tshark capture on loopback.
+
+A module of its own (not conftest.py): several test folders have a conftest, and
+``from conftest import`` would pick whichever was imported first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+VECTORS = ROOT.parent / "shared" / "vectors"
+sys.path.insert(0, str(ROOT / "tests" / "peers"))
+
+
+def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    """A port free for both UDP and TCP on 127.0.0.1 right now."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        other = socket.SOCK_STREAM if kind == socket.SOCK_DGRAM else socket.SOCK_DGRAM
+        try:
+            with socket.socket(socket.AF_INET, other) as s:
+                s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port")
+
+
+@dataclass
+class GatewayProcess:
+    """A ``vrgw run`` subprocess on loopback ports, with its HTTP API at hand."""
+
+    proc: subprocess.Popen[bytes]
+    sip_port: int
+    http_port: int
+    log_path: Path
+    dialplan: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    def http(self, path: str, method: str = "GET") -> Any:
+        req = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}", method=method)
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            body = resp.read()
+        return json.loads(body) if body.startswith((b"{", b"[")) else body.decode()
+
+    def status(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.http("/api/v1/status")
+        return result
+
+    def wait_idle(self, timeout: float = 45.0) -> dict[str, Any]:
+        """Wait until no call, transaction, dialog or relay port is left; return the status.
+
+        UDP server transactions linger 64*T1 = 32 s in Completed (Timer J, RFC 3261 17.2.2).
+        """
+        deadline = time.monotonic() + timeout
+        status = self.status()
+        while time.monotonic() < deadline:
+            status = self.status()
+            if not any(
+                status[k]
+                for k in (
+                    "calls",
+                    "transactions",
+                    "dialogs",
+                    "media_sessions",
+                    "media_ports_in_use",
+                )
+            ):
+                return status
+            time.sleep(0.2)
+        return status
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_gateway(
+    tmp_path: Path,
+    dialplan: Path,
+    *,
+    sip_port: int | None = None,
+    extra: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> GatewayProcess:
+    """Start ``python -m gateway run`` and wait for its health check."""
+    sip_port = sip_port or free_port()
+    http_port = free_port(socket.SOCK_STREAM)
+    log_path = tmp_path / f"vrgw-{sip_port}.log"
+    cmd = [
+        sys.executable,
+        "-m",
+        "gateway",
+        "run",
+        "--dialplan",
+        str(dialplan),
+        "--sip-port",
+        str(sip_port),
+        "--http-port",
+        str(http_port),
+        *(extra or []),
+    ]
+    full_env = {**os.environ, **(env or {})}
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            start_new_session=True,
+        )
+    gw = GatewayProcess(proc, sip_port, http_port, log_path, dialplan)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gateway exited {proc.returncode}:\n{gw.log()}")
+        try:
+            gw.http("/healthz")
+            return gw
+        except OSError:
+            time.sleep(0.1)
+    stop_gateway(gw)
+    raise RuntimeError(f"gateway did not come up:\n{gw.log()}")
+
+
+def stop_gateway(gw: GatewayProcess) -> int:
+    """SIGTERM, then SIGKILL if it lingers; returns the exit code."""
+    if gw.proc.poll() is None:
+        gw.proc.send_signal(signal.SIGTERM)
+        try:
+            gw.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(gw.proc.pid, signal.SIGKILL)
+            gw.proc.wait()
+    return gw.proc.returncode
+
+
+@pytest.fixture
+def gateway_factory(tmp_path: Path) -> Iterator[Any]:
+    """Start gateways on demand; every one is stopped (and must stop cleanly) at the end."""
+    started: list[GatewayProcess] = []
+
+    def factory(dialplan: Path, **kwargs: Any) -> GatewayProcess:
+        gw = start_gateway(tmp_path, dialplan, **kwargs)
+        started.append(gw)
+        return gw
+
+    yield factory
+    for gw in started:
+        code = stop_gateway(gw)
+        assert code == 0, f"gateway exited with {code}:\n{gw.log()[-4000:]}"
+        assert "Traceback" not in gw.log(), gw.log()[-4000:]
+
+
+@dataclass
+class Capture:
+    """A tshark capture on loopback, read back with dissectors."""
+
+    proc: subprocess.Popen[bytes]
+    path: Path
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            time.sleep(0.5)  # let the last packets reach the ring buffer
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def fields(
+        self, display_filter: str, *names: str, decode_as: list[str] | None = None
+    ) -> list[list[str]]:
+        """Rows of the given fields for the packets matching a display filter."""
+        cmd = ["tshark", "-n", "-r", str(self.path), "-Y", display_filter, "-T", "fields"]
+        for d in decode_as or []:
+            cmd += ["-d", d]
+        for n in names:
+            cmd += ["-e", n]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=120).stdout
+        return [line.split("\t") for line in out.splitlines() if line]
+
+    def problems(self, decode_as: list[str] | None = None, display_filter: str = "") -> list[str]:
+        """Expert-info entries of severity error (malformed packets among them)."""
+        flt = "_ws.expert.severity >= 8388608 || _ws.malformed"  # error (0x00800000) and up
+        if display_filter:
+            flt = f"({display_filter}) && ({flt})"
+        cmd = ["tshark", "-n", "-r", str(self.path), "-Y", flt]
+        for d in decode_as or []:
+            cmd += ["-d", d]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=120).stdout
+        return out.splitlines()
+
+
+_captures: list[Capture] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_captures() -> Iterator[None]:
+    """Whatever a test does, no tshark it started outlives it."""
+    yield
+    while _captures:
+        _captures.pop().stop()
+
+
+def start_capture(path: Path, ports: list[int]) -> Capture:
+    """Capture loopback traffic on the given UDP/TCP ports into ``path``."""
+    bpf = " or ".join(f"port {p}" for p in ports)
+    proc = subprocess.Popen(
+        ["tshark", "-n", "-q", "-i", "lo", "-f", bpf, "-w", str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    # tshark says "Capturing on 'Loopback: lo'" on stderr once the capture runs.
+    deadline = time.monotonic() + 20
+    assert proc.stderr is not None
+    os.set_blocking(proc.stderr.fileno(), False)
+    seen = b""
+    while time.monotonic() < deadline:
+        chunk = proc.stderr.read() or b""
+        seen += chunk
+        if b"Capturing on" in seen:
+            break
+        if proc.poll() is not None:
+            raise RuntimeError(f"tshark failed: {seen.decode(errors='replace')}")
+        time.sleep(0.05)
+    else:
+        proc.kill()
+        raise RuntimeError("tshark did not start capturing")
+    capture = Capture(proc, path)
+    _captures.append(capture)
+    return capture
