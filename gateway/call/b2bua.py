@@ -164,10 +164,13 @@ class B2BUA:
         user = uri.user_unescaped or ""
         service = dialplan.resolve_service(user)
         if service is None:
-            leg.reject(Failed(NO_ROUTE_DESTINATION, 404, f"no service {user!r}"))
+            self._refuse(
+                leg, caller, user, Failed(NO_ROUTE_DESTINATION, 404, f"no service {user!r}")
+            )
             return
         if not dialplan.may_call(caller, service):
-            leg.reject(Failed(21, 403, f"service {service.name} not offered at this kiosk"))
+            failure = Failed(21, 403, f"service {service.name} not offered at this kiosk")
+            self._refuse(leg, caller, service.name, failure)
             return
         st = dialplan.session_timer
         timer = negotiate_as_uas(request, expires=st.expires, min_se=st.min_se)
@@ -185,11 +188,12 @@ class B2BUA:
         try:
             offer = SessionDescription.parse(request.body) if request.body else None
         except SdpError as exc:
-            leg.reject(Failed(65, 488, f"bad SDP: {exc}"))
+            self._refuse(leg, caller, service.name, Failed(65, 488, f"bad SDP: {exc}"))
             return
         if offer is None:
             # Delayed offer (offer in the 2xx, answer in the ACK) is not relayed yet.
-            leg.reject(Failed(65, 488, "an SDP offer is required in the INVITE"))
+            failure = Failed(65, 488, "an SDP offer is required in the INVITE")
+            self._refuse(leg, caller, service.name, failure)
             return
         partner = dialplan.partners[service.partner]
         call = Call(
@@ -215,6 +219,38 @@ class B2BUA:
         self.calls[call.id] = call
         log.info("%s: kiosk %s (%s) calls %s", call.id, caller.id, caller.site, service.name)
         self.ua.spawn(self._route(call))
+
+    def _refuse(self, leg: SipLeg, caller: Kiosk, service: str, failure: Failed) -> None:
+        """Reject a kiosk's INVITE before routing, and still count it as a call."""
+        leg.reject(failure)
+        now = self.clock()
+        partner = (
+            self.dialplan.services[service].partner if service in self.dialplan.services else ""
+        )
+        record = CallRecord(
+            id=f"{self._prefix}-{next(self._ids)}",
+            kiosk=caller.id,
+            site=caller.site,
+            service=service,
+            partner=partner,
+            station=None,
+            started=now,
+            answered=None,
+            ended=now,
+            outcome=_outcome_of(failure.sip_status),
+            cause=failure.cause,
+            sip_status=failure.sip_status,
+        )
+        self.records.append(record)
+        if self.on_record is not None:
+            self.on_record(record)
+        log.info(
+            "%s: kiosk %s refused: %d %s",
+            record.id,
+            caller.id,
+            failure.sip_status or 0,
+            failure.reason,
+        )
 
     async def _targets(self, partner: Partner) -> list[Target]:
         """Where the partner's stations can be reached now, idle stations first."""
@@ -486,9 +522,7 @@ class B2BUA:
         if was_connected:
             outcome = "completed"
         elif sip_status is not None and sip_status >= 300:
-            outcome = {486: "busy", 480: "unavailable", 404: "not_found", 403: "forbidden"}.get(
-                sip_status, "failed"
-            )
+            outcome = _outcome_of(sip_status)
         else:
             outcome = "abandoned"
         record = CallRecord(
@@ -526,3 +560,9 @@ class B2BUA:
             if call.b is not None:
                 call.b.hangup(NORMAL_CLEARING, "gateway shutting down")
             await self._end(call, NORMAL_CLEARING, "gateway shutting down")
+
+
+def _outcome_of(sip_status: int | None) -> str:
+    """The outcome label of a call refused with a SIP status (metrics and records)."""
+    labels = {486: "busy", 480: "unavailable", 404: "not_found", 403: "forbidden"}
+    return labels.get(sip_status or 0, "failed")

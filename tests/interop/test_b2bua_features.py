@@ -349,9 +349,11 @@ def test_refusals_cancel_and_ring_timeout(gateway_factory: Any, tmp_path: Path) 
     assert len({row[0] for row in cancels}) == 5, cancels
     assert capture.problems() == []
 
-    # 403 and 404 are refused before a call exists; the others left a record each.
+    # Every attempt leaves a record, the ones refused before routing (403, 404) too.
     ended = [(r["service"], r["outcome"], r["sip_status"]) for r in records(gw)]
     assert ended == [
+        ("urssaf", "forbidden", 403),
+        ("impots", "not_found", 404),
         ("cpam", "unavailable", 480),
         ("caf", "abandoned", None),
         ("urssaf", "abandoned", None),
@@ -360,7 +362,8 @@ def test_refusals_cancel_and_ring_timeout(gateway_factory: Any, tmp_path: Path) 
         ("caf", "completed", None),
     ], ended
     stations_seen = [r["station"] for r in records(gw)]
-    assert stations_seen[1:3] == ["caf-1", "urssaf-1"] and stations_seen[-1] == "caf-2"
+    assert stations_seen[:2] == [None, None]
+    assert stations_seen[3:5] == ["caf-1", "urssaf-1"] and stations_seen[-1] == "caf-2"
 
 
 # --------------------------------------------------------------------------- busy and hunting
