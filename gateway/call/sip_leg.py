@@ -28,8 +28,13 @@ from gateway.call.events import (
     Side,
 )
 from gateway.sip.dialog import Dialog, DialogState, new_tag
-from gateway.sip.errors import SipParseError
-from gateway.sip.info import FAST_UPDATE_BODY, MEDIA_CONTROL, parse_info
+from gateway.sip.info import (
+    DTMF_RELAY,
+    FAST_UPDATE_BODY,
+    MEDIA_CONTROL,
+    dtmf_relay_body,
+    parse_info,
+)
 from gateway.sip.message import Headers, Request, Response, make_response
 from gateway.sip.sdp import SdpError, SessionDescription
 from gateway.sip.session_timer import SessionTimer, negotiate_as_uac
@@ -580,8 +585,7 @@ class SipLeg:
 
     def send_dtmf(self, event: Dtmf) -> None:
         """Relay a DTMF digit as INFO application/dtmf-relay."""
-        body = f"Signal={event.digit}\r\nDuration={event.duration_ms}\r\n".encode()
-        self._send_info("application/dtmf-relay", body)
+        self._send_info(DTMF_RELAY, dtmf_relay_body(event))
 
     def fast_update(self, event: FastUpdate) -> None:
         """Ask the peer's encoder for an intra frame (RFC 5168 INFO)."""
@@ -616,11 +620,3 @@ class SipLeg:
             )
             self.ua.send_request(self, request, self.dialog.destination(), self.transport)
         self._finish()
-
-
-def describe(message: Request | Response) -> str:
-    """A short text for logs."""
-    try:
-        return f"{message!r} call-id={message.call_id}"
-    except SipParseError:
-        return repr(message)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Callable
 from typing import Protocol, cast
 
 from gateway.sip.errors import SipParseError
@@ -302,13 +301,3 @@ class SipEndpoint:
         if conn is not None and conn.transport is not None:
             for data in queued:
                 conn.transport.write(data)
-
-
-def bind_tu(endpoint: SipEndpoint, handler: Callable[[TransactionEvent], None]) -> None:
-    """Attach a plain function as the transaction user (handy in tests)."""
-
-    class _Fn:
-        def handle_event(self, event: TransactionEvent) -> None:
-            handler(event)
-
-    endpoint.tu = _Fn()
