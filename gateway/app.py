@@ -10,11 +10,15 @@ from pathlib import Path
 
 from gateway.call.b2bua import B2BUA
 from gateway.call.sip_ua import SipUserAgent
+from gateway.clock import Clock
 from gateway.dialplan import Dialplan, DialplanError, load_dialplan
 from gateway.edge.sip_transport import SipEndpoint
 from gateway.media.engine import MediaEngine
 from gateway.media.relay import RelayEngine
 from gateway.metrics import GatewayMetrics
+from gateway.presence.feed import AvailabilityFeed
+from gateway.presence.server import PresenceServer
+from gateway.presence.views import GatewayViews
 from gateway.state.store import MemoryStore, Store
 
 log = logging.getLogger(__name__)
@@ -31,6 +35,7 @@ class Settings:
     http_port: int = 8080
     tcp: bool = True
     ring_timeout: float = 60.0
+    test_clock: bool = False  # let PUT /api/v1/clock move the schedules' clock
 
 
 class Gateway:
@@ -50,7 +55,14 @@ class Gateway:
         )
         self.endpoint = SipEndpoint(settings.sip_host, settings.sip_port)
         self.ua = SipUserAgent(self.endpoint, self.store, dialplan)
-        self.b2bua = B2BUA(self.ua, self.media, ring_timeout=settings.ring_timeout)
+        self.clock = Clock(adjustable=settings.test_clock)
+        self.b2bua = B2BUA(
+            self.ua, self.media, ring_timeout=settings.ring_timeout, clock=self.clock.now
+        )
+        self.views = GatewayViews(self.b2bua)
+        self.presence = PresenceServer(self.ua, self.views, now=self.clock.now)
+        self.feed = AvailabilityFeed()
+        self.b2bua.on_change = self._partner_changed
         self.metrics = GatewayMetrics()
         self.metrics.attach(self)
         self.b2bua.on_record = self.metrics.record_call
@@ -58,10 +70,15 @@ class Gateway:
         self._http_server: object | None = None
         self.stopped = asyncio.Event()
 
+    def _partner_changed(self, partner: str) -> None:
+        self.presence.changed(partner)
+        self.feed.changed(partner)
+
     async def start(self) -> None:
         """Open sockets: media first, then SIP, then HTTP."""
         await self.media.start()
         await self.endpoint.start(tcp=self.settings.tcp)
+        self.b2bua.start()
         if self.settings.http_port >= 0:
             from gateway.http.api import serve
 
@@ -85,11 +102,14 @@ class Gateway:
             return False, str(exc)
         self.dialplan = new
         self.ua.set_dialplan(new)
+        self.b2bua.build_desks(new)
+        self.presence.changed_all()
         log.info("dialplan reloaded from %s", new.source)
         return True, "reloaded"
 
     async def close(self) -> None:
-        """End calls, close sockets."""
+        """End calls and subscriptions, close sockets."""
+        await self.presence.close()
         await self.b2bua.close()
         if self._http_server is not None:
             self._http_server.should_exit = True  # type: ignore[attr-defined]

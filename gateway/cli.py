@@ -25,6 +25,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--http-host", default="127.0.0.1", help="admin HTTP listen address")
     run.add_argument("--http-port", type=int, default=8080, help="admin HTTP port (-1: off)")
     run.add_argument("--ring-timeout", type=float, default=60.0, help="seconds a station may ring")
+    run.add_argument(
+        "--test-clock",
+        action="store_true",
+        help="let PUT /api/v1/clock set the schedules' clock (tests and demos only)",
+    )
     run.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     check = sub.add_parser("check", help="validate a dialplan and exit")
     check.add_argument("path", type=Path)
@@ -65,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         http_port=args.http_port,
         tcp=not args.no_tcp,
         ring_timeout=args.ring_timeout,
+        test_clock=args.test_clock,
     )
     try:
         # uvloop: the same asyncio API on libuv, markedly cheaper per datagram.

@@ -45,9 +45,19 @@ class GatewayMetrics:
             registry=self.registry,
         )
 
+        self.queue_wait = Histogram(
+            "vrgw_queue_wait_seconds",
+            "Time callers spent in a partner's queue (answered or not)",
+            ["partner", "outcome"],
+            buckets=(5, 15, 30, 60, 120, 300, 600, 900, 1800),
+            registry=self.registry,
+        )
+
     def record_call(self, record: CallRecord) -> None:
         """Account for one ended call."""
         self.calls.labels(record.service, record.site, record.outcome).inc()
+        if record.queued:
+            self.queue_wait.labels(record.partner, record.outcome).observe(record.waited)
         if record.answered is not None:
             self.call_duration.labels(record.service).observe(record.duration)
             self.setup_time.labels(record.service).observe(record.answered - record.started)
@@ -74,13 +84,33 @@ class _LiveCollector(Collector):
         yield _gauge(
             "vrgw_media_ports_in_use", "UDP ports held by the media relay", gw.media.ports_in_use
         )
-        busy = GaugeMetricFamily(
+        now = gw.b2bua.clock()
+        states = GaugeMetricFamily(
+            "vrgw_station_state",
+            "1 for the state each station is in (offline, idle, ringing, busy, wrap_up, paused)",
+            labels=["partner", "station", "state"],
+        )
+        calls = GaugeMetricFamily(
             "vrgw_station_calls", "Calls held by each station", labels=["partner", "station"]
         )
-        for partner in gw.dialplan.partners.values():
-            for station in partner.stations:
-                busy.add_metric([partner.id, station.id], gw.b2bua.station_calls.get(station.id, 0))
-        yield busy
+        queue = GaugeMetricFamily(
+            "vrgw_queue_length", "Callers waiting per partner", labels=["partner"]
+        )
+        status = GaugeMetricFamily(
+            "vrgw_partner_status",
+            "1 for each partner's availability (open, busy, closed, offline)",
+            labels=["partner", "status"],
+        )
+        for desk in gw.b2bua.desks.values():
+            for sid, st in desk.stations.items():
+                states.add_metric([desk.partner, sid, st.state(now).value], 1)
+                calls.add_metric([desk.partner, sid], len(st.connected) + len(st.ringing))
+            queue.add_metric([desk.partner], len(desk.queue))
+            status.add_metric([desk.partner, desk.availability(now).status.value], 1)
+        yield states
+        yield calls
+        yield queue
+        yield status
 
 
 def _counter(name: str, doc: str, value: int) -> CounterMetricFamily:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -58,6 +59,17 @@ class GatewayProcess:
         with urllib.request.urlopen(req, timeout=5) as resp:
             body = resp.read()
         return json.loads(body) if body.startswith((b"{", b"[")) else body.decode()
+
+    def http_json(self, path: str, method: str, body: object) -> Any:
+        """Send a JSON body (PUT /api/v1/clock, ...) and decode the JSON answer."""
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.http_port}{path}",
+            data=json.dumps(body).encode(),
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return json.loads(resp.read())
 
     def status(self) -> dict[str, Any]:
         result: dict[str, Any] = self.http("/api/v1/status")
@@ -247,3 +259,19 @@ def start_capture(path: Path, ports: list[int]) -> Capture:
     capture = Capture(proc, path)
     _captures.append(capture)
     return capture
+
+
+def dialplan_variant(tmp_path: Path, source: Path, name: str, edits: list[tuple[str, str]]) -> Path:
+    """A copy of a dialplan (and its secrets file) with text edits, each applied once."""
+    text = source.read_text()
+    for old, new in edits:
+        assert text.count(old) == 1, f"edit target not unique in {source.name}: {old!r}"
+        text = text.replace(old, new)
+    folder = tmp_path / "dialplans"
+    folder.mkdir(exist_ok=True)
+    secrets = source.with_suffix(".secrets")
+    if secrets.exists():
+        shutil.copy(secrets, folder / secrets.name)
+    path = folder / f"{name}.yaml"
+    path.write_text(text)
+    return path

@@ -21,10 +21,9 @@ from gateway.call.causes import (
     NO_ANSWER,
     NO_ROUTE_DESTINATION,
     NORMAL_CLEARING,
+    NORMAL_UNSPECIFIED,
     RECOVERY_ON_TIMER_EXPIRY,
     RESOURCE_UNAVAILABLE,
-    TEMPORARY_FAILURE,
-    USER_BUSY,
 )
 from gateway.call.events import (
     Answered,
@@ -40,39 +39,38 @@ from gateway.call.events import (
 )
 from gateway.call.sip_leg import LegState, SipLeg
 from gateway.call.sip_ua import SipUserAgent
-from gateway.dialplan import Dialplan, Kiosk, Partner, Service, Station
+from gateway.call.stations import StationMonitor, Target
+from gateway.dialplan import Dialplan, Kiosk, Partner, Service
 from gateway.media.engine import MediaEngine, MediaError, SessionStats
+from gateway.media.prompts import PromptError, early_answer, load_prompt, restrict_offer
+from gateway.partners.desk import Decision, Offer, PartnerDesk, Queued, Refused
 from gateway.sip.message import Request, make_response
 from gateway.sip.sdp import SdpError, SessionDescription
 from gateway.sip.session_timer import TooSmall, negotiate_as_uas
-from gateway.sip.transaction import Address
+from gateway.texts import text
 
 log = logging.getLogger(__name__)
 
 # Station answers after which the next station is tried (sippy's "route hunting").
 HUNT_ON = frozenset({408, 480, 486, 500, 502, 503, 504, 600, 603})
+# Of those, the answers that mean "nobody took it": they count towards pausing a station.
+NOT_ANSWERED = frozenset({408, 480})
 # Context headers a kiosk may pass to the agent's station (what the citizen typed).
 CONTEXT_PREFIX = "x-visio-"
 OWN_CONTEXT = ("X-Visio-Kiosk", "X-Visio-Site", "X-Visio-Service")
+# A kiosk marks a caller who booked this slot; such callers go first in the queue.
+APPOINTMENT_HEADER = "x-visio-appointment"
+WAITING_PROMPT = "attente"
 
 
 class CallState(Enum):
     """Where a call stands in the controller."""
 
     ROUTING = "routing"
+    QUEUED = "queued"
     ALERTING = "alerting"
     CONNECTED = "connected"
     ENDED = "ended"
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """One place a call may be offered: a station at a transport address."""
-
-    station: Station
-    request_uri: str
-    dest: Address
-    transport: str
 
 
 @dataclass(slots=True)
@@ -92,6 +90,8 @@ class CallRecord:
     cause: int
     sip_status: int | None
     media: SessionStats | None = None
+    waited: float = 0.0  # seconds spent in the partner's queue
+    queued: bool = False
 
     @property
     def duration(self) -> float:
@@ -114,7 +114,6 @@ class Call:
     b_offer: SessionDescription | None = None
     target: Target | None = None
     last_station: str | None = None  # the last station offered, kept for the call record
-    candidates: list[Target] = field(default_factory=list)
     state: CallState = CallState.ROUTING
     answered: float | None = None
     ring_timer: asyncio.TimerHandle | None = None
@@ -122,13 +121,17 @@ class Call:
     context: list[tuple[str, str]] = field(default_factory=list)
     max_forwards: int = 70
     invite: Request | None = None
+    appointment: bool = False
+    early: SessionDescription | None = None  # the SDP of our 183 while the caller waits
+    queued: bool = False  # the caller waited in the queue at some point
+    waited: float = 0.0
 
 
 OutcomeHook = Callable[[CallRecord], None]
 
 
 class B2BUA:
-    """Routes kiosk calls to partner stations and bridges the legs."""
+    """Routes kiosk calls to partner stations through the partners' desks; bridges legs."""
 
     def __init__(
         self,
@@ -143,18 +146,92 @@ class B2BUA:
         self.ring_timeout = ring_timeout
         self.clock = clock
         self.calls: dict[str, Call] = {}
-        self.station_calls: dict[str, int] = {}
         self.records: deque[CallRecord] = deque(maxlen=1000)
         self.on_record: OutcomeHook | None = None
+        self.on_change: Callable[[str], None] | None = None  # partner id: presence, feeds
+        self.desks: dict[str, PartnerDesk] = {}
+        self.monitor = StationMonitor(ua, self._reachability, wall_clock=ua.wall_clock)
+        self._tick: asyncio.TimerHandle | None = None
+        self._tick_at: float | None = None
         self._ids = itertools.count(1)
         self._prefix = f"{int(clock()):x}"
+        self.build_desks(ua.dialplan)
         ua.invite_handler = self
+        ua.registration_hook = self._registration_changed
         media.set_timeout_handler(self._media_timeout)
 
     @property
     def dialplan(self) -> Dialplan:
         """The dialplan in force (the UA holds it, so a reload switches both at once)."""
         return self.ua.dialplan
+
+    # -- desks and stations ---------------------------------------------------------------
+    def build_desks(self, dialplan: Dialplan) -> None:
+        """One desk per partner; a reload keeps the live state of what still exists."""
+        old = self.desks
+        desks: dict[str, PartnerDesk] = {}
+        for partner in dialplan.partners.values():
+            desk = PartnerDesk(
+                partner.id,
+                [(s.id, s.max_calls) for s in partner.stations],
+                schedule=partner.schedule,
+                settings=partner.desk,
+                tz=dialplan.timezone,
+            )
+            previous = old.get(partner.id)
+            if previous is not None:
+                for sid, status in desk.stations.items():
+                    kept = previous.stations.get(sid)
+                    if kept is not None:
+                        kept.max_calls = status.max_calls
+                        desk.stations[sid] = kept
+                desk.queue = previous.queue
+                desk.offers = previous.offers
+                desk.waited = previous.waited
+                desk.durations = previous.durations
+                desk.waits = previous.waits
+            else:
+                for sid in desk.stations:
+                    desk.stations[sid].reachable = self.monitor.reachable.get(sid, False)
+            desks[partner.id] = desk
+        self.desks = desks
+
+    def start(self) -> None:
+        """Begin watching stations (registrations and keep-alives)."""
+        self.monitor.start()
+
+    def _registration_changed(self, username: str) -> None:
+        self.ua.spawn(self.monitor.refresh_user(username))
+
+    def _reachability(self, station_id: str, reachable: bool) -> None:
+        now = self.clock()
+        for desk in self.desks.values():
+            if station_id in desk.stations:
+                self._apply(desk, desk.set_reachable(station_id, reachable, now))
+
+    def pause_station(self, station_id: str, *, paused: bool) -> bool:
+        """Pause or resume a station (admin API); False for an unknown station."""
+        now = self.clock()
+        for desk in self.desks.values():
+            if station_id in desk.stations:
+                decisions = desk.pause(station_id, now) if paused else desk.resume(station_id, now)
+                self._apply(desk, decisions)
+                return True
+        return False
+
+    def desk_of_station(self, station_id: str) -> PartnerDesk | None:
+        """The desk that holds a station."""
+        for desk in self.desks.values():
+            if station_id in desk.stations:
+                return desk
+        return None
+
+    def clock_changed(self) -> None:
+        """The clock moved (test clock): re-run every desk's timers and notify."""
+        self._tick_at = None
+        for desk in self.desks.values():
+            desk.clock_moved()
+            self._apply(desk, desk.tick(self.clock()))
 
     # -- a new call ---------------------------------------------------------------------
     def on_invite(self, leg: SipLeg, request: Request, caller: Kiosk) -> None:
@@ -195,6 +272,21 @@ class B2BUA:
             failure = Failed(65, 488, "an SDP offer is required in the INVITE")
             self._refuse(leg, caller, service.name, failure)
             return
+        hours = caller.opening_hours
+        if hours is not None:
+            desk = self.desks[service.partner]
+            site = hours.state_at(desk.local(self.clock()))
+            if not site.open:
+                retry = (
+                    max(1, int(site.next_opening.start.timestamp() - self.clock()))
+                    if site.next_opening is not None
+                    else None
+                )
+                failure = Failed(
+                    NORMAL_UNSPECIFIED, 480, text("reason_site_closed"), retry_after=retry
+                )
+                self._refuse(leg, caller, service.name, failure)
+                return
         partner = dialplan.partners[service.partner]
         call = Call(
             id=f"{self._prefix}-{next(self._ids)}",
@@ -213,6 +305,8 @@ class B2BUA:
             for name, value in request.headers.items()
             if name.lower().startswith(CONTEXT_PREFIX) and name not in OWN_CONTEXT
         ]
+        appointment = (request.headers.get(APPOINTMENT_HEADER) or "").strip().lower()
+        call.appointment = appointment not in ("", "no", "non", "0", "false")
         leg.label = call.id
         leg.sink = self._on_leg_event
         leg.session_timer = timer
@@ -252,47 +346,8 @@ class B2BUA:
             failure.reason,
         )
 
-    async def _targets(self, partner: Partner) -> list[Target]:
-        """Where the partner's stations can be reached now, idle stations first."""
-        out: list[Target] = []
-        for station in partner.stations:
-            if self._station_full(station):
-                continue
-            if station.address is not None:
-                addr = station.address
-                out.append(
-                    Target(
-                        station,
-                        f"sip:{station.id}@{addr.hostport}"
-                        + (";transport=tcp" if addr.transport == "tcp" else ""),
-                        (addr.host, addr.port),
-                        addr.transport,
-                    )
-                )
-            elif station.username is not None:
-                for binding in await self.ua.store.get_bindings(station.username):
-                    out.append(Target(station, binding.contact, binding.source, binding.transport))
-                    break  # one contact per station: the most recent registration
-        return out
-
-    def _station_full(self, station: Station) -> bool:
-        limit = station.max_calls
-        return limit > 0 and self.station_calls.get(station.id, 0) >= limit
-
     async def _route(self, call: Call) -> None:
-        call.candidates = await self._targets(call.partner)
-        if call.a.ended:
-            await self._end(call, NORMAL_CLEARING, "cancelled")
-            return
-        if not call.candidates:
-            busy = any(self._station_full(s) for s in call.partner.stations)
-            failure = (
-                Failed(USER_BUSY, 486, "station busy")
-                if busy
-                else Failed(TEMPORARY_FAILURE, 480, "no station reachable")
-            )
-            await self._fail(call, failure)
-            return
+        desk = self.desks[call.partner.id]
         try:
             call.b_offer = await self.media.offer(call.id, call.offer, from_side=Side.A)
         except (MediaError, SdpError) as exc:
@@ -302,17 +357,90 @@ class B2BUA:
         if call.a.ended:
             await self._end(call, NORMAL_CLEARING, "cancelled")
             return
-        self._try_next(call)
+        decision = desk.arrive(
+            call.id, call.kiosk.id, appointment=call.appointment, now=self.clock()
+        )
+        self._apply(desk, [decision, *desk.take_pending()])
 
-    def _try_next(self, call: Call) -> bool:
-        """Offer the call to the next candidate station; False when none is left."""
-        while call.candidates:
-            target = call.candidates.pop(0)
-            if self._station_full(target.station):
+    def _apply(self, desk: PartnerDesk, decisions: list[Decision]) -> None:
+        """Carry out what a desk decided, then re-arm its timers and notify watchers."""
+        pending = list(decisions)
+        while pending:
+            decision = pending.pop(0)
+            call = self.calls.get(decision.call_id)
+            if call is None or call.state is CallState.ENDED:
+                if not isinstance(decision, Refused):
+                    pending.extend(desk.ended(decision.call_id, self.clock()))
                 continue
-            self._offer_to(call, target)
-            return True
-        return False
+            if isinstance(decision, Offer):
+                target = self.monitor.target(decision.station)
+                if target is None:
+                    pending.extend(desk.offer_failed(call.id, missed=False, now=self.clock()))
+                    continue
+                call.waited = decision.waited
+                self._offer_to(call, target)
+            elif isinstance(decision, Queued):
+                self._wait_in_queue(call, decision)
+            else:
+                self._refused(call, decision)
+        self._arm_tick()
+        if self.on_change is not None:
+            self.on_change(desk.partner)
+
+    def _refused(self, call: Call, decision: Refused) -> None:
+        call.waited = decision.waited
+        failure = Failed(
+            decision.cause,
+            decision.status,
+            text(decision.reason),
+            retry_after=decision.retry_after,
+        )
+        log.info("%s: %s", call.id, failure.reason)
+        self.ua.spawn(self._fail(call, failure))
+
+    def _wait_in_queue(self, call: Call, decision: Queued) -> None:
+        """The caller waits: 183 with the looped announcement, or 180, per the partner."""
+        log.info(
+            "%s: queued for %s at position %d (about %s s)",
+            call.id,
+            call.partner.id,
+            decision.position,
+            decision.estimated_wait,
+        )
+        if call.b is not None:  # a failed offer sent back to the queue
+            call.b = None
+        first = not call.queued
+        call.state = CallState.QUEUED
+        call.queued = True
+        if not first:
+            return
+        if call.partner.desk.queue.waiting == "announcement":
+            self.ua.spawn(self._announce(call))
+        else:
+            call.a.ring(None)
+
+    async def _announce(self, call: Call) -> None:
+        """Answer the kiosk's offer with our early media and loop the waiting prompt."""
+        made = early_answer(call.offer)
+        if made is None:
+            log.info("%s: no G.711 in the kiosk's offer: ringing instead", call.id)
+            call.a.ring(None)
+            return
+        answer, pt, codec = made
+        try:
+            to_kiosk = await self.media.answer(call.id, answer, from_side=Side.B)
+            prompt = load_prompt(WAITING_PROMPT, codec, pt)
+        except (MediaError, SdpError, PromptError) as exc:
+            log.warning("%s: announcement unavailable (%s): ringing instead", call.id, exc)
+            call.a.ring(None)
+            return
+        if call.state is CallState.ENDED or call.a.ended:
+            return
+        if call.answered is not None:
+            return  # a station answered while the SDP was being prepared
+        call.early = to_kiosk
+        call.a.ring(to_kiosk)
+        self.media.play(call.id, prompt)
 
     def _offer_to(self, call: Call, target: Target) -> None:
         dialplan = self.dialplan
@@ -324,7 +452,8 @@ class B2BUA:
         call.b = leg
         call.target = target
         call.last_station = target.station.id
-        self.station_calls[target.station.id] = self.station_calls.get(target.station.id, 0) + 1
+        if call.state is CallState.QUEUED:
+            call.state = CallState.ROUTING
         display = kiosk.label.replace('"', "'")
         context = [
             ("X-Visio-Kiosk", kiosk.id),
@@ -332,11 +461,16 @@ class B2BUA:
             ("X-Visio-Service", call.service.name),
             *call.context,
         ]
+        if call.waited:
+            context.append(("X-Visio-Waited", str(int(call.waited))))
+        offer = call.b_offer
+        if offer is not None and call.early is not None:
+            offer = restrict_offer(offer, call.early)
         leg.send_invite(
             target.request_uri,
             from_value=f'"{display}" <sip:{kiosk.id}@{dialplan.domain}>',
             to_value=f"<sip:{call.service.name}@{dialplan.domain}>",
-            sdp=call.b_offer,
+            sdp=offer,
             max_forwards=call.max_forwards,
             extra=context,
             session_expires=dialplan.session_timer.expires,
@@ -348,23 +482,39 @@ class B2BUA:
         call.ring_timer = loop.call_later(self.ring_timeout, self._ring_timeout, call, leg)
         log.debug("%s: offered to station %s at %s:%s", call.id, target.station.id, *target.dest)
 
-    def _release_station(self, call: Call) -> None:
-        if call.target is not None:
-            sid = call.target.station.id
-            left = self.station_calls.get(sid, 0) - 1
-            if left > 0:
-                self.station_calls[sid] = left
-            else:
-                self.station_calls.pop(sid, None)
-            call.target = None
-
     def _ring_timeout(self, call: Call, leg: SipLeg) -> None:
         call.ring_timer = None
         if call.b is not leg or call.state not in (CallState.ROUTING, CallState.ALERTING):
             return
         log.info("%s: station did not answer in %.0f s", call.id, self.ring_timeout)
         leg.hangup(NO_ANSWER, "no answer")
-        self._b_failed(call, Failed(NO_ANSWER, 480, "no answer"))
+        self._b_failed(call, Failed(NO_ANSWER, 480, "no answer"), missed=True)
+
+    # -- timers -------------------------------------------------------------------------
+    def _arm_tick(self) -> None:
+        now = self.clock()
+        deadlines = [d for d in (desk.next_change(now) for desk in self.desks.values()) if d]
+        soonest = min(deadlines) if deadlines else None
+        if soonest == self._tick_at:
+            return
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
+        self._tick_at = soonest
+        if soonest is not None:
+            # Capped: a clock moved by a test (or NTP) is noticed within the hour.
+            delay = min(3600.0, max(0.0, soonest - now))
+            self._tick = asyncio.get_running_loop().call_later(delay, self._on_tick)
+
+    def _on_tick(self) -> None:
+        self._tick = None
+        self._tick_at = None
+        now = self.clock()
+        for desk in list(self.desks.values()):
+            deadline = desk.next_change(now)
+            if deadline is not None and deadline <= now:
+                self._apply(desk, desk.tick(now))
+        self._arm_tick()
 
     # -- events from the legs -------------------------------------------------------------
     def _on_leg_event(self, leg: SipLeg, event: CallEvent) -> None:
@@ -396,7 +546,9 @@ class B2BUA:
     def _on_b_event(self, call: Call, event: CallEvent) -> None:
         if isinstance(event, Ringing):
             call.state = CallState.ALERTING
-            self.ua.spawn(self._ringing(call, event))
+            if call.early is None and not call.queued:
+                self.ua.spawn(self._ringing(call, event))
+            # A waiting caller keeps hearing the announcement until the station answers.
         elif isinstance(event, Answered):
             self.ua.spawn(self._answered(call, event))
         elif isinstance(event, Failed):
@@ -413,13 +565,21 @@ class B2BUA:
         elif isinstance(event, FastUpdate):
             call.a.fast_update(event)
 
-    def _b_failed(self, call: Call, failure: Failed) -> None:
-        self._release_station(call)
+    def _b_failed(self, call: Call, failure: Failed, *, missed: bool = False) -> None:
+        """The station did not take the call: its desk decides what comes next."""
         call.b = None
+        call.target = None
+        if call.ring_timer is not None:
+            call.ring_timer.cancel()
+            call.ring_timer = None
         call.last_failure = failure
         if call.a.ended or call.state is CallState.ENDED:
             return
-        if (failure.sip_status in HUNT_ON or failure.sip_status is None) and self._try_next(call):
+        desk = self.desks[call.partner.id]
+        status = failure.sip_status
+        if status in HUNT_ON or status is None:
+            missed = missed or status in NOT_ANSWERED or status is None
+            self._apply(desk, desk.offer_failed(call.id, missed=missed, now=self.clock()))
             return
         self.ua.spawn(self._fail(call, failure))
 
@@ -439,6 +599,12 @@ class B2BUA:
         if call.ring_timer is not None:
             call.ring_timer.cancel()
             call.ring_timer = None
+        desk = self.desks.get(call.partner.id)
+        if desk is not None:
+            desk.answered(call.id, self.clock())
+            if self.on_change is not None:
+                self.on_change(desk.partner)
+        self.media.stop_playing(call.id)
         answer = event.answer
         if answer is None:
             answer_a = None
@@ -459,7 +625,8 @@ class B2BUA:
             return
         call.state = CallState.CONNECTED
         call.answered = self.clock()
-        call.a.answer(answer_a, call.a.session_timer)
+        # A caller who heard our early media already holds its answer: the 200 repeats it.
+        call.a.answer(call.early or answer_a, call.a.session_timer)
         log.debug("%s: connected to %s", call.id, call.target.station.id if call.target else "?")
 
     async def _relay_offer(self, call: Call, side: Side, offer: SessionDescription) -> None:
@@ -516,8 +683,17 @@ class B2BUA:
             call.ring_timer.cancel()
             call.ring_timer = None
         station = call.last_station
-        self._release_station(call)
+        now = self.clock()
         self.calls.pop(call.id, None)
+        self.media.stop_playing(call.id)
+        desk = self.desks.get(call.partner.id)
+        if desk is not None:
+            since = desk.waited.get(call.id)
+            if since is not None and call.answered is None:
+                call.waited = now - since
+            if call.answered is not None:
+                desk.call_duration(now - call.answered)
+            self._apply(desk, desk.ended(call.id, now))
         stats = await self.media.delete(call.id)
         if was_connected:
             outcome = "completed"
@@ -539,6 +715,8 @@ class B2BUA:
             cause=cause,
             sip_status=sip_status,
             media=stats,
+            waited=call.waited,
+            queued=call.queued,
         )
         self.records.append(record)
         if self.on_record is not None:
@@ -555,6 +733,10 @@ class B2BUA:
 
     async def close(self) -> None:
         """End every call (gateway shutdown): BYE or CANCEL both legs, release media."""
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
+        await self.monitor.close()
         for call in list(self.calls.values()):
             call.a.hangup(NORMAL_CLEARING, "gateway shutting down")
             if call.b is not None:

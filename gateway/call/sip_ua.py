@@ -19,6 +19,7 @@ from gateway.call.events import Side
 from gateway.call.sip_leg import ALLOW, SUPPORTED, SipLeg
 from gateway.dialplan import Dialplan, Kiosk
 from gateway.edge.sip_transport import SipEndpoint
+from gateway.presence.server import Watcher
 from gateway.sip.auth import AuthParseError, AuthResult, DigestAuthenticator, parse_challenge_params
 from gateway.sip.dialog import Dialog, new_call_id
 from gateway.sip.errors import SipParseError
@@ -39,6 +40,28 @@ from gateway.state.store import Binding, Store
 log = logging.getLogger(__name__)
 
 SUPPORTED_OPTIONS = frozenset({"timer"})  # option tags we implement (RFC 4028)
+
+
+class DialogUser(Protocol):
+    """Whoever owns a dialog or a client transaction: a call leg or a subscription."""
+
+    def on_request(self, request: Request, key: str) -> None:
+        """An in-dialog request."""
+
+    def on_response(self, response: Response, key: str) -> None:
+        """A response to a request this owner sent."""
+
+    def on_timeout(self, key: str) -> None:
+        """A request this owner sent got no final response (or could not be sent)."""
+
+
+class SubscribeHandler(Protocol):
+    """What the UA hands a new, authenticated SUBSCRIBE to (the presence server)."""
+
+    def on_subscribe(
+        self, request: Request, key: str, source: Address, transport: str, watcher: Watcher
+    ) -> None:
+        """A watcher subscribes to a resource."""
 
 
 class InviteHandler(Protocol):
@@ -74,8 +97,10 @@ class SipUserAgent:
         self.store = store
         self.wall_clock = wall_clock
         self.invite_handler: InviteHandler | None = None
-        self.dialogs: dict[tuple[str, str], SipLeg] = {}
-        self.client_owner: dict[str, SipLeg] = {}
+        self.subscribe_handler: SubscribeHandler | None = None
+        self.registration_hook: Callable[[str], None] | None = None  # AOR whose bindings changed
+        self.dialogs: dict[tuple[str, str], DialogUser] = {}
+        self.client_owner: dict[str, DialogUser] = {}
         self.server_invites: dict[str, SipLeg] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.dialplan = dialplan
@@ -100,11 +125,15 @@ class SipUserAgent:
         """A fresh Call-ID for an outgoing leg."""
         return new_call_id(self.endpoint.host)
 
-    def register_dialog(self, leg: SipLeg, dialog: Dialog) -> None:
+    def register_dialog(self, leg: DialogUser, dialog: Dialog) -> None:
         """Route in-dialog traffic for (Call-ID, our tag) to ``leg``."""
         self.dialogs[(dialog.call_id, dialog.local_tag)] = leg
 
-    def send_request(self, leg: SipLeg, request: Request, dest: Address, transport: str) -> str:
+    def forget_dialog(self, key: tuple[str, str]) -> None:
+        """Stop routing in-dialog traffic of (Call-ID, our tag)."""
+        self.dialogs.pop(key, None)
+
+    def send_request(self, leg: DialogUser, request: Request, dest: Address, transport: str) -> str:
         """Send a request for a leg and remember the leg owns its transaction."""
         key = self.endpoint.send_request(request, dest, transport)
         self.client_owner[key] = leg
@@ -211,7 +240,7 @@ class SipUserAgent:
     def _repeated_2xx(self, response: Response) -> None:
         """A 2xx to INVITE seen again: the dialog's leg repeats its ACK (13.2.2.4)."""
         leg = self.dialogs.get((response.call_id, response.from_.tag or ""))
-        if leg is not None:
+        if isinstance(leg, SipLeg):
             leg.resend_ack(response)
 
     def _on_request(self, event: RequestReceived) -> None:
@@ -219,7 +248,7 @@ class SipUserAgent:
         key = event.key
         if key is None:  # an ACK for a 2xx (13.2.2.4)
             leg = self.dialogs.get((request.call_id, request.to.tag or ""))
-            if leg is not None:
+            if isinstance(leg, SipLeg):
                 leg.on_ack(request)
             return
         method = request.method
@@ -257,12 +286,7 @@ class SipUserAgent:
                 ),
             )
         elif method == "SUBSCRIBE":
-            self.endpoint.send_response(
-                key,
-                make_response(
-                    request, 489, to_tag=new_tag_for(request), extra=[("Allow-Events", "")]
-                ),
-            )
+            self._on_new_subscribe(request, key, event.source, event.transport)
         elif method in ("BYE", "INFO", "UPDATE", "PRACK"):
             self.endpoint.send_response(key, make_response(request, 481))
         elif method in ("MESSAGE", "NOTIFY", "PUBLISH", "REFER"):
@@ -326,6 +350,25 @@ class SipUserAgent:
             endpoint.send_response(key, make_response(request, 503, to_tag=leg.local_tag))
             return
         self.invite_handler.on_invite(leg, request, outcome.kiosk)
+
+    def _on_new_subscribe(
+        self, request: Request, key: str, source: Address, transport: str
+    ) -> None:
+        """A SUBSCRIBE outside any dialog: authenticate like an INVITE, then presence."""
+        if self.subscribe_handler is None:
+            self.endpoint.send_response(
+                key,
+                make_response(
+                    request, 489, to_tag=new_tag_for(request), extra=[("Allow-Events", "")]
+                ),
+            )
+            return
+        outcome = self.authenticate(request, source)
+        if (outcome.kiosk is None and outcome.username is None) or outcome.challenge:
+            self.challenge(request, key, proxy=False, stale=outcome.stale)
+            return
+        watcher = Watcher(outcome.kiosk.id if outcome.kiosk else None, outcome.username)
+        self.subscribe_handler.on_subscribe(request, key, source, transport, watcher)
 
     # -- registrar (RFC 3261 10.3) ---------------------------------------------------------
     def _on_register(self, request: Request, key: str, source: Address, transport: str) -> None:
@@ -401,6 +444,8 @@ class SipUserAgent:
         extra = [("Contact", f"<{b.contact}>;expires={b.remaining(now)}") for b in current]
         extra.append(("Date", time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now))))
         log.info("REGISTER %s from %s:%s: %d binding(s)", aor, source[0], source[1], len(current))
+        if self.registration_hook is not None:
+            self.registration_hook(aor)
         self.endpoint.send_response(
             key, make_response(request, 200, to_tag=new_tag_for(request), extra=extra)
         )

@@ -17,6 +17,7 @@ import os
 import re
 import types
 from collections.abc import Iterable, Mapping
+from datetime import date, time
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -49,6 +50,8 @@ from gateway.dialplan.model import (
     normalise_ip,
 )
 from gateway.dialplan.model import Dialplan as Dialplan
+from gateway.partners.desk import DeskSettings, QueueSettings
+from gateway.partners.schedule import Closure, MonthlySlot, Schedule, WeeklySlot
 
 _log = logging.getLogger(__name__)
 
@@ -217,6 +220,57 @@ def _upper(value: object) -> object:
     return value.upper() if isinstance(value, str) else value
 
 
+_DAYS = {
+    **{name: i for i, name in enumerate(("mon", "tue", "wed", "thu", "fri", "sat", "sun"))},
+    **{
+        name: i
+        for i, name in enumerate(
+            ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
+        )
+    },
+}
+_CLOCK = re.compile(r"([01]?[0-9]|2[0-3]):([0-5][0-9])|24:00")
+
+
+def _day(value: object) -> object:
+    if isinstance(value, str) and value.strip().lower() in _DAYS:
+        return _DAYS[value.strip().lower()]
+    raise _fail(f"unknown day {value!r} (write mon, tue, ... sun, or lundi ... dimanche)")
+
+
+def _clock(value: object) -> object:
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise _fail("write clock times in quotes, e.g. '12:00' (YAML reads 12:00 as a number)")
+    if not isinstance(value, str) or not _CLOCK.fullmatch(value.strip()):
+        raise _fail(f"expected a clock time HH:MM, got {value!r}")
+    text = value.strip()
+    if text == "24:00":
+        return time(23, 59, 59, 999999)
+    hours, minutes = text.split(":")
+    return time(int(hours), int(minutes))
+
+
+def _day_date(value: object) -> object:
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise _fail(f"expected a date YYYY-MM-DD, got {value!r}")
+
+
+def _timezone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise _fail(f"unknown time zone {value!r} (e.g. Europe/Paris)") from None
+    return value
+
+
 Ident = Annotated[str, AfterValidator(_ident)]
 ServiceName = Annotated[str, AfterValidator(_service_name)]
 Username = Annotated[str, AfterValidator(_username)]
@@ -227,6 +281,10 @@ IpText = Annotated[str, AfterValidator(_ip)]
 HostPort = Annotated[str, AfterValidator(_hostport)]
 TransportText = Annotated[Literal["udp", "tcp"], BeforeValidator(_lower)]
 AlgorithmText = Annotated[Literal["SHA-256", "MD5"], BeforeValidator(_upper)]
+Day = Annotated[int, BeforeValidator(_day)]
+ClockTime = Annotated[time, BeforeValidator(_clock)]
+DayDate = Annotated[date, BeforeValidator(_day_date)]
+TimeZoneName = Annotated[str, AfterValidator(_timezone)]
 
 
 # --------------------------------------------------------------------------------------
@@ -288,6 +346,50 @@ class RegistrationDoc(_Doc):
     default_expires: int = Field(default=600, ge=1)
 
 
+class SlotDoc(_Doc):
+    """A weekly slot: ``{days: [wed, thu], from: "09:00", to: "12:00"}``."""
+
+    days: list[Day] = Field(min_length=1)
+    start: ClockTime = Field(alias="from")
+    end: ClockTime = Field(alias="to")
+    appointment: bool = False  # True: only callers with an appointment
+
+
+class MonthlySlotDoc(_Doc):
+    """A monthly slot: ``{nth: 4, day: fri, from: "09:00", to: "12:00"}`` (nth -1 = last)."""
+
+    nth: Literal[1, 2, 3, 4, 5, -1]
+    day: Day
+    start: ClockTime = Field(alias="from")
+    end: ClockTime = Field(alias="to")
+    appointment: bool = False
+
+
+class ClosureDoc(_Doc):
+    """An exceptional closure, whole days: ``{from: 2026-12-24, to: 2026-12-31}``."""
+
+    first: DayDate = Field(alias="from")
+    last: DayDate | None = Field(default=None, alias="to")
+    reason: Text | None = None
+
+
+class ScheduleDoc(_Doc):
+    """Opening hours of a partner (``schedule``) or of a kiosk's site (``opening_hours``)."""
+
+    weekly: list[SlotDoc] = Field(default_factory=list)
+    monthly: list[MonthlySlotDoc] = Field(default_factory=list)
+    closures: list[ClosureDoc] = Field(default_factory=list)
+    holidays: Literal["france", "alsace-moselle", "none"] = "france"
+
+
+class QueueDoc(_Doc):
+    """A partner's ``queue``: bounds, and what a waiting caller hears."""
+
+    max_length: int = Field(default=10, ge=0, le=1000)
+    max_wait: float = Field(default=900.0, ge=10, le=86400)
+    waiting: Literal["announcement", "ringing"] = "announcement"
+
+
 class KioskDoc(_Doc):
     """One item of ``kiosks``."""
 
@@ -298,6 +400,7 @@ class KioskDoc(_Doc):
     password: Password = None
     addresses: list[IpText] = Field(default_factory=list)
     services: Annotated[list[ServiceName] | None, BeforeValidator(_services_or_all)]
+    opening_hours: ScheduleDoc | None = None
 
 
 class ServiceDoc(_Doc):
@@ -318,6 +421,7 @@ class StationDoc(_Doc):
     address: HostPort | None = None
     transport: TransportText | None = None
     max_calls: int = Field(default=1, ge=0)
+    keepalive: float = Field(default=30.0, ge=0, le=3600)  # OPTIONS interval; 0 = none
 
 
 class PartnerDoc(_Doc):
@@ -326,6 +430,11 @@ class PartnerDoc(_Doc):
     id: Ident
     name: Text
     stations: list[StationDoc] = Field(min_length=1)
+    schedule: ScheduleDoc | None = None  # absent: always open
+    queue: QueueDoc = QueueDoc()
+    wrap_up: float = Field(default=30.0, ge=0, le=3600)
+    pause_after: int = Field(default=3, ge=0, le=100)
+    typical_call: float = Field(default=600.0, gt=0, le=86400)
 
 
 class DialplanDoc(_Doc):
@@ -333,6 +442,7 @@ class DialplanDoc(_Doc):
 
     version: Annotated[int, AfterValidator(_version)]
     domain: Host
+    timezone: TimeZoneName = "Europe/Paris"
     secrets_file: Text | None = None
     auth: AuthDoc = AuthDoc()
     media: MediaDoc = MediaDoc()
@@ -421,10 +531,17 @@ def _fields_at(loc: Loc) -> list[str]:
         if isinstance(part, int):
             if get_origin(tp) is list:
                 tp = get_args(tp)[0]
-        elif isinstance(tp, type) and issubclass(tp, BaseModel) and part in tp.model_fields:
-            tp = tp.model_fields[part].annotation
+        elif isinstance(tp, type) and issubclass(tp, BaseModel):
+            fields = _keys_of(tp)
+            if part in fields:
+                tp = fields[part]
     tp = _unwrap(tp)
-    return list(tp.model_fields) if isinstance(tp, type) and issubclass(tp, BaseModel) else []
+    return list(_keys_of(tp)) if isinstance(tp, type) and issubclass(tp, BaseModel) else []
+
+
+def _keys_of(model: type[BaseModel]) -> dict[str, Any]:
+    """YAML keys of a schema model (aliases such as ``from`` in place of field names)."""
+    return {(f.alias or name): f.annotation for name, f in model.model_fields.items()}
 
 
 def _unwrap(tp: Any) -> Any:
@@ -786,6 +903,13 @@ def _check_references(doc: DialplanDoc, problems: _Problems) -> None:
                 f"unknown partner '{service.partner}' (defined: {', '.join(sorted(partner_ids))})",
             )
 
+    for i, kiosk in enumerate(doc.kiosks):
+        if kiosk.opening_hours is not None:
+            _check_schedule(problems, kiosk.opening_hours, ("kiosks", i, "opening_hours"))
+    for i, partner in enumerate(doc.partners):
+        if partner.schedule is not None:
+            _check_schedule(problems, partner.schedule, ("partners", i, "schedule"))
+
     for station, loc in stations:
         what = f"station '{station.id}'"
         if station.username is None and station.address is None:
@@ -795,6 +919,45 @@ def _check_references(doc: DialplanDoc, problems: _Problems) -> None:
         _check_login(problems, what, station.username, station.password, loc)
         if station.transport is not None and station.address is None:
             problems.at((*loc, "transport"), f"{what}: transport applies to a static address only")
+
+
+def _check_schedule(problems: _Problems, doc: ScheduleDoc, loc: Loc) -> None:
+    slots: list[tuple[str, SlotDoc | MonthlySlotDoc]] = [
+        *(("weekly", s) for s in doc.weekly),
+        *(("monthly", s) for s in doc.monthly),
+    ]
+    counters = {"weekly": 0, "monthly": 0}
+    for kind, slot in slots:
+        index = counters[kind]
+        counters[kind] += 1
+        if slot.end <= slot.start:
+            problems.at(
+                (*loc, kind, index, "to"),
+                f"slot ends ({slot.end:%H:%M}) before it starts ({slot.start:%H:%M})",
+            )
+    for j, closure in enumerate(doc.closures):
+        if closure.last is not None and closure.last < closure.first:
+            problems.at((*loc, "closures", j, "to"), "closure ends before it starts")
+
+
+def _schedule(doc: ScheduleDoc | None, tz: str) -> Schedule | None:
+    if doc is None:
+        return None
+    return Schedule(
+        weekly=[
+            WeeklySlot(
+                frozenset(s.days), s.start, s.end, "appointment" if s.appointment else "walk_in"
+            )
+            for s in doc.weekly
+        ],
+        monthly=[
+            MonthlySlot(s.nth, s.day, s.start, s.end, "appointment" if s.appointment else "walk_in")
+            for s in doc.monthly
+        ],
+        closures=[Closure(c.first, c.last or c.first, c.reason or "") for c in doc.closures],
+        holidays=doc.holidays,
+        tz=tz,
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -830,6 +993,7 @@ def _build(doc: DialplanDoc, source: Path, secrets: _SecretSource, problems: _Pr
             username=k.username,
             addresses=tuple(k.addresses),
             services=frozenset(services if k.services is None else k.services),
+            opening_hours=_schedule(k.opening_hours, doc.timezone),
         )
     built_partners: dict[str, Partner] = {}
     for p, partner in enumerate(doc.partners):
@@ -847,15 +1011,30 @@ def _build(doc: DialplanDoc, source: Path, secrets: _SecretSource, problems: _Pr
                     username=st.username,
                     address=address,
                     max_calls=st.max_calls,
+                    keepalive=st.keepalive,
                 )
             )
         built_partners[partner.id] = Partner(
-            id=partner.id, name=partner.name, stations=tuple(stations)
+            id=partner.id,
+            name=partner.name,
+            stations=tuple(stations),
+            schedule=_schedule(partner.schedule, doc.timezone),
+            desk=DeskSettings(
+                wrap_up=partner.wrap_up,
+                pause_after=partner.pause_after,
+                typical_call=partner.typical_call,
+                queue=QueueSettings(
+                    max_length=partner.queue.max_length,
+                    max_wait=partner.queue.max_wait,
+                    waiting=partner.queue.waiting,
+                ),
+            ),
         )
     problems.raise_if_any()
     return Dialplan(
         source=source,
         domain=doc.domain,
+        timezone=doc.timezone,
         auth=AuthSettings(
             realm=doc.auth.realm or doc.domain,
             algorithms=tuple(doc.auth.algorithms),

@@ -18,6 +18,9 @@ from typing import Literal
 
 from pydantic import SecretStr
 
+from gateway.partners.desk import DeskSettings
+from gateway.partners.schedule import Schedule
+
 Transport = Literal["udp", "tcp"]
 DigestAlgorithm = Literal["SHA-256", "MD5"]
 
@@ -138,6 +141,7 @@ class Kiosk:
     username: str | None
     addresses: tuple[str, ...]  # source IPs trusted without authentication
     services: frozenset[str]
+    opening_hours: Schedule | None = None  # the site's own hours; None = the partner's only
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +167,7 @@ class Station:
     username: str | None
     address: StaticAddress | None
     max_calls: int = 1
+    keepalive: float = 30.0  # seconds between OPTIONS checks; 0 = never
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +177,8 @@ class Partner:
     id: str
     name: str
     stations: tuple[Station, ...]
+    schedule: Schedule | None = None  # None: always open
+    desk: DeskSettings = field(default_factory=DeskSettings)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -181,6 +188,7 @@ class Dialplan:
     source: Path
     domain: str
     auth: AuthSettings
+    timezone: str = "Europe/Paris"
     media: MediaSettings = field(default_factory=MediaSettings)
     session_timer: SessionTimerSettings = field(default_factory=SessionTimerSettings)
     registration: RegistrationSettings = field(default_factory=RegistrationSettings)

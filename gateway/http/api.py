@@ -4,15 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+from collections.abc import AsyncIterator
 from dataclasses import asdict
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
-from fastapi import FastAPI, HTTPException, Response
+from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.responses import StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+
+from gateway.dialplan import Kiosk
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
+
+
+class ClockBody(BaseModel):
+    """``PUT /api/v1/clock``: the new time, with its UTC offset."""
+
+    now: datetime
 
 
 def create_app(gw: Gateway) -> FastAPI:
@@ -39,6 +52,7 @@ def create_app(gw: Gateway) -> FastAPI:
             "media_sessions": gw.media.session_count,
             "media_ports_in_use": gw.media.ports_in_use,
             "registrations": await gw.store.binding_count(),
+            "subscriptions": gw.presence.count,
             "sip": {
                 "received": gw.endpoint.counters.received,
                 "sent": gw.endpoint.counters.sent,
@@ -80,7 +94,139 @@ def create_app(gw: Gateway) -> FastAPI:
             raise HTTPException(status_code=422, detail=message)
         return {"status": "reloaded", "dialplan": str(gw.dialplan.source)}
 
+    def asking_kiosk(request: Request, kiosk: str | None) -> Kiosk | None:
+        """The kiosk a query is for: ``?kiosk=ID``, else the client's trusted address."""
+        dialplan = gw.dialplan
+        if kiosk is not None:
+            found = dialplan.kiosks.get(kiosk)
+            if found is None:
+                raise HTTPException(status_code=404, detail=f"no kiosk {kiosk!r}")
+            return found
+        client = request.client
+        return dialplan.kiosk_for_address(client.host) if client is not None else None
+
+    @app.get("/api/v1/availability")
+    async def availability(request: Request, kiosk: str | None = None) -> dict[str, Any]:
+        """Each service's availability, limited to the asking kiosk's services."""
+        found = asking_kiosk(request, kiosk)
+        return {
+            "kiosk": found.id if found else None,
+            "services": gw.views.availability(found),
+        }
+
+    @app.get("/api/v1/availability/events")
+    async def availability_events(request: Request, kiosk: str | None = None) -> Response:
+        """Server-sent events: the full list first, then each service that changes."""
+        found = asking_kiosk(request, kiosk)
+        allowed = gw.views.partners_of(found) if found is not None else None
+        queue = gw.feed.listen()
+
+        async def stream() -> AsyncIterator[bytes]:
+            try:
+                entries = gw.views.availability(found)
+                yield _sse("availability", {"services": entries})
+                last = {e["service"]: e for e in entries}
+                while True:
+                    try:
+                        partners = await asyncio.wait_for(queue.get(), timeout=15)
+                    except TimeoutError:
+                        yield b": keep-alive\n\n"
+                        continue
+                    if allowed is not None:
+                        partners &= allowed
+                    for entry in gw.views.availability(found):
+                        if entry["partner"] in partners and last.get(entry["service"]) != entry:
+                            last[str(entry["service"])] = entry
+                            yield _sse("service", entry)
+            finally:
+                gw.feed.leave(queue)
+
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    @app.get("/api/v1/stations")
+    async def stations() -> dict[str, Any]:
+        """Every station's state, reachability and counters."""
+        now = gw.b2bua.clock()
+        out = []
+        for desk in gw.b2bua.desks.values():
+            for sid, st in desk.stations.items():
+                out.append(
+                    {
+                        "station": sid,
+                        "partner": desk.partner,
+                        "state": st.state(now).value,
+                        "reachable": st.reachable,
+                        "paused": st.paused.value if st.paused else None,
+                        "missed_offers": st.missed,
+                        "calls": len(st.connected),
+                        "ringing": len(st.ringing),
+                    }
+                )
+        return {"stations": out}
+
+    @app.post("/api/v1/stations/{station}/pause")
+    async def pause(station: str) -> dict[str, Any]:
+        """Take a station out of service (its current call goes on)."""
+        if not gw.b2bua.pause_station(station, paused=True):
+            raise HTTPException(status_code=404, detail=f"no station {station!r}")
+        return {"station": station, "paused": True}
+
+    @app.post("/api/v1/stations/{station}/resume")
+    async def resume(station: str) -> dict[str, Any]:
+        """Put a station back in service; the head of its partner's queue is offered to it."""
+        if not gw.b2bua.pause_station(station, paused=False):
+            raise HTTPException(status_code=404, detail=f"no station {station!r}")
+        return {"station": station, "paused": False}
+
+    @app.get("/api/v1/queues")
+    async def queues() -> dict[str, Any]:
+        """Who waits for which partner, in order, with the recent waiting times."""
+        now = gw.b2bua.clock()
+        out = {}
+        for desk in gw.b2bua.desks.values():
+            out[desk.partner] = {
+                "waiting": [
+                    {
+                        "call": w.call_id,
+                        "kiosk": w.kiosk,
+                        "appointment": w.appointment,
+                        "waited": round(now - w.since, 1),
+                    }
+                    for w in desk.queue
+                ],
+                "recent_waits": [round(x, 1) for x in desk.waits],
+            }
+        return {"queues": out}
+
+    @app.get("/api/v1/clock")
+    async def get_clock() -> dict[str, Any]:
+        """The time schedules use, and whether it may be set (--test-clock)."""
+        return {"now": gw.clock.now(), "adjustable": gw.clock.adjustable}
+
+    @app.put("/api/v1/clock")
+    async def set_clock(body: ClockBody) -> dict[str, Any]:
+        """Move the schedules' clock (only on a gateway started with --test-clock)."""
+        if body.now.tzinfo is None:
+            raise HTTPException(status_code=422, detail="give a time with its UTC offset")
+        try:
+            gw.clock.set(body.now.timestamp())
+        except PermissionError as exc:
+            raise HTTPException(status_code=403, detail=str(exc)) from None
+        gw.b2bua.clock_changed()
+        gw.presence.changed_all()
+        return {"now": gw.clock.now()}
+
     return app
+
+
+def _sse(event: str, data: object) -> bytes:
+    """One server-sent event (HTML Living Standard, "event stream" format)."""
+    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return f"event: {event}\ndata: {payload}\n\n".encode()
 
 
 async def serve(gw: Gateway) -> tuple[uvicorn.Server, asyncio.Task[None]]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from gateway.call.events import Side
+from gateway.media.prompts import Prompt
 from gateway.sip.sdp import SessionDescription
 
 
@@ -80,6 +81,12 @@ class MediaEngine(Protocol):
 
     def stats(self, call_id: str) -> SessionStats | None:
         """Current counters of a live call."""
+
+    def play(self, call_id: str, prompt: Prompt) -> bool:
+        """Loop ``prompt`` towards side A (rtpengine's "play media"); False if impossible."""
+
+    def stop_playing(self, call_id: str) -> None:
+        """Stop the announcement of a call, if any."""
 
     def set_timeout_handler(self, handler: TimeoutHandler) -> None:
         """Register the callback run with ``call_id`` when a call's media stops."""

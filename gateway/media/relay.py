@@ -26,7 +26,9 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import os
 import socket
+import struct
 from collections import deque
 from dataclasses import dataclass
 
@@ -38,6 +40,7 @@ from gateway.media.engine import (
     StreamStats,
     TimeoutHandler,
 )
+from gateway.media.prompts import FRAME_SAMPLES, SAMPLE_RATE, Prompt
 from gateway.sip.sdp import (
     Connection,
     Direction,
@@ -157,6 +160,61 @@ class _Allocation:
     rtcp: socket.socket
 
 
+class _Player:
+    """Loops a prompt as RTP (RFC 3550 5.1 header, one SSRC) out of a leg's RTP socket."""
+
+    def __init__(self, leg: _Leg, prompt: Prompt) -> None:
+        self.leg = leg
+        self.prompt = prompt
+        self.ssrc = int.from_bytes(os.urandom(4), "big")
+        self.seq = int.from_bytes(os.urandom(2), "big")
+        self.timestamp = int.from_bytes(os.urandom(4), "big")
+        self.index = 0
+        self.sent = 0
+        self.handle: asyncio.TimerHandle | None = None
+        self.next_at = 0.0
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.next_at = loop.time()
+        self._tick()
+
+    def stop(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+
+    def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        sock, dest = self.leg.rtp_sock, self.leg.rtp_dest
+        if sock is None:
+            self.handle = None
+            return
+        frames = self.prompt.frames
+        if dest is not None:
+            marker = 0x80 if self.sent == 0 else 0
+            header = struct.pack(
+                "!BBHII",
+                0x80,
+                marker | self.prompt.payload_type,
+                self.seq,
+                self.timestamp,
+                self.ssrc,
+            )
+            with contextlib.suppress(OSError):
+                sock.sendto(header + frames[self.index], dest)
+            self.sent += 1
+        self.seq = (self.seq + 1) & 0xFFFF
+        self.timestamp = (self.timestamp + FRAME_SAMPLES) & 0xFFFFFFFF
+        self.index = (self.index + 1) % len(frames)
+        # Absolute schedule: a late wake-up does not slow the stream down.
+        self.next_at += FRAME_SAMPLES / SAMPLE_RATE
+        now = loop.time()
+        if self.next_at < now - 0.2:
+            self.next_at = now  # the loop stalled: skip ahead rather than burst
+        self.handle = loop.call_at(self.next_at, self._tick)
+
+
 def _snapshot(stream: _Stream) -> StreamStats:
     def copy(d: DirectionStats) -> DirectionStats:
         return DirectionStats(d.rtp_packets, d.rtp_bytes, d.rtcp_packets, d.rtcp_bytes)
@@ -211,6 +269,7 @@ class RelayEngine:
         self.send_errors = 0  # datagrams dropped because sendto failed
         self._buffer = bytearray(_BUFFER_SIZE)
         self._view = memoryview(self._buffer)
+        self._players: dict[str, _Player] = {}
 
     # --- MediaEngine protocol ----------------------------------------------------------
 
@@ -244,6 +303,7 @@ class RelayEngine:
 
     async def delete(self, call_id: str) -> SessionStats | None:
         """Close the call's sockets, give the ports back and return the final counters."""
+        self.stop_playing(call_id)
         session = self._sessions.pop(call_id, None)
         if session is None:
             return None
@@ -263,6 +323,32 @@ class RelayEngine:
     def set_timeout_handler(self, handler: TimeoutHandler) -> None:
         """Register the callback run with ``call_id`` when a call's media stops."""
         self._handler = handler
+
+    def play(self, call_id: str, prompt: Prompt) -> bool:
+        """Loop ``prompt`` to side A from the first audio stream's A-facing RTP socket."""
+        session = self._sessions.get(call_id)
+        if session is None:
+            return False
+        for stream in session.streams:
+            leg = stream.legs[Side.A]
+            if stream.kind == "audio" and stream.active and leg.rtp_sock is not None:
+                self.stop_playing(call_id)
+                player = _Player(leg, prompt)
+                self._players[call_id] = player
+                player.start()
+                return True
+        return False
+
+    def stop_playing(self, call_id: str) -> None:
+        """Stop a call's announcement (the station's media takes over)."""
+        player = self._players.pop(call_id, None)
+        if player is not None:
+            player.stop()
+
+    def played_packets(self, call_id: str) -> int:
+        """Announcement packets sent to a call so far (0 when none is playing)."""
+        player = self._players.get(call_id)
+        return player.sent if player is not None else 0
 
     @property
     def ports_in_use(self) -> int:

@@ -64,9 +64,10 @@ def test_example_describes_the_department(example: Dialplan) -> None:
         "cpam": "1002",
         "msa": "1003",
         "urssaf": "1004",
+        "france-travail": "1005",
     }
     assert [st.id for st in example.partners["caf"].stations] == ["caf-1", "caf-2"]
-    for partner in ("cpam", "msa", "urssaf"):
+    for partner in ("cpam", "msa", "urssaf", "france-travail"):
         assert len(example.partners[partner].stations) == 1
     every_station = [st for p in example.partners.values() for st in p.stations]
     assert all(st.username and st.address is None for st in every_station)
@@ -147,7 +148,7 @@ def test_resolve_service_by_name_or_number(example: Dialplan) -> None:
     assert example.resolve_service("CAF") is caf
     assert example.resolve_service("1001") is caf
     assert example.resolve_service("1004") is example.services["urssaf"]
-    assert example.resolve_service("1005") is None
+    assert example.resolve_service("1006") is None
     assert example.resolve_service("carsat") is None
     assert example.partner_for(caf) is example.partners["caf"]
 
@@ -531,6 +532,52 @@ BROKEN = [
         "    site: !!python/name:os.system  #!\n",
         "could not determine a constructor",
     ),
+    Broken(
+        "schedule-unquoted-time",
+        "    name: MSA Côtes Normandes\n",
+        "    name: MSA Côtes Normandes\n    schedule:\n"
+        '      weekly: [{days: [fri], from: 9:00, to: "12:00"}]  #!\n',
+        "write clock times in quotes",
+    ),
+    Broken(
+        "schedule-ends-before-start",
+        "    name: MSA Côtes Normandes\n",
+        "    name: MSA Côtes Normandes\n    schedule:\n"
+        '      weekly: [{days: [fri], from: "14:00", to: "12:00"}]  #!\n',
+        "slot ends (12:00) before it starts (14:00)",
+    ),
+    Broken(
+        "schedule-unknown-day",
+        "    name: MSA Côtes Normandes\n",
+        "    name: MSA Côtes Normandes\n    schedule:\n"
+        '      weekly: [{days: [fryday], from: "09:00", to: "12:00"}]  #!\n',
+        "unknown day 'fryday'",
+    ),
+    Broken(
+        "schedule-bad-nth",
+        "    name: MSA Côtes Normandes\n",
+        "    name: MSA Côtes Normandes\n    schedule:\n"
+        '      monthly: [{nth: 6, day: fri, from: "09:00", to: "12:00"}]  #!\n',
+        "monthly[0].nth",
+    ),
+    Broken(
+        "schedule-typo",
+        "    name: MSA Côtes Normandes\n",
+        "    name: MSA Côtes Normandes\n    schedule:\n      weekley: []  #!\n",
+        "unknown key 'weekley' (did you mean 'weekly'?)",
+    ),
+    Broken(
+        "queue-negative",
+        "    name: MSA Côtes Normandes\n",
+        "    name: MSA Côtes Normandes\n    queue: {max_length: -1}  #!\n",
+        "max_length",
+    ),
+    Broken(
+        "bad-timezone",
+        "domain: visio.test.example\n",
+        "domain: visio.test.example\ntimezone: Europe/Pariss  #!\n",
+        "unknown time zone 'Europe/Pariss'",
+    ),
     Broken("not-a-mapping", BASE, "- just\n- a list\n", "must be a mapping", line=1),
     Broken("empty", BASE, "# nothing\n", "the dialplan is empty", line=1),
 ]
@@ -541,6 +588,38 @@ def _write(tmp_path: Path, text: str, secrets: str = SECRETS) -> Path:
     path = tmp_path / "test.yaml"
     path.write_text(text)
     return path
+
+
+def test_schedules_queues_and_site_hours_are_read(tmp_path: Path) -> None:
+    text = BASE.replace(
+        "    name: MSA Côtes Normandes\n",
+        "    name: MSA Côtes Normandes\n"
+        "    wrap_up: 45\n    pause_after: 2\n"
+        "    queue: {max_length: 4, max_wait: 600, waiting: ringing}\n"
+        "    schedule:\n"
+        "      weekly:\n"
+        '        - {days: [mercredi, thu], from: "09:00", to: "12:00"}\n'
+        '        - {days: [tue], from: "14:00", to: "24:00", appointment: true}\n'
+        '      monthly: [{nth: -1, day: fri, from: "09:00", to: "17:00"}]\n'
+        "      closures: [{from: 2026-12-24, to: 2027-01-01, reason: Fêtes}, {from: 2026-11-10}]\n"
+        "      holidays: alsace-moselle\n",
+    ).replace(
+        "    services: [caf, msa]\n",
+        "    services: [caf, msa]\n"
+        '    opening_hours: {weekly: [{days: [mon], from: "08:30", to: "12:30"}]}\n',
+    )
+    plan = load_dialplan(_write(tmp_path, text), env=ENV)
+    msa = plan.partners["msa"]
+    assert msa.desk.wrap_up == 45 and msa.desk.pause_after == 2
+    assert msa.desk.queue.max_length == 4 and msa.desk.queue.waiting == "ringing"
+    assert msa.schedule is not None and plan.partners["caf"].schedule is None
+    assert [sorted(w.days) for w in msa.schedule.weekly] == [[2, 3], [1]]
+    assert msa.schedule.weekly[1].kind == "appointment"
+    assert msa.schedule.monthly[0].nth == -1
+    assert msa.schedule.closures[1].first == msa.schedule.closures[1].last
+    assert msa.schedule.holiday_rules == "alsace-moselle"
+    assert plan.kiosks["lessay"].opening_hours is not None
+    assert plan.kiosks["bench"].opening_hours is None
 
 
 def test_base_of_the_broken_table_is_valid(tmp_path: Path) -> None:

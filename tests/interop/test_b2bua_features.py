@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import GatewayProcess, start_capture
+from harness import GatewayProcess, dialplan_variant, start_capture
 from peers import PjAgentHandle, find_call, start_pjagent, state_names
 from test_pjsua_call import EXAMPLE, account, wait_for
 
@@ -227,8 +227,28 @@ def test_dtmf_and_hold_resume_cross_the_gateway(gateway_factory: Any, tmp_path: 
 
 
 def test_refusals_cancel_and_ring_timeout(gateway_factory: Any, tmp_path: Path) -> None:
-    """403, 404, 480 with Reason, kiosk CANCELs, stations ringing past the timeout, hunting."""
-    gw: GatewayProcess = gateway_factory(EXAMPLE, extra=["--ring-timeout", "3"])
+    """403, 404, 480 with Reason, kiosk CANCELs, stations ringing past the timeout, hunting.
+
+    MSA and URSSAF run without a queue here: a station that rings out ends the call with
+    480 (with a queue the caller would wait for the next offer, see test_queue_presence).
+    """
+    plan = dialplan_variant(
+        tmp_path,
+        EXAMPLE,
+        "no-queue",
+        [
+            (
+                "    name: Mutualité sociale agricole Côtes Normandes\n",
+                "    name: Mutualité sociale agricole Côtes Normandes\n"
+                "    queue: {max_length: 0}\n",
+            ),
+            (
+                "    name: URSSAF de Basse-Normandie\n",
+                "    name: URSSAF de Basse-Normandie\n    queue: {max_length: 0}\n",
+            ),
+        ],
+    )
+    gw: GatewayProcess = gateway_factory(plan, extra=["--ring-timeout", "3"])
     capture = start_capture(tmp_path / "refusals.pcapng", [gw.sip_port])
     ringing = {"mode": "ignore", "ringing": 180}
     silent = {"mode": "ignore", "ringing": 0}
@@ -372,8 +392,27 @@ def test_refusals_cancel_and_ring_timeout(gateway_factory: Any, tmp_path: Path) 
 def test_busy_station_hunting_and_one_call_per_station(
     gateway_factory: Any, tmp_path: Path
 ) -> None:
-    """caf-1 busy hands over to caf-2; both busy gives 486; a busy one-station partner 486."""
-    gw: GatewayProcess = gateway_factory(EXAMPLE)
+    """caf-1 busy hands over to caf-2; both busy gives 486; a busy one-station partner 486.
+
+    CAF and MSA run without a queue here (``max_length: 0``) and without wrap-up, so a
+    busy partner answers 486 at once; with a queue the caller waits instead (see
+    test_queue_presence.py).
+    """
+    plan = dialplan_variant(
+        tmp_path,
+        EXAMPLE,
+        "no-queue",
+        [
+            ("    wrap_up: 30                        # seconds", "    wrap_up: 0  # seconds"),
+            ("      max_length: 5 ", "      max_length: 0 "),
+            (
+                "    name: Mutualité sociale agricole Côtes Normandes\n",
+                "    name: Mutualité sociale agricole Côtes Normandes\n"
+                "    queue: {max_length: 0}\n",
+            ),
+        ],
+    )
+    gw: GatewayProcess = gateway_factory(plan)
     busy = {"mode": "reject", "code": 486}
     answers = {"mode": "answer", "delay": 0.3, "ringing": 180}
 
@@ -421,6 +460,8 @@ def test_busy_station_hunting_and_one_call_per_station(
     assert record["outcome"] == "completed", record
 
     # Round 2: both CAF stations busy -> 486; MSA's only station in a call -> 486.
+    # caf-1 refused in round 1: the desk leaves a refusing station alone for 5 s.
+    time.sleep(5.5)
     stations = start_agent(
         tmp_path,
         "stations2",

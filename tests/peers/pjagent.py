@@ -70,6 +70,12 @@ the action's outcome and the run goes on)::
     {"do": "unhold", "call": "c1"}
     {"do": "wait_media", "call": "station:in1", "status": "REMOTE_HOLD"}  # or ACTIVE ...
     {"do": "wait_idle", "min_calls": 1, "timeout": 10}  # N calls seen, all disconnected
+    {"do": "subscribe", "account": "kiosk", "uri": "sip:caf@example", "name": "b1"}
+                                      # presence SUBSCRIBE (RFC 3856) through the account
+    {"do": "wait_presence", "buddy": "b1", "note": "Occupé", "timeout": 5}
+                                      # until the buddy's last PIDF note contains the text
+                                      # ("basic": "open"|"closed" may be given as well)
+    {"do": "unsubscribe", "buddy": "b1"}
 
 After the actions, calls still up are hung up. The result (JSON)::
 
@@ -88,7 +94,9 @@ After the actions, calls still up are hung up. The result (JSON)::
                              "tx_bytes", "rx_packets", "rx_bytes", "rx_loss", ...}],
                 "dtmf_sent": [...], "dtmf_received": [{"t", "digit", "method"}],
                 "recording": {"path", "rms", "rms_active", "active_seconds",
-                              "seconds", "freq_hz"}, "invite": raw INVITE (incoming)}]}
+                              "seconds", "freq_hz"}, "invite": raw INVITE (incoming)}],
+     "buddies": {name: {"uri", "events": [{"t", "basic", "note", "activity", "sub_state",
+                                           "term_reason"}]}}}
 """
 
 from __future__ import annotations
@@ -246,6 +254,9 @@ ACTION_KEYS: dict[str, set[str]] = {
     "unhold": {"call"},
     "wait_media": {"call", "status"},
     "wait_idle": set(),
+    "subscribe": {"account", "uri"},
+    "wait_presence": {"buddy"},
+    "unsubscribe": {"buddy"},
 }
 
 
@@ -680,6 +691,38 @@ class AgentAccount(pj.Account):  # type: ignore[misc]
             self.agent.later(policy.delay, lambda: self.agent.answer(call, policy.code))
 
 
+class AgentBuddy(pj.Buddy):  # type: ignore[misc]
+    """A presence subscription whose every NOTIFY is recorded."""
+
+    def __init__(self, agent: Agent, name: str, uri: str) -> None:
+        super().__init__()
+        self.agent = agent
+        self.name = name
+        self.uri = uri
+        self.events: list[Json] = []
+
+    def snapshot(self) -> Json:
+        info = self.getInfo()
+        ps = info.presStatus
+        return {
+            "t": self.agent.now(),
+            "basic": "open" if ps.status == pj.PJSUA_BUDDY_STATUS_ONLINE else "closed",
+            "status_text": ps.statusText,
+            "note": ps.note,
+            "activity": ps.activity,
+            "sub_state": info.subStateName,
+            "term_reason": info.subTermReason,
+        }
+
+    @_guarded
+    def onBuddyState(self) -> None:
+        self.events.append(self.snapshot())
+
+    @_guarded
+    def onBuddyEvSubState(self, prm: Any) -> None:
+        self.events.append({**self.snapshot(), "ev_sub_state": True})
+
+
 # --------------------------------------------------------------------------- agent
 
 
@@ -698,6 +741,7 @@ class Agent:
         self.players: dict[float, Any] = {}
         self.action_log: list[Json] = []
         self.transports: list[Json] = []
+        self.buddies: dict[str, AgentBuddy] = {}
         self.stop_requested = False
         self.stopped = False
         self.out_count: dict[str, int] = {}
@@ -1051,6 +1095,38 @@ class Agent:
 
     # ---- wrap-up
 
+    def _do_subscribe(self, act: Json) -> str:
+        acc = self.accounts[act["account"]]
+        name = str(act.get("name", f"buddy{len(self.buddies) + 1}"))
+        uri = str(act["uri"])
+        self._check_uri(uri, f"buddy {name}")
+        cfg = pj.BuddyConfig()
+        cfg.uri = uri
+        cfg.subscribe = True
+        buddy = AgentBuddy(self, name, uri)
+        buddy.create(acc, cfg)
+        self.buddies[name] = buddy
+        return "ok"
+
+    def _do_wait_presence(self, act: Json) -> str:
+        buddy = self.buddies[act["buddy"]]
+        note = act.get("note")
+        basic = act.get("basic")
+
+        def seen() -> bool:
+            last = buddy.events[-1] if buddy.events else None
+            if last is None:
+                return False
+            if note is not None and note not in last["note"]:
+                return False
+            return basic is None or last["basic"] == basic
+
+        return self._ok(self.wait_until(seen, self._timeout(act)))
+
+    def _do_unsubscribe(self, act: Json) -> str:
+        self.buddies[act["buddy"]].subscribePresence(False)
+        return "ok"
+
     def finish(self, grace: float = 3.0) -> None:
         """Hang up what is still up, wait for DISCONNECTED, close recordings."""
         for call in self.calls.values():
@@ -1090,6 +1166,7 @@ class Agent:
                              "incoming": a.incoming} for k, a in self.accounts.items()},
             "actions": self.action_log,
             "calls": [c.rec.as_json() for c in self.calls.values()],
+            "buddies": {n: {"uri": b.uri, "events": b.events} for n, b in self.buddies.items()},
         }
 
 

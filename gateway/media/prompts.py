@@ -1,0 +1,201 @@
+"""Announcements for waiting callers: prompts, G.711 encoding, and the early-media SDP.
+
+A caller waiting in a partner's queue hears a looped French announcement as early
+media (a 183 Session Progress with SDP, RFC 3960 "gateway model"). The prompts ship
+with the package as 8 kHz mono 16-bit WAV files (``gateway/media/prompts/fr/``), made
+from the texts of :mod:`gateway.texts` by ``scripts/make-prompts``; they are encoded
+here to G.711 (ITU-T G.711: mu-law for PCMU, A-law for PCMA, RTP payload types 0 and 8
+of RFC 3551) in 20 ms frames.
+
+The SDP the kiosk gets in the 183 is built here too (:func:`early_answer`): the audio
+codec the announcement uses, the first video codec offered, nothing else. Once a
+station is offered the call, its INVITE offers only those formats
+(:func:`restrict_offer`), so the station's answer matches what the kiosk already
+negotiated: the kiosk treats the 183's SDP as the answer and ignores the one in the
+200 (RFC 3261 13.2.1), so the two must agree.
+"""
+
+from __future__ import annotations
+
+import functools
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.sip.sdp import Connection, MediaDescription, SessionDescription
+
+PROMPT_DIR = Path(__file__).parent / "prompts"
+SAMPLE_RATE = 8000
+FRAME_SAMPLES = 160  # 20 ms at 8 kHz (RFC 3551 4.5: the default packetisation)
+STATIC_G711 = {0: "PCMU", 8: "PCMA"}  # RFC 3551 table 4
+
+
+class PromptError(Exception):
+    """A prompt file that is missing or not 8 kHz mono 16-bit PCM."""
+
+
+def ulaw_encode(sample: int) -> int:
+    """One 16-bit linear sample to a G.711 mu-law byte (bias 0x84, segments of 2**n)."""
+    sign = 0x80 if sample < 0 else 0
+    magnitude = min(-sample if sample < 0 else sample, 32635) + 0x84
+    exponent = magnitude.bit_length() - 8  # 0..7: the segment
+    mantissa = (magnitude >> (exponent + 3)) & 0x0F
+    return ~(sign | (exponent << 4) | mantissa) & 0xFF
+
+
+def ulaw_decode(byte: int) -> int:
+    """One G.711 mu-law byte to a 16-bit linear sample."""
+    byte = ~byte & 0xFF
+    exponent = (byte >> 4) & 0x07
+    magnitude = (((byte & 0x0F) << 3) + 0x84) << exponent
+    magnitude -= 0x84
+    return -magnitude if byte & 0x80 else magnitude
+
+
+def alaw_encode(sample: int) -> int:
+    """One 16-bit linear sample to a G.711 A-law byte (13-bit segments, even bits inverted)."""
+    sign = 0x80 if sample >= 0 else 0
+    magnitude = min(-sample - 1 if sample < 0 else sample, 32767) >> 3  # 12 bits
+    if magnitude < 32:
+        code = magnitude >> 1
+    else:
+        exponent = magnitude.bit_length() - 5  # 1..7
+        code = (exponent << 4) | ((magnitude >> exponent) & 0x0F)
+    return (sign | code) ^ 0x55
+
+
+def alaw_decode(byte: int) -> int:
+    """One G.711 A-law byte to a 16-bit linear sample."""
+    byte ^= 0x55
+    exponent = (byte >> 4) & 0x07
+    mantissa = byte & 0x0F
+    base = (mantissa << 4) + (8 if exponent == 0 else 0x108)
+    magnitude = base if exponent == 0 else base << (exponent - 1)
+    return magnitude if byte & 0x80 else -magnitude
+
+
+_ULAW = bytes(ulaw_encode(s - 32768) for s in range(65536))
+_ALAW = bytes(alaw_encode(s - 32768) for s in range(65536))
+
+
+def encode_g711(pcm: bytes, codec: str) -> bytes:
+    """Little-endian 16-bit PCM to PCMU or PCMA bytes (one byte per sample)."""
+    table = _ULAW if codec == "PCMU" else _ALAW
+    samples = memoryview(pcm).cast("h")
+    return bytes(table[s + 32768] for s in samples)
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """An announcement ready to send: 20 ms payloads of one codec."""
+
+    name: str
+    codec: str
+    payload_type: int
+    frames: tuple[bytes, ...]
+
+    @property
+    def seconds(self) -> float:
+        """Length of one play-through."""
+        return len(self.frames) * FRAME_SAMPLES / SAMPLE_RATE
+
+
+def read_wav(path: Path) -> bytes:
+    """The PCM samples of an 8 kHz mono 16-bit WAV file."""
+    try:
+        with wave.open(str(path), "rb") as wav:
+            if (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) != (SAMPLE_RATE, 1, 2):
+                raise PromptError(f"{path}: expected 8 kHz mono 16-bit PCM")
+            return wav.readframes(wav.getnframes())
+    except (OSError, EOFError, wave.Error) as exc:
+        raise PromptError(f"{path}: {exc}") from exc
+
+
+@functools.lru_cache(maxsize=16)
+def load_prompt(name: str, codec: str, payload_type: int, lang: str = "fr") -> Prompt:
+    """A shipped prompt encoded for ``codec`` (cached: encoding happens once)."""
+    pcm = read_wav(PROMPT_DIR / lang / f"{name}.wav")
+    # One second of silence between two play-throughs, so the loop can be told apart.
+    pcm += bytes(2 * SAMPLE_RATE)
+    data = encode_g711(pcm, codec)
+    frames = tuple(
+        data[i : i + FRAME_SAMPLES].ljust(FRAME_SAMPLES, data[-1:] or b"\xff")
+        for i in range(0, len(data), FRAME_SAMPLES)
+    )
+    return Prompt(name, codec, payload_type, frames)
+
+
+def _g711_choice(media: MediaDescription) -> tuple[int, str] | None:
+    """The first G.711 payload type in an audio offer (static or mapped by rtpmap)."""
+    rtpmap = media.rtpmap()
+    for pt in media.payload_types:
+        name = rtpmap[pt][0].upper() if pt in rtpmap else STATIC_G711.get(pt)
+        if name in ("PCMU", "PCMA"):
+            return pt, name
+    return None
+
+
+def _keep_formats(media: MediaDescription, keep: list[int]) -> None:
+    """Restrict an m-line to ``keep`` and drop the attributes of the other formats."""
+    wanted = {str(pt) for pt in keep}
+    media.formats = [f for f in media.formats if f in wanted]
+    per_format = ("rtpmap", "fmtp", "rtcp-fb")
+    kept: list[tuple[str, str | None]] = []
+    for name, value in media.attributes:
+        if name in per_format and value is not None:
+            fmt = value.strip().split(" ", 1)[0]
+            if fmt != "*" and fmt not in wanted:
+                continue
+        kept.append((name, value))
+    media.attributes = kept
+
+
+def early_answer(offer: SessionDescription) -> tuple[SessionDescription, int, str] | None:
+    """The SDP answer for a waiting caller: G.711 audio (+ DTMF events), one video codec.
+
+    Returns the answer (addressed nowhere: the relay rewrites it to its own ports) with
+    the payload type and codec name of the announcement, or None when the offer has no
+    G.711 audio to play a prompt with.
+    """
+    answer = offer.copy()
+    choice: tuple[int, str] | None = None
+    for media in answer.media:
+        if media.port == 0:
+            continue
+        if media.kind == "audio" and choice is None and media.proto.upper().startswith("RTP/"):
+            found = _g711_choice(media)
+            if found is None:
+                media.port = 0
+                continue
+            choice = found
+            rtpmap = media.rtpmap()
+            events = [
+                pt
+                for pt in media.payload_types
+                if pt in rtpmap and rtpmap[pt][0].lower() == "telephone-event"
+            ]
+            _keep_formats(media, [found[0], *events[:1]])
+        elif media.kind == "video" and media.proto.upper().startswith("RTP/") and media.formats:
+            _keep_formats(media, media.payload_types[:1])
+        else:
+            media.port = 0
+            continue
+        media.connection = None
+        direction = offer.effective_direction(media)
+        media.set_direction(direction.reverse)
+    if choice is None:
+        return None
+    answer.connection = Connection.for_address("0.0.0.0")
+    answer.remove_attrs(["sendrecv", "sendonly", "recvonly", "inactive"])
+    return answer, choice[0], choice[1]
+
+
+def restrict_offer(offer: SessionDescription, early: SessionDescription) -> SessionDescription:
+    """The station's offer limited to what the kiosk already got in the 183."""
+    out = offer.copy()
+    for media, agreed in zip(out.media, early.media, strict=False):
+        if agreed.port == 0:
+            media.port = 0
+            continue
+        _keep_formats(media, [int(f) for f in agreed.formats if f.isdigit()])
+    return out

@@ -1,0 +1,1 @@
+"""Partners: stations, schedules, queues and availability."""

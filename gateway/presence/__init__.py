@@ -1,0 +1,1 @@
+"""Presence: SIP SUBSCRIBE/NOTIFY documents and subscriptions (RFC 6665)."""

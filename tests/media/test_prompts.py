@@ -1,0 +1,122 @@
+"""Announcements: G.711 coding, the shipped prompt, and the early-media SDP."""
+
+from __future__ import annotations
+
+import math
+import struct
+
+import pytest
+
+from gateway.media.prompts import (
+    FRAME_SAMPLES,
+    PROMPT_DIR,
+    alaw_decode,
+    alaw_encode,
+    early_answer,
+    encode_g711,
+    load_prompt,
+    read_wav,
+    restrict_offer,
+    ulaw_decode,
+    ulaw_encode,
+)
+from gateway.sip.sdp import SessionDescription
+
+# Facts of ITU-T G.711: the codes of silence and of the extremes.
+KNOWN = [
+    (ulaw_encode, 0, 0xFF),
+    (ulaw_encode, -1, 0x7F),
+    (ulaw_encode, 32767, 0x80),
+    (ulaw_encode, -32768, 0x00),
+    (alaw_encode, 0, 0xD5),
+    (alaw_encode, -1, 0x55),
+    (alaw_encode, 32767, 0xAA),
+    (alaw_encode, -32768, 0x2A),
+]
+
+
+@pytest.mark.parametrize(("encode", "sample", "code"), KNOWN)
+def test_known_codes(encode: object, sample: int, code: int) -> None:
+    assert encode(sample) == code  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("encode", "decode"), [(ulaw_encode, ulaw_decode), (alaw_encode, alaw_decode)]
+)
+def test_round_trip_error_stays_within_the_segment_step(encode: object, decode: object) -> None:
+    for sample in range(-32768, 32768, 7):
+        back = decode(encode(sample))  # type: ignore[operator]
+        # G.711 keeps 4 mantissa bits: the error is below 1/16 of the magnitude (+ step 16).
+        assert abs(back - sample) <= abs(sample) / 16 + 16, (sample, back)
+
+
+def test_every_code_decodes_to_itself() -> None:
+    for code in range(256):
+        # mu-law has two zeros: 0x7F (-0) decodes to 0, which encodes as 0xFF (+0).
+        expected = 0xFF if code == 0x7F else code
+        assert ulaw_encode(ulaw_decode(code)) == expected
+        assert alaw_encode(alaw_decode(code)) == code
+
+
+def test_encode_a_tone() -> None:
+    pcm = b"".join(
+        struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / 8000))) for i in range(160)
+    )
+    mu = encode_g711(pcm, "PCMU")
+    a = encode_g711(pcm, "PCMA")
+    assert len(mu) == len(a) == 160
+    decoded = [ulaw_decode(b) for b in mu]
+    assert max(decoded) > 7000 and min(decoded) < -7000
+
+
+def test_the_shipped_prompt_is_french_speech_of_a_few_seconds() -> None:
+    pcm = read_wav(PROMPT_DIR / "fr" / "attente.wav")
+    seconds = len(pcm) / 2 / 8000
+    assert 3 < seconds < 20
+    prompt = load_prompt("attente", "PCMA", 8)
+    assert all(len(f) == FRAME_SAMPLES for f in prompt.frames)
+    assert prompt.payload_type == 8 and prompt.seconds == pytest.approx(seconds + 1, abs=0.03)
+    # Not silence: a good share of 20 ms frames carry sound.
+    loud = sum(1 for f in prompt.frames if max(abs(alaw_decode(b)) for b in f) > 2000)
+    assert loud > len(prompt.frames) / 4
+
+
+OFFER = (
+    "v=0\r\no=kiosk 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    "m=audio 4000 RTP/AVP 9 0 8 101\r\na=rtpmap:9 G722/8000\r\na=rtpmap:0 PCMU/8000\r\n"
+    "a=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n"
+    "m=video 4002 RTP/AVP 96 97\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 profile-level-id=42e01f\r\n"
+    "a=rtcp-fb:96 nack pli\r\na=rtpmap:97 VP8/90000\r\na=rtcp-fb:97 nack pli\r\na=sendrecv\r\n"
+    "m=application 5000 TCP/BFCP *\r\n"
+)
+
+
+def test_early_answer_picks_g711_dtmf_and_one_video_codec() -> None:
+    made = early_answer(SessionDescription.parse(OFFER))
+    assert made is not None
+    answer, pt, codec = made
+    assert (pt, codec) == (0, "PCMU")
+    audio, video, app = answer.media
+    assert audio.formats == ["0", "101"]
+    assert {v for k, v in audio.attributes if k == "rtpmap"} == {
+        "0 PCMU/8000",
+        "101 telephone-event/8000",
+    }
+    assert video.formats == ["96"] and ("rtcp-fb", "97 nack pli") not in video.attributes
+    assert app.port == 0
+    assert answer.connection is not None and answer.connection.address == "0.0.0.0"
+
+
+def test_restricted_offer_matches_what_the_kiosk_was_told() -> None:
+    offer = SessionDescription.parse(OFFER)
+    made = early_answer(offer)
+    assert made is not None
+    limited = restrict_offer(offer, made[0])
+    assert [m.formats for m in limited.media[:2]] == [["0", "101"], ["96"]]
+    assert limited.media[2].port == 0
+    assert offer.media[0].formats == ["9", "0", "8", "101"]  # the original is untouched
+
+
+def test_no_g711_means_no_announcement() -> None:
+    g722_only = OFFER.replace("RTP/AVP 9 0 8 101", "RTP/AVP 9")
+    assert early_answer(SessionDescription.parse(g722_only)) is None
