@@ -340,6 +340,8 @@ class PresenceServer:
     # -- changes ----------------------------------------------------------------------
     def changed(self, partner: str) -> None:
         """Something about ``partner`` (or one of its stations) may have changed."""
+        if not self.subscriptions:
+            return  # the common case under load: nobody watches, nothing to render
         self._dirty.add(partner)
         if self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_soon(self.flush)
