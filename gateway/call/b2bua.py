@@ -493,8 +493,11 @@ class B2BUA:
     # -- timers -------------------------------------------------------------------------
     def _arm_tick(self) -> None:
         now = self.clock()
-        deadlines = [d for d in (desk.next_change(now) for desk in self.desks.values()) if d]
-        soonest = min(deadlines) if deadlines else None
+        soonest: float | None = None
+        for desk in self.desks.values():
+            d = desk.next_change(now)
+            if d is not None and (soonest is None or d < soonest):
+                soonest = d
         if soonest == self._tick_at:
             return
         if self._tick is not None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import os
@@ -213,6 +214,20 @@ class _Player:
         if self.next_at < now - 0.2:
             self.next_at = now  # the loop stalled: skip ahead rather than burst
         self.handle = loop.call_at(self.next_at, self._tick)
+
+
+@functools.lru_cache(maxsize=4096)
+def _usable_host(address: str, ipv6: bool) -> str | None:
+    """Canonical text of an SDP address of our family, None when unusable (memoised:
+    the same few kiosk and station addresses come back in every call)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        logger.info("SDP address %r is not an IP literal: waiting for latching", address)
+        return None
+    if ip.is_unspecified or (ip.version == 6) != ipv6:
+        return None
+    return str(ip)
 
 
 def _snapshot(stream: _Stream) -> StreamStats:
@@ -487,14 +502,7 @@ class RelayEngine:
 
     def _usable_host(self, address: str) -> str | None:
         """An address we can send to from our sockets; ``None`` leaves it to latching."""
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            logger.info("SDP address %r is not an IP literal: waiting for latching", address)
-            return None
-        if ip.is_unspecified or (ip.version == 6) != (self._family == socket.AF_INET6):
-            return None
-        return str(ip)
+        return _usable_host(address, self._family == socket.AF_INET6)
 
     # --- ports and sockets -------------------------------------------------------------
 

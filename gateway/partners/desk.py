@@ -30,7 +30,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from gateway.call.causes import NO_ANSWER, NORMAL_UNSPECIFIED, USER_BUSY
-from gateway.partners.schedule import ClosedReason, Opening, Schedule
+from gateway.partners.schedule import ClosedReason, Opening, Schedule, ScheduleState
 
 SUBSCRIBER_ABSENT = 20  # Q.850: maps to 480 (RFC 3398 7.2.4.1)
 WaitingPolicy = Literal["announcement", "ringing"]
@@ -236,6 +236,12 @@ class PartnerDesk:
                 best = st
         return best.id if best is not None else None
 
+    def _schedule_state(self, now: float) -> ScheduleState | None:
+        """The schedule at ``now``; None for a partner without one (the common fast path)."""
+        if self.schedule.always_open:
+            return None
+        return self.schedule.state_at(self.local(now))
+
     def _offer(self, call_id: str, sid: str, now: float) -> Offer:
         st = self.stations[sid]
         st.ringing.add(call_id)
@@ -283,8 +289,8 @@ class PartnerDesk:
         return decision
 
     def _arrive(self, call_id: str, kiosk: str, appointment: bool, now: float) -> Decision:
-        state = self.schedule.state_at(self.local(now))
-        if not state.open:
+        state = self._schedule_state(now)
+        if state is not None and not state.open:
             return Refused(
                 call_id,
                 480,
@@ -292,7 +298,7 @@ class PartnerDesk:
                 "reason_closed",
                 retry_after=_seconds_until(state.next_opening, now),
             )
-        if state.kind == "appointment" and not appointment:
+        if state is not None and state.kind == "appointment" and not appointment:
             walk_in = self.schedule.next_opening(self.local(now), kind="walk_in")
             return Refused(
                 call_id,
@@ -521,9 +527,15 @@ class PartnerDesk:
 
     def next_deadline(self) -> float | None:
         """When :meth:`tick` has something to do next (None: nothing pending)."""
-        times = [st.wrap_up_until for st in self.stations.values() if st.wrap_up_until]
-        times.extend(w.deadline for w in self.queue)
-        return min(times) if times else None
+        soonest: float | None = None
+        for st in self.stations.values():
+            t = st.wrap_up_until
+            if t and (soonest is None or t < soonest):
+                soonest = t
+        for w in self.queue:
+            if soonest is None or w.deadline < soonest:
+                soonest = w.deadline
+        return soonest
 
     def next_change(self, now: float) -> float | None:
         """The next deadline, or the next opening or closing time, whichever comes first.
@@ -531,8 +543,13 @@ class PartnerDesk:
         Opening and closing change the availability without any call event, so the
         controller wakes up then too (and presence is notified).
         """
-        times = [t for t in (self.next_deadline(), self._boundary(now)) if t is not None]
-        return min(times) if times else None
+        deadline = self.next_deadline()
+        if self.schedule.always_open:
+            return deadline
+        boundary = self._boundary(now)
+        if deadline is None or (boundary is not None and boundary < deadline):
+            return boundary
+        return deadline
 
     def clock_moved(self) -> None:
         """Forget the cached opening/closing time (the clock jumped)."""

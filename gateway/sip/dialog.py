@@ -8,11 +8,11 @@ within it (12.2.1.1) and knows where they go next (loose routing, 16.12).
 from __future__ import annotations
 
 import re
-import secrets
 from dataclasses import dataclass, field
 from enum import Enum
 
 from gateway.sip.errors import SipParseError
+from gateway.sip.ids import random_hex
 from gateway.sip.message import Headers, Request, Response
 from gateway.sip.transaction import Address, new_branch
 from gateway.sip.uri import SipUri, parse_name_addr, parse_sip_uri
@@ -20,12 +20,12 @@ from gateway.sip.uri import SipUri, parse_name_addr, parse_sip_uri
 
 def new_tag() -> str:
     """A globally unique tag with enough randomness (19.3: at least 32 bits)."""
-    return secrets.token_hex(6)
+    return random_hex(6)
 
 
 def new_call_id(host: str) -> str:
     """A globally unique Call-ID (8.1.1.4)."""
-    return f"{secrets.token_hex(12)}@{host}"
+    return f"{random_hex(12)}@{host}"
 
 
 class DialogState(Enum):

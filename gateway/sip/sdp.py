@@ -58,6 +58,7 @@ class Direction(StrEnum):
 
 
 _DIRECTIONS = frozenset(d.value for d in Direction)
+_DIRECTION_OF = {d.value: d for d in Direction}  # cheaper than Direction(value)
 
 
 def _number(text: str, what: str, line: int | None) -> int:
@@ -208,7 +209,7 @@ class _Attributes:
         """
         for key, _ in self.attributes:
             if key in _DIRECTIONS:
-                return Direction(key)
+                return _DIRECTION_OF[key]
         return None
 
     def set_direction(self, direction: Direction | str) -> None:

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import secrets
 from collections import deque
 from dataclasses import dataclass
 from enum import Enum
 
 from gateway.sip.errors import SipUsageError
+from gateway.sip.ids import random_hex
 from gateway.sip.message import Headers, Request, Response
 
 Address = tuple[str, int]
@@ -34,7 +34,7 @@ TIMER_C = 180.0  # 16.6 item 11: "greater than 3 minutes"
 
 def new_branch() -> str:
     """A fresh RFC 3261 branch (magic cookie + 64 random bits)."""
-    return MAGIC_COOKIE + secrets.token_hex(8)
+    return MAGIC_COOKIE + random_hex(8)
 
 
 class TxState(Enum):
