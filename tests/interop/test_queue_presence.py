@@ -398,3 +398,52 @@ def test_twenty_kiosks_two_stations_fifo(gateway_factory: Any, tmp_path: Path) -
     queue_view = gw.http("/api/v1/queues")["queues"]["msa"]
     assert len(queue_view["recent_waits"]) == 20
     assert_idle(gw)
+
+
+# --------------------------------------------------------------------------- site hours
+
+
+def test_kiosk_site_closed_outside_its_own_opening_hours(
+    gateway_factory: Any, tmp_path: Path
+) -> None:
+    """A town hall's kiosk outside the town hall's hours: 480, cause 31, Retry-After."""
+    plan = variant(
+        tmp_path,
+        "site-hours",
+        [
+            (
+                "    services: all\n\n  - id: carentan",
+                "    services: all\n"
+                "    opening_hours:\n"
+                '      weekly: [{days: [mon], from: "08:30", to: "12:30"}]\n'
+                "\n  - id: carentan",
+            )
+        ],
+    )
+    gw: GatewayProcess = gateway_factory(plan, extra=["--test-clock"])
+    sunday = datetime(2026, 11, 22, 10, 0, tzinfo=PARIS)
+    gw.http_json("/api/v1/clock", "PUT", {"now": sunday.isoformat()})
+    capture = start_capture(tmp_path / "site.pcapng", [gw.sip_port])
+    result = start_agent(
+        tmp_path,
+        "kiosk",
+        [kiosk(gw, "kiosk-lessay", "kiosk")],
+        [
+            {"do": "wait_registered"},
+            {"do": "call", "account": "kiosk", "dest": dial(gw, "cpam"), "name": "c"},
+            {"do": "wait_state", "call": "c", "state": "DISCONNECTED", "timeout": 5},
+        ],
+        deadline=20,
+    ).wait(40)
+    capture.stop()
+    assert_all_ok(result, "kiosk")
+    assert find_call(result, "c")["last_status"] == 480
+    record = gw.http("/api/v1/calls")["ended"][-1]
+    # Cause 31 (closed), not 20 (no station): the site's hours are checked first.
+    assert (record["sip_status"], record["cause"], record["kiosk"]) == (480, 31, "lessay")
+    rows = capture.fields("sip.Status-Code == 480", "sip.Retry-After", "sip.Reason")
+    monday = datetime(2026, 11, 23, 8, 30, tzinfo=PARIS).timestamp() - sunday.timestamp()
+    assert rows and abs(int(rows[0][0]) - monday) <= 30, rows
+    assert "Point d'accueil fermé" in rows[0][1]
+    assert capture.problems() == []
+    assert_idle(gw)
