@@ -60,6 +60,9 @@ CONTEXT_PREFIX = "x-visio-"
 OWN_CONTEXT = ("X-Visio-Kiosk", "X-Visio-Site", "X-Visio-Service")
 # A kiosk marks a caller who booked this slot; such callers go first in the queue.
 APPOINTMENT_HEADER = "x-visio-appointment"
+# RFC 3261 13.3.1.1: a UAS that has not answered sends a provisional at least once a
+# minute, or a proxy on the kiosk's path gives up at its Timer C (3 minutes).
+PROGRESS_INTERVAL = 60.0
 WAITING_PROMPT = "attente"
 
 
@@ -117,6 +120,7 @@ class Call:
     state: CallState = CallState.ROUTING
     answered: float | None = None
     ring_timer: asyncio.TimerHandle | None = None
+    progress_timer: asyncio.TimerHandle | None = None  # repeats the 18x of a waiting caller
     last_failure: Failed | None = None
     context: list[tuple[str, str]] = field(default_factory=list)
     max_forwards: int = 70
@@ -414,6 +418,9 @@ class B2BUA:
         call.queued = True
         if not first:
             return
+        call.progress_timer = asyncio.get_running_loop().call_later(
+            PROGRESS_INTERVAL, self._repeat_progress, call
+        )
         if call.partner.desk.queue.waiting == "announcement":
             self.ua.spawn(self._announce(call))
         else:
@@ -441,6 +448,16 @@ class B2BUA:
         call.early = to_kiosk
         call.a.ring(to_kiosk)
         self.media.play(call.id, prompt)
+
+    def _repeat_progress(self, call: Call) -> None:
+        """Send the waiting caller's 180/183 again (RFC 3261 13.3.1.1)."""
+        call.progress_timer = None
+        if call.state is CallState.ENDED or call.answered is not None or call.a.ended:
+            return
+        call.a.ring(call.early)
+        call.progress_timer = asyncio.get_running_loop().call_later(
+            PROGRESS_INTERVAL, self._repeat_progress, call
+        )
 
     def _offer_to(self, call: Call, target: Target) -> None:
         dialplan = self.dialplan
@@ -602,6 +619,9 @@ class B2BUA:
         if call.ring_timer is not None:
             call.ring_timer.cancel()
             call.ring_timer = None
+        if call.progress_timer is not None:
+            call.progress_timer.cancel()
+            call.progress_timer = None
         desk = self.desks.get(call.partner.id)
         if desk is not None:
             desk.answered(call.id, self.clock())
@@ -687,6 +707,9 @@ class B2BUA:
             call.ring_timer = None
         station = call.last_station
         now = self.clock()
+        if call.progress_timer is not None:
+            call.progress_timer.cancel()
+            call.progress_timer = None
         self.calls.pop(call.id, None)
         self.media.stop_playing(call.id)
         desk = self.desks.get(call.partner.id)
