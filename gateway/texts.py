@@ -22,6 +22,7 @@ FR: Final[dict[str, str]] = {
     "closed_closure": "Fermé exceptionnellement - ouvre {when}",
     "offline": "Indisponible - aucun conseiller connecté",
     "appointment_only": "Sur rendez-vous uniquement",
+    "by_appointment": "{when} sur rendez-vous",
     "person": "{n} personne",
     "people": "{n} personnes",
     # Station presence (busy-lamp fields of other agents).

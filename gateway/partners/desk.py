@@ -180,6 +180,7 @@ class Availability:
     closed_reason: ClosedReason | None = None
     detail: str = ""  # holiday name or closure reason
     next_opening: datetime | None = None
+    next_opening_appointment: bool = False  # the next opening is for booked callers only
     appointment_only: bool = False
     stations_in_service: int = 0
     stations_free: int = 0
@@ -586,6 +587,9 @@ class PartnerDesk:
                 closed_reason=sched.reason,
                 detail=sched.detail,
                 next_opening=sched.next_opening.start if sched.next_opening else None,
+                next_opening_appointment=(
+                    sched.next_opening is not None and sched.next_opening.kind == "appointment"
+                ),
                 stations_in_service=in_service,
                 stations_free=free,
             )

@@ -47,6 +47,8 @@ def availability_note(av: Availability, now_local: Any) -> str:
         if av.next_opening is None:
             return text("closed")
         opens = when(av.next_opening, now_local)
+        if av.next_opening_appointment:
+            opens = text("by_appointment", when=opens)
         if av.closed_reason is ClosedReason.HOLIDAY and av.detail:
             return text("closed_holiday", detail=av.detail, when=opens)
         if av.closed_reason is ClosedReason.CLOSURE:
@@ -187,6 +189,7 @@ class GatewayViews:
             "closed_reason": av.closed_reason.value if av.closed_reason else None,
             "detail": av.detail or None,
             "next_opening": av.next_opening.isoformat() if av.next_opening else None,
+            "next_opening_appointment": av.next_opening_appointment,
             "appointment_only": av.appointment_only,
             "stations_in_service": av.stations_in_service,
             "stations_free": av.stations_free,

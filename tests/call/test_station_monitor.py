@@ -53,14 +53,26 @@ class Ua:
         return f"key{len(self.sent)}"
 
 
-async def test_static_station_goes_offline_after_two_silent_keepalives(tmp_path: Path) -> None:
+def make(
+    tmp_path: Path, text: str
+) -> tuple[StationMonitor, Ua, MemoryStore, list[float], list[tuple[str, bool]]]:
+    """A monitor over ``text`` with a hand-moved clock and the list of its verdicts."""
     path = tmp_path / "plan.yaml"
-    path.write_text(PLAN)
+    path.write_text(text)
     now = [1000.0]
     store = MemoryStore(clock=lambda: now[0])
     ua = Ua(load_dialplan(path, env={"PW": "secret"}), store)
     changes: list[tuple[str, bool]] = []
-    monitor = StationMonitor(ua, lambda s, r: changes.append((s, r)), wall_clock=lambda: now[0])  # type: ignore[arg-type]
+    monitor = StationMonitor(
+        ua,  # type: ignore[arg-type]
+        lambda s, r: changes.append((s, r)),
+        wall_clock=lambda: now[0],
+    )
+    return monitor, ua, store, now, changes
+
+
+async def test_static_station_goes_offline_after_two_silent_keepalives(tmp_path: Path) -> None:
+    monitor, ua, _store, now, changes = make(tmp_path, PLAN)
 
     await monitor.sweep()
     assert changes == [("caf-1", True), ("caf-2", False)]
@@ -88,13 +100,7 @@ async def test_static_station_goes_offline_after_two_silent_keepalives(tmp_path:
 
 
 async def test_registered_station_follows_its_binding(tmp_path: Path) -> None:
-    path = tmp_path / "plan.yaml"
-    path.write_text(PLAN.replace("keepalive: 10", "keepalive: 0"))
-    now = [1000.0]
-    store = MemoryStore(clock=lambda: now[0])
-    ua = Ua(load_dialplan(path, env={"PW": "secret"}), store)
-    changes: list[tuple[str, bool]] = []
-    monitor = StationMonitor(ua, lambda s, r: changes.append((s, r)), wall_clock=lambda: now[0])  # type: ignore[arg-type]
+    monitor, ua, store, now, changes = make(tmp_path, PLAN.replace("keepalive: 10", "keepalive: 0"))
     await monitor.sweep()
     assert ("caf-2", False) in changes and monitor.target("caf-2") is None
     await store.set_binding(

@@ -81,6 +81,14 @@ def test_notes_read_as_a_citizen_expects() -> None:
         next_opening=PARIS_NOW.replace(day=26, hour=9),  # Thursday
     )
     assert availability_note(closed, PARIS_NOW) == "Fermé - ouvre jeudi à 9h00"
+    booked = Availability(
+        "ft",
+        Status.CLOSED,
+        closed_reason=ClosedReason.OUTSIDE_HOURS,
+        next_opening=PARIS_NOW.replace(day=24, hour=14),  # Tuesday
+        next_opening_appointment=True,
+    )
+    assert availability_note(booked, PARIS_NOW) == "Fermé - ouvre mardi à 14h00 sur rendez-vous"
     assert availability_note(Availability("x", Status.OPEN), PARIS_NOW) == "Disponible"
 
 
