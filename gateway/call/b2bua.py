@@ -127,6 +127,7 @@ class Call:
     invite: Request | None = None
     appointment: bool = False
     early: SessionDescription | None = None  # the SDP of our 183 while the caller waits
+    early_plan: SessionDescription | None = None  # the formats that 183 answers with
     queued: bool = False  # the caller waited in the queue at some point
     waited: float = 0.0
 
@@ -421,19 +422,22 @@ class B2BUA:
         call.progress_timer = asyncio.get_running_loop().call_later(
             PROGRESS_INTERVAL, self._repeat_progress, call
         )
-        if call.partner.desk.queue.waiting == "announcement":
-            self.ua.spawn(self._announce(call))
-        else:
-            call.a.ring(None)
-
-    async def _announce(self, call: Call) -> None:
-        """Answer the kiosk's offer with our early media and loop the waiting prompt."""
         made = early_answer(call.offer)
-        if made is None:
+        if call.partner.desk.queue.waiting != "announcement":
+            call.a.ring(None)
+        elif made is None:
             log.info("%s: no G.711 in the kiosk's offer: ringing instead", call.id)
             call.a.ring(None)
+        else:
+            # Decided now, not when the task runs: an offer to a station made meanwhile
+            # must already be limited to what the 183 will say.
+            call.early_plan = made[0]
+            self.ua.spawn(self._announce(call, *made))
+
+    async def _announce(self, call: Call, answer: SessionDescription, pt: int, codec: str) -> None:
+        """Answer the kiosk's offer with our early media and loop the waiting prompt."""
+        if _past_waiting(call):
             return
-        answer, pt, codec = made
         try:
             to_kiosk = await self.media.answer(call.id, answer, from_side=Side.B)
             prompt = load_prompt(WAITING_PROMPT, codec, pt)
@@ -441,10 +445,8 @@ class B2BUA:
             log.warning("%s: announcement unavailable (%s): ringing instead", call.id, exc)
             call.a.ring(None)
             return
-        if call.state is CallState.ENDED or call.a.ended:
-            return
-        if call.answered is not None:
-            return  # a station answered while the SDP was being prepared
+        if _past_waiting(call):
+            return  # ended, or a station answered while the SDP was being prepared
         call.early = to_kiosk
         call.a.ring(to_kiosk)
         self.media.play(call.id, prompt)
@@ -481,8 +483,8 @@ class B2BUA:
         if call.waited:
             context.append(("X-Visio-Waited", str(int(call.waited))))
         offer = call.b_offer
-        if offer is not None and call.early is not None:
-            offer = restrict_offer(offer, call.early)
+        if offer is not None and call.early_plan is not None:
+            offer = restrict_offer(offer, call.early_plan)
         leg.send_invite(
             target.request_uri,
             from_value=f'"{display}" <sip:{kiosk.id}@{dialplan.domain}>',
@@ -768,6 +770,11 @@ class B2BUA:
             if call.b is not None:
                 call.b.hangup(NORMAL_CLEARING, "gateway shutting down")
             await self._end(call, NORMAL_CLEARING, "gateway shutting down")
+
+
+def _past_waiting(call: Call) -> bool:
+    """The call no longer needs an announcement: ended, or answered by a station."""
+    return call.state is CallState.ENDED or call.a.ended or call.answered is not None
 
 
 def _outcome_of(sip_status: int | None) -> str:
