@@ -362,8 +362,11 @@ class PartnerDesk:
             return []
         st = self.stations[sid]
         st.ringing.discard(call_id)
-        st.wrap_up_until = max(st.wrap_up_until, now + self.settings.holdoff)
-        st.wrapping = False
+        if st.max_calls != 0:
+            # A peer without a call limit (a load generator) is never held off: its
+            # refusals are answers to single calls, not a sign that it is busy.
+            st.wrap_up_until = max(st.wrap_up_until, now + self.settings.holdoff)
+            st.wrapping = False
         if missed:
             st.missed += 1
             if 0 < self.settings.pause_after <= st.missed and st.paused is None:
@@ -375,8 +378,9 @@ class PartnerDesk:
         decisions: list[Decision] = []
         if other is not None:
             decisions.append(self._offer(call_id, other, now))
-        elif self.settings.queue.max_length == 0:
-            # No queue for this partner: the caller learns at once how the offer ended.
+        elif self.settings.queue.max_length == 0 or st.max_calls == 0:
+            # No queue for this partner, or a station that is never "busy" (requeueing
+            # would only offer it the same call again): the caller learns how it ended.
             self.tried.pop(call_id, None)
             self.waited.pop(call_id, None)
             self.callers.pop(call_id, None)

@@ -154,6 +154,17 @@ def test_no_queue_partner_answers_busy_at_once() -> None:
     assert len(refused) == 1 and isinstance(refused[0], Refused) and refused[0].status == 486
 
 
+def test_unlimited_station_is_not_held_off_and_its_refusal_ends_the_call() -> None:
+    d = PartnerDesk("bench", [("uas", 0)], settings=DeskSettings(holdoff=5))
+    d.set_reachable("uas", True, T0)
+    assert d.arrive("a", "k", appointment=False, now=T0) == Offer("a", "uas", 0.0)
+    assert d.arrive("b", "k", appointment=False, now=T0) == Offer("b", "uas", 0.0)
+    refused = d.offer_failed("a", missed=False, now=T0 + 1)
+    assert len(refused) == 1 and isinstance(refused[0], Refused) and refused[0].status == 486
+    # No hold-off: the next caller is offered the station at once.
+    assert d.arrive("c", "k", appointment=False, now=T0 + 1) == Offer("c", "uas", 0.0)
+
+
 def test_offline_and_admin_pause() -> None:
     d = desk(stations=1)
     d.set_reachable("s1", False, T0)
