@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,7 +61,9 @@ class Gateway:
             self.ua, self.media, ring_timeout=settings.ring_timeout, clock=self.clock.now
         )
         self.views = GatewayViews(self.b2bua)
-        self.presence = PresenceServer(self.ua, self.views, now=self.clock.now)
+        # Subscription lifetimes run on the monotonic clock: a test clock moved to next
+        # Friday must not expire every subscription at once.
+        self.presence = PresenceServer(self.ua, self.views, now=time.monotonic)
         self.feed = AvailabilityFeed()
         self.b2bua.on_change = self._partner_changed
         self.metrics = GatewayMetrics()
