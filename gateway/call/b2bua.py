@@ -43,7 +43,14 @@ from gateway.call.stations import StationMonitor, Target
 from gateway.dialplan import Dialplan, Kiosk, Partner, Service
 from gateway.media.engine import MediaEngine, MediaError, SessionStats
 from gateway.media.prompts import PromptError, early_answer, load_prompt, restrict_offer
-from gateway.partners.desk import Decision, Offer, PartnerDesk, Queued, Refused
+from gateway.partners.desk import (
+    Decision,
+    Offer,
+    PartnerDesk,
+    Queued,
+    Refused,
+    seconds_until,
+)
 from gateway.sip.message import Request, make_response
 from gateway.sip.sdp import SdpError, SessionDescription
 from gateway.sip.session_timer import TooSmall, negotiate_as_uas
@@ -282,11 +289,7 @@ class B2BUA:
             desk = self.desks[service.partner]
             site = hours.state_at(desk.local(self.clock()))
             if not site.open:
-                retry = (
-                    max(1, int(site.next_opening.start.timestamp() - self.clock()))
-                    if site.next_opening is not None
-                    else None
-                )
+                retry = seconds_until(site.next_opening, self.clock())
                 failure = Failed(
                     NORMAL_UNSPECIFIED, 480, text("reason_site_closed"), retry_after=retry
                 )

@@ -297,7 +297,7 @@ class PartnerDesk:
                 480,
                 NORMAL_UNSPECIFIED,
                 "reason_closed",
-                retry_after=_seconds_until(state.next_opening, now),
+                retry_after=seconds_until(state.next_opening, now),
             )
         if state is not None and state.kind == "appointment" and not appointment:
             walk_in = self.schedule.next_opening(self.local(now), kind="walk_in")
@@ -306,7 +306,7 @@ class PartnerDesk:
                 480,
                 NORMAL_UNSPECIFIED,
                 "reason_appointment_only",
-                retry_after=_seconds_until(walk_in, now),
+                retry_after=seconds_until(walk_in, now),
             )
         if not any(st.in_service for st in self.stations.values()):
             return Refused(call_id, 480, SUBSCRIBER_ABSENT, "reason_no_station")
@@ -616,7 +616,7 @@ class PartnerDesk:
         )
 
 
-def _seconds_until(opening: Opening | datetime | None, now: float) -> int | None:
+def seconds_until(opening: Opening | datetime | None, now: float) -> int | None:
     """Whole seconds from ``now`` to an opening (Retry-After, RFC 3261 20.33)."""
     if opening is None:
         return None
