@@ -124,11 +124,13 @@ class Gateway:
 
     async def run_forever(self) -> None:
         """Run until SIGINT/SIGTERM; SIGHUP reloads the dialplan."""
-        await self.start()
+        # Handlers first: a SIGTERM that arrives while sockets open (the health check
+        # already answers then) must stop the gateway cleanly, not kill it.
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGINT, self.stopped.set)
         loop.add_signal_handler(signal.SIGTERM, self.stopped.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
+        await self.start()
         try:
             await self.stopped.wait()
         finally:
