@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import time
@@ -23,6 +24,25 @@ from gateway.presence.views import GatewayViews
 from gateway.state.store import MemoryStore, Store
 
 log = logging.getLogger(__name__)
+
+
+# Young-generation threshold of the cyclic collector (CPython's default is 700). SIP
+# messages, events and SDPs die by reference counting; a young collection every 700
+# allocations mostly walks live call state to find nothing to free.
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def settle_garbage_collector() -> None:
+    """Move what start-up built (modules, dialplan, web app) out of the collector's sight.
+
+    Objects alive once the gateway listens live as long as the process: ``gc.freeze``
+    puts them in the permanent generation, so a full collection no longer walks a few
+    hundred thousand of them, and young collections run less often.
+    """
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +151,7 @@ class Gateway:
         loop.add_signal_handler(signal.SIGTERM, self.stopped.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         await self.start()
+        settle_garbage_collector()
         try:
             await self.stopped.wait()
         finally:

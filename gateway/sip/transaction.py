@@ -128,12 +128,12 @@ class Outgoing:
 
 class _Tx:
     __slots__ = (
+        "accept_key",
         "client",
         "dest",
         "generation",
         "interval",
         "key",
-        "last_response",
         "method",
         "out",
         "request",
@@ -145,14 +145,15 @@ class _Tx:
         self, key: str, request: Request, dest: Address, transport: str, client: bool
     ) -> None:
         self.key = key
-        self.request = request
+        # Let go of (None) once the transaction only waits and repeats bytes: see _retire.
+        self.request: Request | None = request
         self.method = request.method
         self.dest = dest
         self.transport = transport
         self.client = client
         self.state = TxState.TRYING
         self.out: bytes = b""  # bytes retransmitted by timers A, E, G or on request repeats
-        self.last_response: Response | None = None
+        self.accept_key: tuple[str, int] | None = None  # server INVITE: (Call-ID, CSeq)
         self.interval = T1
         self.generation = 0  # changes cancel the timers armed before
 
@@ -247,8 +248,18 @@ class TransactionLayer:
         tx.state = TxState.TERMINATED
         tx.generation = next(self._seq)
         self._txs.pop(tx.key, None)
-        if tx.method == "INVITE" and not tx.client:
-            self._accepted.pop((tx.request.call_id, tx.request.cseq.seq), None)
+        if tx.accept_key is not None:
+            self._accepted.pop(tx.accept_key, None)
+
+    @staticmethod
+    def _retire(tx: _Tx) -> None:
+        """Drop the message of a transaction that now only waits (timers D, I, J, K, L).
+
+        Those waits last up to 32 s; at a hundred calls a second the parsed messages
+        they would keep alive number in the hundreds of thousands of objects, walked by
+        every run of the cyclic garbage collector. Repeats need only the bytes in ``out``.
+        """
+        tx.request = None
 
     def _enter(self, tx: _Tx, state: TxState) -> None:
         tx.state = state
@@ -292,6 +303,11 @@ class TransactionLayer:
 
     def _client_response(self, tx: _Tx, response: Response, now: float) -> None:
         status = response.status
+        request = tx.request
+        if request is None:  # a wait state: only the repeats handled below apply
+            if tx.state is TxState.COMPLETED and tx.method == "INVITE" and status >= 300:
+                self._send(tx, tx.out)  # 17.1.1.2: repeat ACK for a repeated final
+            return
         if tx.method == "INVITE":
             if tx.state in (TxState.CALLING, TxState.PROCEEDING):
                 if status < 200:
@@ -306,25 +322,25 @@ class TransactionLayer:
                     self._arm(tx, 64 * self.t1, "M", now)
                 else:
                     self._enter(tx, TxState.COMPLETED)
-                    tx.out = self._ack_for(tx.request, response).serialize()
+                    tx.out = self._ack_for(request, response).serialize()
                     self._send(tx, tx.out)
                     self._arm(tx, 0 if tx.reliable else 32.0, "D", now)
-                self._events.append(ResponseReceived(response, tx.key, tx.request))
+                    self._retire(tx)
+                self._events.append(ResponseReceived(response, tx.key, request))
             elif tx.state is TxState.ACCEPTED and 200 <= status < 300:
-                self._events.append(ResponseReceived(response, tx.key, tx.request))
-            elif tx.state is TxState.COMPLETED and status >= 300:
-                self._send(tx, tx.out)  # 17.1.1.2: repeat ACK for a repeated final
+                self._events.append(ResponseReceived(response, tx.key, request))
             return
         # non-INVITE (17.1.2.2)
         if tx.state in (TxState.TRYING, TxState.PROCEEDING):
             if status < 200:
                 if tx.state is TxState.TRYING:
                     tx.state = TxState.PROCEEDING
-                self._events.append(ResponseReceived(response, tx.key, tx.request))
+                self._events.append(ResponseReceived(response, tx.key, request))
             else:
                 self._enter(tx, TxState.COMPLETED)
                 self._arm(tx, 0 if tx.reliable else self.t4, "K", now)
-                self._events.append(ResponseReceived(response, tx.key, tx.request))
+                self._retire(tx)
+                self._events.append(ResponseReceived(response, tx.key, request))
 
     @staticmethod
     def _ack_for(request: Request, response: Response) -> Request:
@@ -354,7 +370,6 @@ class TransactionLayer:
         data = response.serialize()
         self._send(tx, data)
         tx.out = data
-        tx.last_response = response
         status = response.status
         if status < 200:
             tx.state = TxState.PROCEEDING
@@ -363,7 +378,10 @@ class TransactionLayer:
             if status < 300:
                 # RFC 6026 8.7 Accepted; the 2xx is repeated by T1 doubling (13.3.1.4).
                 self._enter(tx, TxState.ACCEPTED)
-                self._accepted[(tx.request.call_id, tx.request.cseq.seq)] = key
+                request = tx.request
+                assert request is not None  # only wait states let it go
+                tx.accept_key = (request.call_id, request.cseq.seq)
+                self._accepted[tx.accept_key] = key
                 tx.interval = self.t1
                 if not tx.reliable:
                     self._arm(tx, self.t1, "G2xx", now)
@@ -374,9 +392,11 @@ class TransactionLayer:
                 if not tx.reliable:
                     self._arm(tx, self.t1, "G", now)
                 self._arm(tx, 64 * self.t1, "H", now)
+                self._retire(tx)
         else:
             self._enter(tx, TxState.COMPLETED)
             self._arm(tx, 0 if tx.reliable else 64 * self.t1, "J", now)
+            self._retire(tx)
 
     def _server_request(
         self, request: Request, source: Address, transport: str, now: float
@@ -424,6 +444,7 @@ class TransactionLayer:
             if inv is not None:
                 self._enter(inv, TxState.ACCEPTED)
                 self._arm(inv, 64 * self.t1, "L", now)
+                self._retire(inv)
         self._events.append(RequestReceived(ack, source, transport, None))
 
     # -- inputs ---------------------------------------------------------------------
@@ -481,6 +502,7 @@ class TransactionLayer:
             self._events.append(TransactionTimeout(tx.key, tx.method, client=False))
         elif name == "H2xx":
             self._terminate(tx)
+            assert tx.request is not None  # Accepted before the ACK keeps it
             self._events.append(AckTimeout(tx.key, tx.request))
         else:  # D, I, J, K, L, M: the wait states end
             self._terminate(tx)
