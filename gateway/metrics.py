@@ -82,7 +82,14 @@ class _LiveCollector(Collector):
         yield _gauge("vrgw_calls_active", "Calls in progress", len(gw.b2bua.calls))
         yield _gauge("vrgw_media_sessions", "Media relay sessions", gw.media.session_count)
         yield _gauge(
-            "vrgw_media_ports_in_use", "UDP ports held by the media relay", gw.media.ports_in_use
+            "vrgw_media_ports_in_use",
+            "UDP ports held by calls in the media relay",
+            gw.media.ports_in_use,
+        )
+        yield _gauge(
+            "vrgw_media_ports_idle",
+            "UDP ports the media relay keeps bound for later calls",
+            gw.media.ports_idle,
         )
         now = gw.b2bua.clock()
         states = GaugeMetricFamily(

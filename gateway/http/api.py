@@ -51,6 +51,7 @@ def create_app(gw: Gateway) -> FastAPI:
             "dialogs": gw.ua.open_dialogs,
             "media_sessions": gw.media.session_count,
             "media_ports_in_use": gw.media.ports_in_use,
+            "media_ports_idle": gw.media.ports_idle,
             "registrations": await gw.store.binding_count(),
             "subscriptions": gw.presence.count,
             "sip": {

@@ -93,7 +93,11 @@ class MediaEngine(Protocol):
 
     @property
     def ports_in_use(self) -> int:
-        """How many UDP ports the engine holds right now (0 when no call is up)."""
+        """How many UDP ports calls hold right now (0 when no call is up)."""
+
+    @property
+    def ports_idle(self) -> int:
+        """UDP ports the engine keeps bound for later calls, held by none now."""
 
     @property
     def session_count(self) -> int:

@@ -13,7 +13,10 @@ side's SDP moves its media elsewhere. After latching, packets from other sources
 still relayed but do not move the destination.
 
 Sockets are plain non-blocking sockets watched with ``loop.add_reader``: each wake-up
-drains the socket with ``recvfrom_into`` into one shared buffer. Measured on the
+drains the socket with ``recvfrom_into`` into one shared buffer. A released port pair
+stays bound and watched in a bounded pool, and goes to a later call once it has been
+quiet for :data:`REUSE_QUIET` seconds: creating, binding and watching four sockets per
+call, then closing them, cost about a tenth of a call's CPU on the signalling path. Measured on the
 project's machines (burst forwarding, one process): about 8 us of CPU per packet under
 both asyncio and uvloop, against 40 us (asyncio) and 10 us (uvloop) for datagram
 endpoints, which hand over one datagram per callback. The hot path does no clock read:
@@ -31,7 +34,6 @@ import os
 import socket
 import struct
 from collections import deque
-from dataclasses import dataclass
 
 from gateway.call.events import Side
 from gateway.media.engine import (
@@ -68,6 +70,10 @@ ICE_ATTRIBUTES = frozenset(
 
 _BURST = 64  # datagrams drained per wake-up, so one busy socket cannot starve the others
 _BUFFER_SIZE = 65536  # the largest UDP payload fits; recvfrom_into never allocates
+# A pooled pair is handed to a new call only after this long without a packet, so that
+# late packets of the previous call cannot latch (RFC 4961) the new call's streams.
+REUSE_QUIET = 1.0
+POOL_MAX = 512  # idle pairs kept bound at most (two descriptors each)
 
 Address = tuple[str, int]
 
@@ -76,6 +82,7 @@ class _Leg:
     """One side of one stream: the sockets facing that side and where that side is."""
 
     __slots__ = (
+        "pair",
         "port",
         "rtcp_dest",
         "rtcp_latched",
@@ -90,6 +97,7 @@ class _Leg:
 
     def __init__(self, rx: DirectionStats) -> None:
         self.rx = rx  # counters of what this side sends (received on these sockets)
+        self.pair: _PortPair | None = None
         self.port: int | None = None
         self.rtp_sock: socket.socket | None = None
         self.rtcp_sock: socket.socket | None = None
@@ -152,13 +160,22 @@ class _Session:
         return bool(live) and all(s.held for s in live)
 
 
-@dataclass(slots=True)
-class _Allocation:
-    leg: _Leg
-    other: _Leg
-    port: int
-    rtp: socket.socket
-    rtcp: socket.socket
+class _PortPair:
+    """An RTP/RTCP socket pair, bound and watched for as long as the engine keeps it.
+
+    ``facing`` is the leg whose side sends to these sockets and ``other`` the leg the
+    packets go on to; both are ``None`` while the pair waits in the pool.
+    """
+
+    __slots__ = ("facing", "other", "port", "quiet_since", "rtcp", "rtp")
+
+    def __init__(self, port: int, rtp: socket.socket, rtcp: socket.socket) -> None:
+        self.port = port
+        self.rtp = rtp
+        self.rtcp = rtcp
+        self.facing: _Leg | None = None
+        self.other: _Leg | None = None
+        self.quiet_since = 0.0
 
 
 class _Player:
@@ -277,6 +294,7 @@ class RelayEngine:
         self.timeout = timeout
         self._family = socket.AF_INET6 if bind_ip.version == 6 else socket.AF_INET
         self._free: deque[int] = deque(range(first, port_max, 2))
+        self._idle: deque[_PortPair] = deque()  # released pairs, oldest first
         self._sessions: dict[str, _Session] = {}
         self._ports_in_use = 0
         self._handler: TimeoutHandler | None = None
@@ -293,9 +311,11 @@ class RelayEngine:
         self._ensure_running()
 
     async def close(self) -> None:
-        """Release every session and stop the watcher."""
+        """Release every session, close every socket and stop the watcher."""
         for call_id in list(self._sessions):
             await self.delete(call_id)
+        while self._idle:
+            self._close_pair(self._idle.popleft())
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -317,7 +337,7 @@ class RelayEngine:
         return self._negotiate(call_id, sdp, from_side, answer=True)
 
     async def delete(self, call_id: str) -> SessionStats | None:
-        """Close the call's sockets, give the ports back and return the final counters."""
+        """Give the call's ports back (to the pool) and return the final counters."""
         self.stop_playing(call_id)
         session = self._sessions.pop(call_id, None)
         if session is None:
@@ -367,8 +387,13 @@ class RelayEngine:
 
     @property
     def ports_in_use(self) -> int:
-        """UDP ports bound right now (two per allocated leg)."""
+        """UDP ports held by calls right now (two per allocated leg)."""
         return self._ports_in_use
+
+    @property
+    def ports_idle(self) -> int:
+        """UDP ports bound but held by no call: the pool that later calls draw on."""
+        return 2 * len(self._idle)
 
     @property
     def session_count(self) -> int:
@@ -402,24 +427,23 @@ class RelayEngine:
             for i, ok in enumerate(relayable)
             if ok and streams[i].legs[to_side].port is None
         ]
-        allocations: list[_Allocation] = []
+        pairs: list[_PortPair] = []
         try:
-            for leg, other in needed:
-                port, rtp, rtcp = self._bind_pair()
-                allocations.append(_Allocation(leg, other, port, rtp, rtcp))
+            for _ in needed:
+                pairs.append(self._take_pair())
         except MediaError:
-            for alloc in allocations:
-                self._close_pair(alloc.port, alloc.rtp, alloc.rtcp)
+            for pair in pairs:
+                self._give_back(pair)
             raise MediaError(
                 f"call {call_id}: needed {len(needed)} port pairs, "
-                f"found {len(allocations)} in {self.port_min}-{self.port_max}"
+                f"found {len(pairs)} in {self.port_min}-{self.port_max}"
             ) from None
 
         session.streams = streams
         if new_session:
             self._sessions[call_id] = session
-        for alloc in allocations:
-            self._attach(alloc)
+        for (leg, other), pair in zip(needed, pairs, strict=True):
+            self._attach(pair, leg, other)
 
         out = sdp.copy()
         for i, media in enumerate(sdp.media):
@@ -506,7 +530,22 @@ class RelayEngine:
 
     # --- ports and sockets -------------------------------------------------------------
 
-    def _bind_pair(self) -> tuple[int, socket.socket, socket.socket]:
+    def _take_pair(self) -> _PortPair:
+        """A port pair for a call: a quiet one from the pool, else a newly bound one."""
+        idle = self._idle
+        if idle and idle[0].quiet_since <= self._now() - REUSE_QUIET:
+            pair = idle.popleft()
+        else:
+            try:
+                pair = self._bind_pair()
+            except MediaError:
+                if not idle:
+                    raise
+                pair = idle.popleft()  # the range is exhausted: better a recent pair than none
+        self._ports_in_use += 2
+        return pair
+
+    def _bind_pair(self) -> _PortPair:
         for _ in range(len(self._free)):
             port = self._free.popleft()
             try:
@@ -522,8 +561,12 @@ class RelayEngine:
                 rtp.close()
                 self._free.append(port)
                 continue
-            self._ports_in_use += 2
-            return port, rtp, rtcp
+            pair = _PortPair(port, rtp, rtcp)
+            loop = asyncio.get_running_loop()
+            # Watched once for the pair's whole life; the callbacks look up its legs.
+            loop.add_reader(rtp.fileno(), self._relay_rtp, pair)
+            loop.add_reader(rtcp.fileno(), self._relay_rtcp, pair)
+            return pair
         raise MediaError(f"no free RTP/RTCP port pair in {self.port_min}-{self.port_max}")
 
     def _bind(self, port: int) -> socket.socket:
@@ -536,29 +579,36 @@ class RelayEngine:
             raise
         return sock
 
-    def _close_pair(self, port: int, rtp: socket.socket, rtcp: socket.socket) -> None:
-        rtp.close()
-        rtcp.close()
+    def _give_back(self, pair: _PortPair) -> None:
+        """A pair a call no longer holds: into the pool, or closed when the pool is full."""
         self._ports_in_use -= 2
+        pair.facing = pair.other = None
+        pair.quiet_since = self._now()
+        self._idle.append(pair)
+        if len(self._idle) > POOL_MAX:
+            self._close_pair(self._idle.popleft())
+
+    def _close_pair(self, pair: _PortPair) -> None:
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(pair.rtp.fileno())
+        loop.remove_reader(pair.rtcp.fileno())
+        pair.rtp.close()
+        pair.rtcp.close()
         # Freed ports go to the back of the queue: stale packets of the old call
         # should not land in the next one.
-        self._free.append(port)
+        self._free.append(pair.port)
 
-    def _attach(self, alloc: _Allocation) -> None:
-        leg, other = alloc.leg, alloc.other
-        leg.port, leg.rtp_sock, leg.rtcp_sock = alloc.port, alloc.rtp, alloc.rtcp
-        loop = asyncio.get_running_loop()
-        loop.add_reader(alloc.rtp.fileno(), self._relay_rtp, alloc.rtp, leg, other)
-        loop.add_reader(alloc.rtcp.fileno(), self._relay_rtcp, alloc.rtcp, leg, other)
+    def _attach(self, pair: _PortPair, leg: _Leg, other: _Leg) -> None:
+        pair.facing, pair.other = leg, other
+        leg.pair = pair
+        leg.port, leg.rtp_sock, leg.rtcp_sock = pair.port, pair.rtp, pair.rtcp
 
     def _release(self, leg: _Leg) -> None:
-        if leg.port is None or leg.rtp_sock is None or leg.rtcp_sock is None:
+        pair = leg.pair
+        if pair is None:
             return
-        loop = asyncio.get_running_loop()
-        loop.remove_reader(leg.rtp_sock.fileno())
-        loop.remove_reader(leg.rtcp_sock.fileno())
-        self._close_pair(leg.port, leg.rtp_sock, leg.rtcp_sock)
-        leg.port = leg.rtp_sock = leg.rtcp_sock = None
+        leg.pair = leg.port = leg.rtp_sock = leg.rtcp_sock = None
+        self._give_back(pair)
 
     def _deactivate(self, stream: _Stream) -> None:
         """A stream refused or removed (port 0): free its ports until it comes back."""
@@ -568,8 +618,12 @@ class RelayEngine:
 
     # --- the hot path ------------------------------------------------------------------
 
-    def _relay_rtp(self, sock: socket.socket, src: _Leg, dst: _Leg) -> None:
-        """Drain an RTP socket facing ``src``; forward to ``dst`` (RFC 5761 demux counts)."""
+    def _relay_rtp(self, pair: _PortPair) -> None:
+        """Drain a pair's RTP socket; forward to the other leg (RFC 5761 demux counts)."""
+        sock, src, dst = pair.rtp, pair.facing, pair.other
+        if src is None or dst is None:
+            self._drain_idle(pair, sock)
+            return
         buf = self._buffer
         view = self._view
         rx = src.rx
@@ -600,8 +654,12 @@ class RelayEngine:
                     # a full socket buffer or an unreachable peer: drop, as the network would
                     self.send_errors += 1
 
-    def _relay_rtcp(self, sock: socket.socket, src: _Leg, dst: _Leg) -> None:
-        """Drain an RTCP socket facing ``src``; forward to ``dst``'s RTCP address."""
+    def _relay_rtcp(self, pair: _PortPair) -> None:
+        """Drain a pair's RTCP socket; forward to the other leg's RTCP address."""
+        sock, src, dst = pair.rtcp, pair.facing, pair.other
+        if src is None or dst is None:
+            self._drain_idle(pair, sock)
+            return
         buf = self._buffer
         view = self._view
         rx = src.rx
@@ -625,6 +683,15 @@ class RelayEngine:
                     out.sendto(view[:size], dest)
                 except OSError:
                     self.send_errors += 1
+
+    def _drain_idle(self, pair: _PortPair, sock: socket.socket) -> None:
+        """Packets for a pooled pair belong to no call: drop them, and keep it quiet longer."""
+        pair.quiet_since = self._now()
+        for _ in range(_BURST):
+            try:
+                sock.recvfrom_into(self._buffer)
+            except OSError:  # BlockingIOError included: drained
+                return
 
     # --- media timeout -----------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import pytest
 import uvloop
 
 from gateway.call.events import Side
+from gateway.media import relay as relay_module
 from gateway.media.engine import MediaEngine, MediaError
 from gateway.media.relay import RelayEngine
 from gateway.media.rtp import RtpPacket, parse_rtp
@@ -369,21 +370,89 @@ async def test_timeout_handler_errors_are_contained() -> None:
 # --- ports -------------------------------------------------------------------------------
 
 
-async def test_delete_releases_every_port(engine: RelayEngine, peers: tuple[Peer, Peer]) -> None:
-    a, b = peers
-    offer = await engine.offer("call-1", sdp_for(a, video_port=40000), from_side=Side.A)
-    answer = await engine.answer("call-1", sdp_for(b, video_port=40002), from_side=Side.B)
-    used = [m.port for m in (*offer.media, *answer.media)]
-    assert engine.ports_in_use == 8
-    final = await engine.delete("call-1")
-    assert final is not None and [s.kind for s in final.streams] == ["audio", "video"]
-    assert engine.ports_in_use == 0 and engine.session_count == 0
-    assert await engine.delete("call-1") is None and engine.stats("call-1") is None
-    for port in used:
+def assert_unbound(ports: list[int]) -> None:
+    for port in ports:
         for p in (port, port + 1):
             probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             probe.bind((HOST, p))  # raises if the engine still held it
             probe.close()
+
+
+async def test_delete_pools_every_port_and_close_releases_them(peers: tuple[Peer, Peer]) -> None:
+    a, b = peers
+    engine = RelayEngine(bind_host=HOST, port_min=31600, port_max=31699, timeout=0)
+    offer = await engine.offer("call-1", sdp_for(a, video_port=40000), from_side=Side.A)
+    answer = await engine.answer("call-1", sdp_for(b, video_port=40002), from_side=Side.B)
+    used = [m.port for m in (*offer.media, *answer.media)]
+    assert engine.ports_in_use == 8 and engine.ports_idle == 0
+    final = await engine.delete("call-1")
+    assert final is not None and [s.kind for s in final.streams] == ["audio", "video"]
+    assert engine.ports_in_use == 0 and engine.session_count == 0
+    assert engine.ports_idle == 8  # kept bound for later calls
+    assert await engine.delete("call-1") is None and engine.stats("call-1") is None
+    await engine.close()
+    assert engine.ports_idle == 0
+    assert_unbound(used)
+
+
+async def test_a_pooled_pair_serves_a_later_call_only_once_quiet(
+    peers: tuple[Peer, Peer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = peers
+    monkeypatch.setattr(relay_module, "REUSE_QUIET", 0.3)
+    engine = RelayEngine(bind_host=HOST, port_min=31700, port_max=31799, timeout=0)
+    try:
+        first = (await engine.offer("one", sdp_for(a), from_side=Side.A)).media[0].port
+        await engine.delete("one")
+        # Too soon: a late packet of call one could still arrive, so a fresh pair is bound.
+        second = (await engine.offer("two", sdp_for(a), from_side=Side.A)).media[0].port
+        assert second != first and engine.ports_idle == 2
+        await engine.delete("two")
+        # A stray packet to the pooled pair is dropped and keeps it out of use longer.
+        await asyncio.sleep(0.2)
+        b.rtp.sendto(rtp(1), (HOST, first))
+        await asyncio.sleep(0.2)  # 0.4 s since release, but only 0.2 s of quiet
+        third = (await engine.offer("three", sdp_for(a), from_side=Side.A)).media[0].port
+        assert third not in (first,)
+        await assert_silent(a.rtp)
+        await asyncio.sleep(0.35)
+        fourth = (await engine.offer("four", sdp_for(a), from_side=Side.A)).media[0].port
+        assert fourth == first  # quiet long enough: taken from the pool, oldest first
+        # The reused pair belongs to the new call: it latches afresh and relays.
+        await engine.answer("four", sdp_for(b), from_side=Side.B)
+        b.rtp.sendto(rtp(7), (HOST, fourth))
+        data, _ = await recv(a.rtp)
+        assert parse_rtp(data).sequence == 7
+        stats = engine.stats("four")
+        assert stats is not None and stats.streams[0].b_to_a.rtp_packets == 1
+    finally:
+        await engine.close()
+    assert engine.ports_in_use == 0 and engine.ports_idle == 0
+
+
+async def test_the_pool_is_bounded_and_an_exhausted_range_falls_back_on_it(
+    peers: tuple[Peer, Peer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, _ = peers
+    monkeypatch.setattr(relay_module, "POOL_MAX", 1)
+    engine = RelayEngine(bind_host=HOST, port_min=31800, port_max=31805, timeout=0)
+    try:
+        ports = []
+        for call in ("x", "y", "z"):
+            ports.append((await engine.offer(call, sdp_for(a), from_side=Side.A)).media[0].port)
+        assert engine.ports_in_use == 6
+        for call in ("x", "y", "z"):
+            await engine.delete(call)
+        assert engine.ports_idle == 2  # one pair kept, the others closed
+        assert_unbound(ports[:2])
+        # Every other pair of the range is taken: the pooled pair is used though not quiet.
+        taken = [(await engine.offer(c, sdp_for(a), from_side=Side.A)).media[0].port for c in "pq"]
+        last = (await engine.offer("r", sdp_for(a), from_side=Side.A)).media[0].port
+        assert last == ports[2] and ports[2] not in taken and engine.ports_idle == 0
+        with pytest.raises(MediaError, match="port pair"):
+            await engine.offer("s", sdp_for(a), from_side=Side.A)
+    finally:
+        await engine.close()
 
 
 async def test_allocation_skips_ports_held_by_someone_else(peers: tuple[Peer, Peer]) -> None:
