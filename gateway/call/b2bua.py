@@ -422,7 +422,7 @@ class B2BUA:
         call.queued = True
         if not first:
             return
-        call.progress_timer = asyncio.get_running_loop().call_later(
+        call.progress_timer = self.ua.endpoint.loop.call_later(
             PROGRESS_INTERVAL, self._repeat_progress, call
         )
         made = early_answer(call.offer)
@@ -460,7 +460,7 @@ class B2BUA:
         if call.state is CallState.ENDED or call.answered is not None or call.a.ended:
             return
         call.a.ring(call.early)
-        call.progress_timer = asyncio.get_running_loop().call_later(
+        call.progress_timer = self.ua.endpoint.loop.call_later(
             PROGRESS_INTERVAL, self._repeat_progress, call
         )
 
@@ -498,7 +498,7 @@ class B2BUA:
             session_expires=dialplan.session_timer.expires,
             min_se=dialplan.session_timer.min_se,
         )
-        loop = asyncio.get_running_loop()
+        loop = self.ua.endpoint.loop
         if call.ring_timer is not None:
             call.ring_timer.cancel()
         call.ring_timer = loop.call_later(self.ring_timeout, self._ring_timeout, call, leg)
@@ -529,7 +529,7 @@ class B2BUA:
         if soonest is not None:
             # Capped: a clock moved by a test (or NTP) is noticed within the hour.
             delay = min(3600.0, max(0.0, soonest - now))
-            self._tick = asyncio.get_running_loop().call_later(delay, self._on_tick)
+            self._tick = self.ua.endpoint.loop.call_later(delay, self._on_tick)
 
     def _on_tick(self) -> None:
         self._tick = None

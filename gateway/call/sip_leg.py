@@ -138,7 +138,7 @@ class SipLeg:
         st = self.session_timer
         if st is None or self.state is not LegState.CONFIRMED:
             return
-        loop = asyncio.get_running_loop()
+        loop = self.ua.endpoint.loop
         if st.we_refresh:
             self._timer = loop.call_later(st.refresh_after, self._refresh_session)
         else:

@@ -162,7 +162,7 @@ class SipUserAgent:
         except Exception:  # a call-logic bug must not take the transaction layer down
             log.exception("call step failed")
             return
-        task = asyncio.get_running_loop().create_task(_carry_on(coro, pending))
+        task = self.endpoint.loop.create_task(_carry_on(coro, pending))
         self._tasks.add(task)
         task.add_done_callback(functools.partial(self._task_done, coro))
 

@@ -142,6 +142,17 @@ class SipEndpoint:
             self._tcp_server.close()
             await self._tcp_server.wait_closed()
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the endpoint runs on, for the layers above to arm their timers.
+
+        Kept rather than asked for: on Python 3.11 every ``asyncio.get_running_loop()``
+        checks the process id with a ``getpid`` system call, several times per call.
+        """
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
     def now(self) -> float:
         """The clock the transaction layer runs on (the loop's monotonic time)."""
         assert self._loop is not None

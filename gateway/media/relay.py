@@ -181,7 +181,8 @@ class _PortPair:
 class _Player:
     """Loops a prompt as RTP (RFC 3550 5.1 header, one SSRC) out of a leg's RTP socket."""
 
-    def __init__(self, leg: _Leg, prompt: Prompt) -> None:
+    def __init__(self, leg: _Leg, prompt: Prompt, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
         self.leg = leg
         self.prompt = prompt
         self.ssrc = int.from_bytes(os.urandom(4), "big")
@@ -193,8 +194,7 @@ class _Player:
         self.next_at = 0.0
 
     def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.next_at = loop.time()
+        self.next_at = self.loop.time()
         self._tick()
 
     def stop(self) -> None:
@@ -203,7 +203,7 @@ class _Player:
             self.handle = None
 
     def _tick(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         sock, dest = self.leg.rtp_sock, self.leg.rtp_dest
         if sock is None:
             self.handle = None
@@ -303,6 +303,7 @@ class RelayEngine:
         self._buffer = bytearray(_BUFFER_SIZE)
         self._view = memoryview(self._buffer)
         self._players: dict[str, _Player] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # --- MediaEngine protocol ----------------------------------------------------------
 
@@ -321,6 +322,7 @@ class RelayEngine:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
             self._watcher = None
+        self._loop = None  # a later start may run on another loop
 
     async def offer(
         self, call_id: str, sdp: SessionDescription, *, from_side: Side
@@ -368,7 +370,7 @@ class RelayEngine:
             leg = stream.legs[Side.A]
             if stream.kind == "audio" and stream.active and leg.rtp_sock is not None:
                 self.stop_playing(call_id)
-                player = _Player(leg, prompt)
+                player = _Player(leg, prompt, self._running_loop())
                 self._players[call_id] = player
                 player.start()
                 return True
@@ -562,7 +564,7 @@ class RelayEngine:
                 self._free.append(port)
                 continue
             pair = _PortPair(port, rtp, rtcp)
-            loop = asyncio.get_running_loop()
+            loop = self._running_loop()
             # Watched once for the pair's whole life; the callbacks look up its legs.
             loop.add_reader(rtp.fileno(), self._relay_rtp, pair)
             loop.add_reader(rtcp.fileno(), self._relay_rtcp, pair)
@@ -589,7 +591,7 @@ class RelayEngine:
             self._close_pair(self._idle.popleft())
 
     def _close_pair(self, pair: _PortPair) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._running_loop()
         loop.remove_reader(pair.rtp.fileno())
         loop.remove_reader(pair.rtcp.fileno())
         pair.rtp.close()
@@ -695,11 +697,17 @@ class RelayEngine:
 
     # --- media timeout -----------------------------------------------------------------
 
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        # Kept: asyncio.get_running_loop() makes a getpid system call on Python 3.11.
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
     def _now(self) -> float:
-        return asyncio.get_running_loop().time()
+        return self._running_loop().time()
 
     def _ensure_running(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._running_loop()
         if self.timeout > 0 and (self._watcher is None or self._watcher.done()):
             self._watcher = loop.create_task(self._watch(), name="media-timeout-watcher")
 
