@@ -861,7 +861,11 @@ def test_a_late_copy_after_termination_gets_timers_of_its_own() -> None:
     provisional=st.booleans(),
     answer_after=st.sampled_from([0.0, 0.2, 1.0, 4.0, 20.0]),
     drops=st.lists(st.booleans(), max_size=40),
-    delays=st.lists(st.sampled_from([0.0, 0.01, 0.3, 0.7, 2.0, 5.0]), min_size=4, max_size=20),
+    # RFC 3261 17.1.2.2 and 17.2.1 rest on T4 (5 s) being the longest a message stays in
+    # the network: a copy delayed by exactly T4 ties with Timer I or K, and whichever the
+    # harness runs first decides (hypothesis found a retransmitted INVITE arriving as
+    # Timer I fired, taken for a new request). Delays stay below T4.
+    delays=st.lists(st.sampled_from([0.0, 0.01, 0.3, 0.7, 2.0, 4.9]), min_size=4, max_size=20),
 )
 def test_any_loss_pattern_ends_with_one_outcome_and_empty_layers(
     method: str,
