@@ -137,7 +137,9 @@ def _is_number(text: str) -> bool:
 
 
 _CANONICAL: dict[str, str] = {}
-_VALID_NAMES: dict[str, str] = {}  # header names already checked against the token rule
+# Header names as received (spaces before the colon included) already checked against the
+# token rule: the canonical key and the name as it is kept.
+_VALID_NAMES: dict[str, tuple[str, str]] = {}
 
 
 def canonical_name(name: str) -> str:
@@ -288,14 +290,20 @@ class Headers:
     def get(self, name: str) -> str | None:
         """The first value of a header, or ``None``."""
         index = self._index if self._index is not None else self._build_index()
-        values = index.get(canonical_name(name))
+        # The stack asks by canonical name; only another spelling needs canonical_name.
+        values = index.get(name)
+        if values is None:
+            values = index.get(canonical_name(name))
         return values[0] if values else None
 
     def get_all(self, name: str) -> list[str]:
         """Every value of a header, comma lists split for list headers (7.3.1)."""
-        key = canonical_name(name)
         index = self._index if self._index is not None else self._build_index()
+        key = name
         values = index.get(key)
+        if values is None:
+            key = canonical_name(name)
+            values = index.get(key)
         if not values:
             return []
         if key in LIST_HEADERS:
@@ -547,23 +555,27 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
     # bare LF through inside a value, where the next hop would see a new header.
     lines = head.replace("\r\n", "\n").split("\n")
     start = lines[0]
+    if "\x00" in head:  # one scan here rather than one per header value
+        if "\x00" in start:
+            raise SipParseError("NUL byte in the start line")
+        line = next(line for line in lines if "\x00" in line)
+        raise SipParseError(f"NUL byte in header {line.partition(':')[0].strip()[:40]!r}")
     items: list[tuple[str, str, str]] = []
     index: dict[str, list[str]] = {}
     token = _TOKEN.match
     for line in lines[1:]:
-        name, sep, value = line.partition(":")
+        raw, sep, value = line.partition(":")
         if not sep:
             raise SipParseError(f"header line without colon: {line[:60]!r}")
-        name = name.strip()
-        key = _VALID_NAMES.get(name)
-        if key is None:
+        known = _VALID_NAMES.get(raw)
+        if known is None:
+            name = raw.strip()
             if not token(name):
                 raise SipParseError(f"invalid header name {name[:40]!r}")
-            key = canonical_name(name)
+            known = (canonical_name(name), name)
             if len(_VALID_NAMES) < 4096:
-                _VALID_NAMES[name] = key
-        if "\x00" in value:
-            raise SipParseError(f"NUL byte in header {name}")
+                _VALID_NAMES[raw] = known
+        key, name = known
         value = value.strip()
         items.append((key, name, value))
         values = index.get(key)

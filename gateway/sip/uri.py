@@ -2,10 +2,15 @@
 
 Parsing keeps the escaped text of every part, so that serialising an unmodified URI gives
 back what was received; :attr:`SipUri.user_unescaped` is what routing compares.
+
+Parsed values are shared: the same From, To, Contact and Request-URI text comes back in
+every message of a call, so short values are parsed once and memoised. Treat a parsed
+URI or name-addr as immutable (their ``with_*`` methods return copies).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field, replace
 from urllib.parse import unquote
@@ -132,8 +137,19 @@ class TelUri:
 Uri = SipUri | TelUri
 
 
+# Values up to this length are memoised (longer ones are rare and would bloat the cache).
+_MEMO_MAX_LEN = 256
+_MEMO_SIZE = 4096
+
+
 def parse_uri(text: str) -> Uri:
     """Parse a SIP, SIPS or tel URI; anything else is a :class:`SipParseError` (416 for schemes)."""
+    if len(text) <= _MEMO_MAX_LEN:
+        return _parse_uri_memo(text)
+    return _parse_uri(text)
+
+
+def _parse_uri(text: str) -> Uri:
     text = text.strip()
     m = _SIP_URI.match(text)
     if m is not None:
@@ -156,6 +172,10 @@ def parse_uri(text: str) -> Uri:
     if _SCHEME.match(scheme) and scheme.lower() not in ("sip", "sips", "tel"):
         raise SipParseError(f"unsupported URI scheme {scheme!r}", status=416)
     raise SipParseError(f"malformed URI {text!r}")
+
+
+# Errors are not memoised (lru_cache keeps results only): junk costs a parse each time.
+_parse_uri_memo = functools.lru_cache(maxsize=_MEMO_SIZE)(_parse_uri)
 
 
 def parse_sip_uri(text: str) -> SipUri:
@@ -225,6 +245,12 @@ def parse_name_addr(text: str) -> NameAddr:
 
     Without angle brackets, every ``;param`` after the URI is a header parameter.
     """
+    if len(text) <= _MEMO_MAX_LEN:
+        return _parse_name_addr_memo(text)
+    return _parse_name_addr(text)
+
+
+def _parse_name_addr(text: str) -> NameAddr:
     text = text.strip()
     if text == "*":
         return NameAddr(uri=SipUri("sip", None, "*"), wildcard=True)
@@ -246,3 +272,6 @@ def parse_name_addr(text: str) -> NameAddr:
         raise SipParseError(f"quoted display name without a <URI> in {text!r}")
     addr, params_text = _split_params_outside_quotes(text)
     return NameAddr(uri=parse_uri(addr), params=_parse_params(params_text))
+
+
+_parse_name_addr_memo = functools.lru_cache(maxsize=_MEMO_SIZE)(_parse_name_addr)
