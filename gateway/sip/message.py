@@ -361,24 +361,31 @@ class Headers:
 
 
 class Message:
-    """Common part of requests and responses; the lazily parsed headers live here."""
+    """Common part of requests and responses; the lazily parsed headers live here.
 
-    __slots__ = ("_cache", "body", "headers")
+    Each parsed header has its own slot (``None`` until first asked for): the stack reads
+    Call-ID, CSeq, Via, From and To dozens of times per call.
+    """
+
+    __slots__ = ("_call_id", "_cseq", "_from", "_to", "_vias", "body", "headers")
 
     def __init__(self, headers: Headers, body: bytes) -> None:
         self.headers = headers
         self.body = body
-        self._cache: dict[str, object] = {}
+        self._vias: list[Via] | None = None
+        self._call_id: str | None = None
+        self._cseq: CSeq | None = None
+        self._from: NameAddr | None = None
+        self._to: NameAddr | None = None
 
     # -- lazily parsed headers (RFC 3261 8.1.1) ---------------------------------
     @property
     def vias(self) -> list[Via]:
         """All Via values, topmost first."""
-        cached = self._cache.get("vias")
+        cached = self._vias
         if cached is None:
-            cached = [Via.parse(v) for v in self.headers.get_all("via")]
-            self._cache["vias"] = cached
-        return cached  # type: ignore[return-value]
+            cached = self._vias = [Via.parse(v) for v in self.headers.get_all("via")]
+        return cached
 
     @property
     def top_via(self) -> Via:
@@ -395,20 +402,23 @@ class Message:
         self.headers.remove("via")
         for i, v in enumerate(values):
             self.headers.insert(i, "Via", v)
-        self._cache.pop("vias", None)
+        self._vias = None
 
     @property
     def call_id(self) -> str:
         """The Call-ID (20.8)."""
-        value = self.headers.get("call-id")
-        if not value:
-            raise SipParseError("missing Call-ID")
-        return value.strip()
+        cached = self._call_id
+        if cached is None:
+            value = self.headers.get("call-id")
+            if not value:
+                raise SipParseError("missing Call-ID")
+            cached = self._call_id = value.strip()
+        return cached
 
     @property
     def cseq(self) -> CSeq:
         """The parsed CSeq (20.16)."""
-        cached = self._cache.get("cseq")
+        cached = self._cseq
         if cached is None:
             value = self.headers.get("cseq")
             if value is None:
@@ -419,29 +429,30 @@ class Message:
                 raise SipParseError(f"malformed CSeq {value!r}")
             if int(num) >= 2**31:
                 raise SipParseError(f"CSeq number out of range {value!r}")
-            cached = CSeq(int(num), method.upper())
-            self._cache["cseq"] = cached
-        return cached  # type: ignore[return-value]
+            cached = self._cseq = CSeq(int(num), method.upper())
+        return cached
 
     def _name_addr(self, key: str) -> NameAddr:
-        cached = self._cache.get(key)
-        if cached is None:
-            value = self.headers.get(key)
-            if value is None:
-                raise SipParseError(f"missing {key.title()}")
-            cached = parse_name_addr(value)
-            self._cache[key] = cached
-        return cached  # type: ignore[return-value]
+        value = self.headers.get(key)
+        if value is None:
+            raise SipParseError(f"missing {key.title()}")
+        return parse_name_addr(value)
 
     @property
     def from_(self) -> NameAddr:
         """The From header (20.20)."""
-        return self._name_addr("from")
+        cached = self._from
+        if cached is None:
+            cached = self._from = self._name_addr("from")
+        return cached
 
     @property
     def to(self) -> NameAddr:
         """The To header (20.39)."""
-        return self._name_addr("to")
+        cached = self._to
+        if cached is None:
+            cached = self._to = self._name_addr("to")
+        return cached
 
     @property
     def contacts(self) -> list[NameAddr]:
@@ -466,7 +477,7 @@ class Message:
 class Request(Message):
     """A SIP request (RFC 3261 7.1)."""
 
-    __slots__ = ("method", "uri_text")
+    __slots__ = ("_uri", "method", "uri_text")
 
     def __init__(
         self,
@@ -478,17 +489,15 @@ class Request(Message):
         super().__init__(headers if headers is not None else Headers(), body)
         self.method = method
         self.uri_text = str(uri)
-        if not isinstance(uri, str):
-            self._cache["uri"] = uri
+        self._uri: Uri | None = None if isinstance(uri, str) else uri
 
     @property
     def uri(self) -> Uri:
         """The parsed Request-URI."""
-        cached = self._cache.get("uri")
+        cached = self._uri
         if cached is None:
-            cached = parse_uri(self.uri_text)
-            self._cache["uri"] = cached
-        return cached  # type: ignore[return-value]
+            cached = self._uri = parse_uri(self.uri_text)
+        return cached
 
     def serialize(self) -> bytes:
         """The message on the wire, Content-Length computed from the body."""
