@@ -419,10 +419,14 @@ class PartnerDesk:
         for st in self.stations.values():
             if call_id in st.connected:
                 st.connected.discard(call_id)
-                if not st.connected:
+                if not st.connected and self.settings.wrap_up > 0:
                     st.wrap_up_until = now + self.settings.wrap_up
                     st.wrapping = True
                     st.idle_since = st.wrap_up_until
+                elif not st.connected:
+                    # No wrap-up: free at once, rather than a wrap-up of zero seconds that
+                    # costs a timer, a loop turn and a presence change per call.
+                    st.idle_since = now
                 self._changed()
                 decisions.extend(self._dispatch(now))
                 break
