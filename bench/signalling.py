@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -99,6 +99,9 @@ class BenchConfig:
     dialplan: Path
     vrgw_args: tuple[str, ...]
     keep_work_dir: bool
+    # CPUs of the SUT and of SIPp (None: both float over every core, as the scheduler likes)
+    sut_cpus: frozenset[int] | None = None
+    sipp_cpus: frozenset[int] | None = None
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,20 @@ def _die_with_parent() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def _child_setup(cpus: frozenset[int] | None) -> Callable[[], None]:
+    """What a child runs before exec: die with the harness, and stay on its CPUs if told.
+
+    The affinity is set before exec so that every thread the program starts inherits it
+    (Sippy starts several).
+    """
+    def setup() -> None:
+        _die_with_parent()
+        if cpus is not None:
+            os.sched_setaffinity(0, cpus)
+
+    return setup
+
+
 class ProcessRegistry:
     """Starts children in their own process groups and guarantees they are all killed."""
 
@@ -188,6 +205,7 @@ class ProcessRegistry:
         stderr: TextIO | int,
         env: dict[str, str] | None = None,
         grace_s: float = 2.0,
+        cpus: frozenset[int] | None = None,
     ) -> subprocess.Popen[bytes]:
         """Start argv; grace_s is how long SIGTERM is given before SIGKILL at stop time."""
         log.debug("starting %s", " ".join(argv))
@@ -199,7 +217,7 @@ class ProcessRegistry:
             stderr=stderr,
             env=env,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_child_setup(cpus),
         )
         self._procs.append((proc, grace_s))
         return proc
@@ -498,7 +516,7 @@ class Bench:
         with log_path.open("w") as sut_log:
             proc = self.procs.start(spec.argv, cwd=sut_dir, stdout=sut_log,
                                     stderr=subprocess.STDOUT, env=spec.env,
-                                    grace_s=spec.grace_s)
+                                    grace_s=spec.grace_s, cpus=self.config.sut_cpus)
         try:
             wait_for_udp_port(proc, ports.sut, spec.name, log_path)
             # A SUT may bind its SIP port before it has finished starting (imports, HTTP).
@@ -581,13 +599,13 @@ class Bench:
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         with (uas_dir / "out.log").open("w") as uas_out:
             uas = self.procs.start(uas_argv, cwd=uas_dir, stdout=subprocess.DEVNULL,
-                                   stderr=uas_out)
+                                   stderr=uas_out, cpus=cfg.sipp_cpus)
         try:
             wait_for_udp_port(uas, ports.uas, "SIPp uas", uas_dir / "out.log")
             ticks_before, t0 = process_tree_ticks(sut.pid), time.monotonic()
             with (uac_dir / "out.log").open("w") as uac_out:
                 uac = self.procs.start(uac_argv, cwd=uac_dir, stdout=uac_out,
-                                       stderr=subprocess.STDOUT)
+                                       stderr=subprocess.STDOUT, cpus=cfg.sipp_cpus)
             try:
                 uac_rc = uac.wait(timeout=deadline_s + 30)
             finally:
@@ -690,7 +708,10 @@ def build_report(config: BenchConfig, results: list[SutResult], started: datetim
         },
         "config": {
             **{k: v for k, v in dataclasses.asdict(config).items()
-               if k not in ("ports", "results_dir", "dialplan", "uac_scenario")},
+               if k not in ("ports", "results_dir", "dialplan", "uac_scenario", "sut_cpus",
+                            "sipp_cpus")},
+            "sut_cpus": sorted(config.sut_cpus) if config.sut_cpus is not None else None,
+            "sipp_cpus": sorted(config.sipp_cpus) if config.sipp_cpus is not None else None,
             "ports": dataclasses.asdict(config.ports),
             "dialplan": str(config.dialplan),
             "uac_scenario": config.uac_scenario.value,
@@ -729,14 +750,19 @@ def _fmt(value: float | None, digits: int) -> str:
 def markdown(report: dict[str, Any]) -> str:
     """The run as Markdown tables, for the README."""
     host = report["host"]
+    cfg = report["config"]
+    if cfg["sut_cpus"] is not None:
+        cores = (f"the SUT pinned to CPU {','.join(map(str, cfg['sut_cpus']))}, SIPp to CPU "
+                 f"{','.join(map(str, cfg['sipp_cpus']))}")
+    else:
+        cores = f"{host['cpus']} CPU cores shared by SIPp and the SUT"
     out = [
         f"### Signalling benchmark, {report['started'][:19]} UTC",
         "",
-        f"SIPp caller -> SUT -> SIPp callee on 127.0.0.1, {report['config']['calls']} calls "
-        f"per step, scenario `{report['config']['uac_scenario']}`; {host['cpus']} CPU cores "
-        f"shared by SIPp and the SUT (load average at start {host['load_average_at_start'][0]:.2f}"
-        "). **SUT CPU ms per call is the comparable figure**; achieved rates also measure "
-        "SIPp and the machine.",
+        f"SIPp caller -> SUT -> SIPp callee on 127.0.0.1, {cfg['calls']} calls "
+        f"per step, scenario `{cfg['uac_scenario']}`; {cores} (load average at start "
+        f"{host['load_average_at_start'][0]:.2f}). **SUT CPU ms per call is the comparable "
+        "figure**; achieved rates also measure SIPp and the machine.",
         "",
         "| SUT | offered calls/s | achieved calls/s | ok | failed (caller+callee) "
         "| SUT CPU ms/call | net of idle | calls per CPU s | SUT core load | SIPp CPU ms/call "
@@ -838,6 +864,10 @@ def parse_args(argv: Sequence[str] | None) -> BenchConfig:
                    help="extra argument for `vrgw run` (repeatable)")
     p.add_argument("--keep-work-dir", action="store_true",
                    help="keep SIPp and SUT logs (kept anyway on error)")
+    p.add_argument("--no-pin", action="store_true",
+                   help="let the scheduler move the SUT and SIPp over every core (default: "
+                        "with 2 or more usable CPUs, the SUT runs on the last one, SIPp on "
+                        "the others, so the load generator never competes with what it loads)")
     p.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,
@@ -855,8 +885,16 @@ def parse_args(argv: Sequence[str] | None) -> BenchConfig:
         uac_scenario=UacScenario(a.uac_scenario), recv_timeout_ms=a.recv_timeout_ms,
         idle_seconds=a.idle_seconds, step_gap_seconds=a.step_gap,
         results_dir=a.results_dir, dialplan=a.dialplan, vrgw_args=tuple(a.vrgw_arg),
-        keep_work_dir=a.keep_work_dir,
+        keep_work_dir=a.keep_work_dir, **_pinning(not a.no_pin),
     )
+
+
+def _pinning(pin: bool) -> dict[str, frozenset[int] | None]:
+    """CPU sets of the SUT and SIPp: the last usable CPU for the SUT, the rest for SIPp."""
+    usable = sorted(os.sched_getaffinity(0))
+    if not pin or len(usable) < 2:
+        return {"sut_cpus": None, "sipp_cpus": None}
+    return {"sut_cpus": frozenset(usable[-1:]), "sipp_cpus": frozenset(usable[:-1])}
 
 
 @contextlib.contextmanager
