@@ -8,6 +8,7 @@ SIP raises :class:`~gateway.sip.errors.SipParseError` and nothing else.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -216,7 +217,17 @@ class Via:
 
     @classmethod
     def parse(cls, text: str) -> Via:
-        """Parse one Via value; malformed values are a :class:`SipParseError`."""
+        """Parse one Via value; malformed values are a :class:`SipParseError`.
+
+        Memoised: the Via of each request the gateway sends comes back in every response
+        to it. Treat the result as immutable (:meth:`with_params` copies).
+        """
+        if len(text) <= _VIA_MEMO_MAX_LEN:
+            return _parse_via_memo(text)
+        return _parse_via(text)
+
+    @classmethod
+    def _parse(cls, text: str) -> Via:
         m = _VIA.match(text)
         if m is None:
             raise SipParseError(f"malformed Via {text!r}")
@@ -250,6 +261,11 @@ class Via:
     def __str__(self) -> str:
         port = f":{self.port}" if self.port is not None else ""
         return f"SIP/2.0/{self.transport} {self.host}{port}{format_params(self.params)}"
+
+
+_VIA_MEMO_MAX_LEN = 256
+_parse_via = Via._parse
+_parse_via_memo = functools.lru_cache(maxsize=4096)(Via._parse)
 
 
 @dataclass(frozen=True, slots=True)
@@ -719,16 +735,21 @@ def make_response(
 
     ``to_tag`` is added to To unless the request already carries one (in-dialog).
     """
-    items: list[tuple[str, str]] = [("Via", v) for v in request.headers.get_all("via")]
-    items.append(("From", request.headers.get("from") or ""))
-    to_value = request.headers.get("to") or ""
+    rh = request.headers
+    # (canonical name, name, value) straight away: these names need no canonical_name.
+    items = [("via", "Via", v) for v in rh.get_all("via")]
+    items.append(("from", "From", rh.get("from") or ""))
+    to_value = rh.get("to") or ""
     if to_tag is not None and status != 100 and request.to.tag is None:
         to_value = f"{to_value};tag={to_tag}"
-    items.append(("To", to_value))
-    items.append(("Call-ID", request.call_id))
-    items.append(("CSeq", str(request.cseq)))
-    items.extend(extra)
-    return Response(status, reason, Headers(items), body)
+    items.append(("to", "To", to_value))
+    items.append(("call-id", "Call-ID", request.call_id))
+    cseq = request.cseq
+    items.append(("cseq", "CSeq", f"{cseq.seq} {cseq.method}"))
+    items.extend((canonical_name(n), n, v) for n, v in extra)
+    headers = Headers()
+    headers._items = items
+    return Response(status, reason, headers, body)
 
 
 _SALVAGE = re.compile(rb"^(via|v|from|f|to|t|call-id|i|cseq)[ \t]*:[ \t]*(.*?)\r?$", re.I | re.M)
