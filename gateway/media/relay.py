@@ -411,24 +411,26 @@ class RelayEngine:
         if session is None and answer:
             raise MediaError(f"call {call_id}: answer without an offer")
         to_side = from_side.other
-        relayable = [self._relayable(m) for m in sdp.media]
-        for i, (media, ok) in enumerate(zip(sdp.media, relayable, strict=True)):
-            if ok and sdp.connection_for(media) is None:
-                raise MediaError(f"call {call_id}: m-line {i} ({media.kind}) has no c= address")
-
         new_session = session is None
         if session is None:
             session = _Session(call_id)
         streams = list(session.streams)
-        for i in range(len(streams), len(sdp.media)):
-            streams.append(_Stream(i, sdp.media[i].kind))
+        relayable: list[bool] = []
+        needed: list[tuple[_Leg, _Leg]] = []
+        for i, media in enumerate(sdp.media):
+            ok = self._relayable(media)
+            relayable.append(ok)
+            if i == len(streams):
+                streams.append(_Stream(i, media.kind))
+            if not ok:
+                continue
+            if sdp.connection_for(media) is None:
+                raise MediaError(f"call {call_id}: m-line {i} ({media.kind}) has no c= address")
+            legs = streams[i].legs
+            if legs[to_side].port is None:
+                needed.append((legs[to_side], legs[from_side]))
 
         # Allocate everything before changing anything, so a failure leaks no port.
-        needed = [
-            (streams[i].legs[to_side], streams[i].legs[from_side])
-            for i, ok in enumerate(relayable)
-            if ok and streams[i].legs[to_side].port is None
-        ]
         pairs: list[_PortPair] = []
         try:
             for _ in needed:
@@ -476,13 +478,14 @@ class RelayEngine:
             session.timed_out = False
             session.last_total = session.packet_total()
             session.last_activity = self._now()
-        logger.debug(
-            "call %s: %s from %s relayed, %d port(s) in use",
-            call_id,
-            "answer" if answer else "offer",
-            from_side.name,
-            self._ports_in_use,
-        )
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "call %s: %s from %s relayed, %d port(s) in use",
+                call_id,
+                "answer" if answer else "offer",
+                from_side.name,
+                self._ports_in_use,
+            )
         return out
 
     @staticmethod

@@ -23,7 +23,7 @@ known lines out of order within their section, and a missing ``t=`` are accepted
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 from dataclasses import KW_ONLY, dataclass, field
 from enum import StrEnum
 
@@ -193,7 +193,10 @@ class _Attributes:
 
     def remove_attrs(self, names: Iterable[str] | str) -> int:
         """Remove every attribute whose name is in ``names``; return how many went."""
-        wanted = {names} if isinstance(names, str) else set(names)
+        if isinstance(names, str):
+            wanted: Set[str] = {names}
+        else:
+            wanted = names if isinstance(names, Set) else set(names)  # no copy of a set
         kept = [item for item in self.attributes if item[0] not in wanted]
         removed = len(self.attributes) - len(kept)
         if removed:
