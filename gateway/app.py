@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 # Young-generation threshold of the cyclic collector (CPython's default is 700). SIP
 # messages, events and SDPs die by reference counting; a young collection every 700
 # allocations mostly walks live call state to find nothing to free.
-GC_YOUNG_THRESHOLD = 20_000
+GC_YOUNG_THRESHOLD = 50_000
 
 
 def settle_garbage_collector() -> None:

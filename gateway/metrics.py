@@ -8,7 +8,7 @@ signalling path pays nothing for being observed.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -53,14 +53,26 @@ class GatewayMetrics:
             registry=self.registry,
         )
 
+        # Labelled children by label values: .labels() costs more than the update itself,
+        # and the label sets are few (services, sites and outcomes of the dialplan).
+        self._children: dict[tuple[object, ...], Any] = {}
+
+    def _child(self, metric: Counter | Histogram, *labels: str) -> Any:
+        key = (metric, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def record_call(self, record: CallRecord) -> None:
         """Account for one ended call."""
-        self.calls.labels(record.service, record.site, record.outcome).inc()
+        self._child(self.calls, record.service, record.site, record.outcome).inc()
         if record.queued:
-            self.queue_wait.labels(record.partner, record.outcome).observe(record.waited)
+            self._child(self.queue_wait, record.partner, record.outcome).observe(record.waited)
         if record.answered is not None:
-            self.call_duration.labels(record.service).observe(record.duration)
-            self.setup_time.labels(record.service).observe(record.answered - record.started)
+            service = record.service
+            self._child(self.call_duration, service).observe(record.duration)
+            self._child(self.setup_time, service).observe(record.answered - record.started)
 
     def attach(self, gateway: Gateway) -> None:
         """Register the scrape-time collector reading the gateway's live figures."""

@@ -263,6 +263,19 @@ class Via:
         return f"SIP/2.0/{self.transport} {self.host}{port}{format_params(self.params)}"
 
 
+def _parse_cseq(value: str) -> CSeq:
+    """``CSeq: 1*DIGIT LWS Method`` (RFC 3261 20.16)."""
+    num, _, method = value.strip().partition(" ")
+    method = method.strip()
+    if not _is_number(num) or len(num) > 10 or not _TOKEN.match(method):
+        raise SipParseError(f"malformed CSeq {value!r}")
+    if int(num) >= 2**31:
+        raise SipParseError(f"CSeq number out of range {value!r}")
+    return CSeq(int(num), method.upper())
+
+
+# "1 INVITE", "2 BYE": the same few values in every call.
+_parse_cseq_memo = functools.lru_cache(maxsize=1024)(_parse_cseq)
 _VIA_MEMO_MAX_LEN = 256
 _parse_via = Via._parse
 _parse_via_memo = functools.lru_cache(maxsize=4096)(Via._parse)
@@ -308,7 +321,7 @@ class Headers:
         index = self._index if self._index is not None else self._build_index()
         # The stack asks by canonical name; only another spelling needs canonical_name.
         values = index.get(name)
-        if values is None:
+        if values is None and _CANONICAL.get(name) != name:
             values = index.get(canonical_name(name))
         return values[0] if values else None
 
@@ -317,7 +330,7 @@ class Headers:
         index = self._index if self._index is not None else self._build_index()
         key = name
         values = index.get(key)
-        if values is None:
+        if values is None and _CANONICAL.get(name) != name:
             key = canonical_name(name)
             values = index.get(key)
         if not values:
@@ -439,13 +452,8 @@ class Message:
             value = self.headers.get("cseq")
             if value is None:
                 raise SipParseError("missing CSeq")
-            num, _, method = value.strip().partition(" ")
-            method = method.strip()
-            if not _is_number(num) or len(num) > 10 or not _TOKEN.match(method):
-                raise SipParseError(f"malformed CSeq {value!r}")
-            if int(num) >= 2**31:
-                raise SipParseError(f"CSeq number out of range {value!r}")
-            cached = self._cseq = CSeq(int(num), method.upper())
+            memo = _parse_cseq_memo if len(value) <= 64 else _parse_cseq
+            cached = self._cseq = memo(value)
         return cached
 
     def _name_addr(self, key: str) -> NameAddr:
