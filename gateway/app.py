@@ -9,6 +9,7 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.call.b2bua import B2BUA
 from gateway.call.sip_ua import SipUserAgent
@@ -22,6 +23,9 @@ from gateway.presence.feed import AvailabilityFeed
 from gateway.presence.server import PresenceServer
 from gateway.presence.views import GatewayViews
 from gateway.state.store import MemoryStore, Store
+
+if TYPE_CHECKING:
+    from gateway.http.api import QuietServer
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +94,7 @@ class Gateway:
         self.metrics.attach(self)
         self.b2bua.on_record = self.metrics.record_call
         self._http: asyncio.Task[None] | None = None
-        self._http_server: object | None = None
+        self._http_server: QuietServer | None = None
         self.stopped = asyncio.Event()
 
     def _partner_changed(self, partner: str) -> None:
@@ -135,7 +139,7 @@ class Gateway:
         await self.presence.close()
         await self.b2bua.close()
         if self._http_server is not None:
-            self._http_server.should_exit = True  # type: ignore[attr-defined]
+            self._http_server.stop()
         if self._http is not None:
             await asyncio.wait([self._http], timeout=3)
         await self.endpoint.close()

@@ -230,7 +230,31 @@ def _sse(event: str, data: object) -> bytes:
     return f"event: {event}\ndata: {payload}\n\n".encode()
 
 
-async def serve(gw: Gateway) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+class QuietServer(uvicorn.Server):
+    """uvicorn with a housekeeping tick once a second instead of ten times.
+
+    Its own loop wakes every 100 ms to refresh the Date header and look at
+    ``should_exit``: an idle gateway then burnt about 2.5 ms of CPU a second, a few per
+    cent of what calls cost at a hundred a second. :meth:`stop` ends it at once.
+    """
+
+    _wake: asyncio.Event | None = None
+
+    async def main_loop(self) -> None:
+        """Tick (Date header, exit checks) every second or when woken by :meth:`stop`."""
+        self._wake = wake = asyncio.Event()
+        while not await self.on_tick(0):  # a counter of 0 refreshes the Date header
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), 1.0)
+
+    def stop(self) -> None:
+        """Ask the server to finish, without waiting for its next tick."""
+        self.should_exit = True
+        if self._wake is not None:
+            self._wake.set()
+
+
+async def serve(gw: Gateway) -> tuple[QuietServer, asyncio.Task[None]]:
     """Start uvicorn on the running loop; returns the server and its task."""
     config = uvicorn.Config(
         create_app(gw),
@@ -241,7 +265,7 @@ async def serve(gw: Gateway) -> tuple[uvicorn.Server, asyncio.Task[None]]:
         lifespan="off",
         loop="none",
     )
-    server = uvicorn.Server(config)
+    server = QuietServer(config)
     # The gateway owns SIGINT/SIGTERM/SIGHUP on this loop; uvicorn must not take them.
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
     task = asyncio.get_running_loop().create_task(server.serve())
