@@ -28,6 +28,7 @@ import resource
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -102,6 +103,7 @@ class BenchConfig:
     # CPUs of the SUT and of SIPp (None: both float over every core, as the scheduler likes)
     sut_cpus: frozenset[int] | None = None
     sipp_cpus: frozenset[int] | None = None
+    rounds: int = 3  # measurements at the reference rate per SUT, interleaved across SUTs
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,8 @@ class SutResult:
     idle_cpu_ms_per_s: float
     steps: tuple[StepResult, ...]
     stop_reason: str
+    # the reference-rate step of the ladder, then one per later round (a fresh SUT each)
+    reference_rounds: tuple[StepResult, ...] = ()
 
     def max_clean(self) -> StepResult | None:
         """The clean step with the highest achieved rate, if any."""
@@ -499,17 +503,27 @@ class Bench:
         """Measure every SUT in turn; children are killed whatever happens."""
         specs = [sut_spec(name, self.config, self.work_dir / name) for name in self.config.suts]
         results = []
+        ref_rate = self.config.reference_rate
         try:
             for spec in specs:
-                results.append(self._run_sut(spec))
+                results.append(self._run_sut(spec, self.config.rates))
+            rounds = {r.name: [s for s in r.steps if s.offered_rate == ref_rate] for r in results}
+            # Later rounds measure the reference rate again, SUT after SUT, each time on a
+            # freshly started SUT: the machine's drift then weighs on every SUT alike.
+            for n in range(1, self.config.rounds):
+                for spec in specs:
+                    log.info("%s: round %d of %d at %d calls/s", spec.name, n + 1,
+                             self.config.rounds, ref_rate)
+                    again = self._run_sut(spec, (ref_rate,), sub=f"round{n + 1}")
+                    rounds[spec.name].extend(again.steps)
         finally:
             self.procs.stop_all()
-        return results
+        return [dataclasses.replace(r, reference_rounds=tuple(rounds[r.name])) for r in results]
 
-    def _run_sut(self, spec: SutSpec) -> SutResult:
+    def _run_sut(self, spec: SutSpec, rates: Sequence[int], sub: str = "") -> SutResult:
         ports = self.config.ports
         check_ports_free((ports.sut, ports.uas, ports.uac), spec.tcp_ports)
-        sut_dir = self.work_dir / spec.name
+        sut_dir = self.work_dir / spec.name / sub if sub else self.work_dir / spec.name
         sut_dir.mkdir(parents=True, exist_ok=True)
         log_path = sut_dir / "sut.log"
         log.info("%s: starting %s", spec.name, " ".join(spec.argv))
@@ -530,7 +544,7 @@ class Bench:
                            sut_dir / "warmup", idle)
             steps: list[StepResult] = []
             stop_reason = "ladder completed"
-            for rate in self.config.rates:
+            for rate in rates:
                 time.sleep(self.config.step_gap_seconds)
                 step = self._step(proc, spec, rate, self.config.calls, sut_dir / f"r{rate}",
                                   idle)
@@ -683,12 +697,17 @@ def build_report(config: BenchConfig, results: list[SutResult], started: datetim
     by_name = {r.name: r for r in results}
     ref: dict[str, dict[str, Any] | None] = {}
     for r in results:
-        step = r.at_rate(config.reference_rate)
-        ref[r.name] = None if step is None else {
+        measured = [s.cpu_ms_per_call for s in r.reference_rounds if s.cpu_ms_per_call]
+        if not measured:
+            ref[r.name] = None
+            continue
+        median = statistics.median(measured)
+        ref[r.name] = {
             "rate": config.reference_rate,
-            "cpu_ms_per_call": step.cpu_ms_per_call,
-            "calls_per_cpu_s": step.calls_per_cpu_s,
-            "clean": step.clean,
+            "cpu_ms_per_call": median,  # the median over the rounds
+            "calls_per_cpu_s": 1000.0 / median,
+            "clean": all(s.clean for s in r.reference_rounds),
+            "rounds_cpu_ms_per_call": measured,
         }
     ratio = None
     if "vrgw" in by_name and "sippy" in by_name:
@@ -795,9 +814,17 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {_fmt(ref.get('cpu_ms_per_call'), 2)} | {_fmt(ref.get('calls_per_cpu_s'), 0)} "
             f"| {sut['idle_cpu_ms_per_s']:.1f} | {sut['stop_reason']} |"
         )
+    rounds = {name: (sut["reference"] or {}).get("rounds_cpu_ms_per_call") or []
+              for name, sut in report["suts"].items()}
+    if any(len(r) > 1 for r in rounds.values()):
+        out += ["", f"CPU ms per call at {ref_rate} calls/s, round by round (the ladder's step, "
+                    "then a freshly started SUT per round, SUTs interleaved; the summary above "
+                    "takes the median):", ""]
+        out += [f"- {name}: {', '.join(f'{v:.2f}' for v in r)}" for name, r in rounds.items()]
     ratio = report["comparison"]["vrgw_over_sippy_calls_per_cpu_s"]
     if ratio is not None:
-        out += ["", f"vrgw / sippy, calls per CPU second at {ref_rate} calls/s: **{ratio:.2f}**"]
+        out += ["", f"vrgw / sippy, calls per CPU second at {ref_rate} calls/s (medians): "
+                    f"**{ratio:.2f}**"]
     return "\n".join(out) + "\n"
 
 
@@ -864,6 +891,10 @@ def parse_args(argv: Sequence[str] | None) -> BenchConfig:
                    help="extra argument for `vrgw run` (repeatable)")
     p.add_argument("--keep-work-dir", action="store_true",
                    help="keep SIPp and SUT logs (kept anyway on error)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="measurements at the reference rate per SUT: the ladder's step, then "
+                        "rounds-1 more on a freshly started SUT, SUTs interleaved; the "
+                        "comparison uses the medians (default: 3)")
     p.add_argument("--no-pin", action="store_true",
                    help="let the scheduler move the SUT and SIPp over every core (default: "
                         "with 2 or more usable CPUs, the SUT runs on the last one, SIPp on "
@@ -885,7 +916,7 @@ def parse_args(argv: Sequence[str] | None) -> BenchConfig:
         uac_scenario=UacScenario(a.uac_scenario), recv_timeout_ms=a.recv_timeout_ms,
         idle_seconds=a.idle_seconds, step_gap_seconds=a.step_gap,
         results_dir=a.results_dir, dialplan=a.dialplan, vrgw_args=tuple(a.vrgw_arg),
-        keep_work_dir=a.keep_work_dir, **_pinning(not a.no_pin),
+        keep_work_dir=a.keep_work_dir, rounds=max(1, a.rounds), **_pinning(not a.no_pin),
     )
 
 

@@ -28,7 +28,7 @@ def test_harness_one_small_step_against_sippy(tmp_path: Path) -> None:
         [
             sys.executable, str(HARNESS), "--sut", "sippy",
             "--rates", "25", "--calls", "50", "--reference-rate", "25",
-            "--warmup-calls", "0", "--idle-seconds", "1", "--step-gap", "0",
+            "--warmup-calls", "0", "--idle-seconds", "1", "--step-gap", "0", "--rounds", "2",
             "--sut-port", str(sut), "--uas-port", str(uas), "--uac-port", str(uac),
             "--http-port", str(http), "--results-dir", str(tmp_path),
         ],
@@ -46,7 +46,10 @@ def test_harness_one_small_step_against_sippy(tmp_path: Path) -> None:
     assert step["sut_cpu_ms"] > 0
     assert step["cpu_ms_per_call"] > 0
     assert step["calls_per_cpu_s"] > 0
-    assert sippy["reference"]["cpu_ms_per_call"] == step["cpu_ms_per_call"]
+    # The ladder's step, then a second round on a fresh SUT; the reference is their median.
+    rounds = sippy["reference"]["rounds_cpu_ms_per_call"]
+    assert len(rounds) == 2 and rounds[0] == step["cpu_ms_per_call"] and rounds[1] > 0
+    assert sippy["reference"]["cpu_ms_per_call"] == pytest.approx(sum(rounds) / 2)
     assert sippy["reference"]["clean"] is True
     assert sippy["max_clean_rate"]["offered"] == 25
     assert report["comparison"]["vrgw_over_sippy_calls_per_cpu_s"] is None  # one SUT only
