@@ -233,7 +233,7 @@ def _sse(event: str, data: object) -> bytes:
 class QuietServer(uvicorn.Server):
     """uvicorn with a housekeeping tick once a second instead of ten times.
 
-    Its own loop wakes every 100 ms to refresh the Date header and look at
+    uvicorn's own main loop wakes every 100 ms to refresh the Date header and look at
     ``should_exit``: an idle gateway then burnt about 2.5 ms of CPU a second, a few per
     cent of what calls cost at a hundred a second. :meth:`stop` ends it at once.
     """
