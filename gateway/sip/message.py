@@ -8,13 +8,19 @@ SIP raises :class:`~gateway.sip.errors.SipParseError` and nothing else.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from gateway.sip.errors import SipParseError, SipUsageError
-from gateway.sip.uri import NameAddr, Uri, format_params, parse_name_addr, parse_uri
+from gateway.sip.uri import (
+    NameAddr,
+    Uri,
+    format_params,
+    memoise_short,
+    parse_name_addr,
+    parse_uri,
+)
 
 # RFC 3261 7.3.3 and the IANA registry: compact forms of header names.
 COMPACT_FORMS = {
@@ -222,8 +228,6 @@ class Via:
         Memoised: the Via of each request the gateway sends comes back in every response
         to it. Treat the result as immutable (:meth:`with_params` copies).
         """
-        if len(text) <= _VIA_MEMO_MAX_LEN:
-            return _parse_via_memo(text)
         return _parse_via(text)
 
     @classmethod
@@ -263,7 +267,7 @@ class Via:
         return f"SIP/2.0/{self.transport} {self.host}{port}{format_params(self.params)}"
 
 
-def _parse_cseq(value: str) -> CSeq:
+def _parse_cseq_value(value: str) -> CSeq:
     """``CSeq: 1*DIGIT LWS Method`` (RFC 3261 20.16)."""
     num, _, method = value.strip().partition(" ")
     method = method.strip()
@@ -275,10 +279,8 @@ def _parse_cseq(value: str) -> CSeq:
 
 
 # "1 INVITE", "2 BYE": the same few values in every call.
-_parse_cseq_memo = functools.lru_cache(maxsize=1024)(_parse_cseq)
-_VIA_MEMO_MAX_LEN = 256
-_parse_via = Via._parse
-_parse_via_memo = functools.lru_cache(maxsize=4096)(Via._parse)
+_parse_cseq = memoise_short(_parse_cseq_value, max_len=64, size=1024)
+_parse_via = memoise_short(Via._parse)
 
 
 @dataclass(frozen=True, slots=True)
@@ -452,8 +454,7 @@ class Message:
             value = self.headers.get("cseq")
             if value is None:
                 raise SipParseError("missing CSeq")
-            memo = _parse_cseq_memo if len(value) <= 64 else _parse_cseq
-            cached = self._cseq = memo(value)
+            cached = self._cseq = _parse_cseq(value)
         return cached
 
     def _name_addr(self, key: str) -> NameAddr:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 from urllib.parse import unquote
 
 from gateway.sip.errors import SipParseError
@@ -137,19 +139,28 @@ class TelUri:
 Uri = SipUri | TelUri
 
 
-# Values up to this length are memoised (longer ones are rare and would bloat the cache).
-_MEMO_MAX_LEN = 256
-_MEMO_SIZE = 4096
+T = TypeVar("T")
 
 
-def parse_uri(text: str) -> Uri:
-    """Parse a SIP, SIPS or tel URI; anything else is a :class:`SipParseError` (416 for schemes)."""
-    if len(text) <= _MEMO_MAX_LEN:
-        return _parse_uri_memo(text)
-    return _parse_uri(text)
+def memoise_short(
+    parse: Callable[[str], T], *, max_len: int = 256, size: int = 4096
+) -> Callable[[str], T]:
+    """``parse`` with the results for texts of up to ``max_len`` characters kept (LRU).
+
+    Longer texts are rare and would bloat the cache; errors are never kept, so junk
+    costs a parse each time. The results are shared: they must not be mutated.
+    """
+    cached = functools.lru_cache(maxsize=size)(parse)
+
+    @functools.wraps(parse)
+    def memoised(text: str) -> T:
+        return cached(text) if len(text) <= max_len else parse(text)
+
+    return memoised
 
 
 def _parse_uri(text: str) -> Uri:
+    """Parse a SIP, SIPS or tel URI; anything else is a :class:`SipParseError` (416 for schemes)."""
     text = text.strip()
     m = _SIP_URI.match(text)
     if m is not None:
@@ -174,8 +185,7 @@ def _parse_uri(text: str) -> Uri:
     raise SipParseError(f"malformed URI {text!r}")
 
 
-# Errors are not memoised (lru_cache keeps results only): junk costs a parse each time.
-_parse_uri_memo = functools.lru_cache(maxsize=_MEMO_SIZE)(_parse_uri)
+parse_uri = memoise_short(_parse_uri)
 
 
 def parse_sip_uri(text: str) -> SipUri:
@@ -240,17 +250,11 @@ def _find_outside_quotes(text: str, char: str) -> int:
     return -1
 
 
-def parse_name_addr(text: str) -> NameAddr:
+def _parse_name_addr(text: str) -> NameAddr:
     """Parse a name-addr or addr-spec with header parameters (RFC 3261 20.10, 20.20, 20.39).
 
     Without angle brackets, every ``;param`` after the URI is a header parameter.
     """
-    if len(text) <= _MEMO_MAX_LEN:
-        return _parse_name_addr_memo(text)
-    return _parse_name_addr(text)
-
-
-def _parse_name_addr(text: str) -> NameAddr:
     text = text.strip()
     if text == "*":
         return NameAddr(uri=SipUri("sip", None, "*"), wildcard=True)
@@ -274,4 +278,4 @@ def _parse_name_addr(text: str) -> NameAddr:
     return NameAddr(uri=parse_uri(addr), params=_parse_params(params_text))
 
 
-_parse_name_addr_memo = functools.lru_cache(maxsize=_MEMO_SIZE)(_parse_name_addr)
+parse_name_addr = memoise_short(_parse_name_addr)
