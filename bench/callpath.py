@@ -3,9 +3,10 @@
 
 A SIPp-like caller and callee are played in memory: their messages go straight into
 ``SipEndpoint.data_received`` and what the gateway sends is caught before the socket.
-Each call is INVITE with SDP / 100 / 180 / 200 / ACK / BYE / 200, as in
-``bench/signalling.py``, through the real UA core, B2BUA, partner desk, media relay
-(its port pairs are real sockets) and transaction layer, on ``dialplans/loadtest.yaml``.
+Each call is INVITE with SDP / 180 / 200 / ACK / BYE / 200, as in
+``bench/signalling.py`` (the station rings at once, so the gateway sends no 100
+Trying), through the real UA core, B2BUA, partner desk, media relay (its port pairs are
+real sockets) and transaction layer, on ``dialplans/loadtest.yaml``.
 
 What it reports is the CPU time spent inside ``data_received`` per call, calls back to
 back: warm caches, no system call for SIP, no wake-up. That is the part of a call's cost
@@ -130,7 +131,6 @@ async def run(calls: int, profile: Path | None) -> float:
             feed(station_response(invite, b"180 Ringing", tag, b""), STATION)
             feed(station_response(invite, b"200 OK", tag, ANSWER), STATION)
             take(STATION, b"ACK")
-            take(CALLER, b"SIP/2.0 100")
             take(CALLER, b"SIP/2.0 180")
             to = header(take(CALLER, b"SIP/2.0 200"), b"To")
             feed(caller_request("ACK", n, 1, "2", to, b""), CALLER)

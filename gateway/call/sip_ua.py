@@ -359,7 +359,9 @@ class SipUserAgent:
                     key, make_response(request, 403, to_tag=new_tag_for(request))
                 )
             return
-        endpoint.send_response(key, make_response(request, 100))
+        # No 100 (Trying) here: the server transaction sends one if nothing else has
+        # gone out after TRYING_DELAY (RFC 3261 17.2.1); a station that rings at once
+        # makes it needless.
         leg = SipLeg(self, Side.A, transport=transport, peer=source)
         leg.accept_invite(request, key)
         self.server_invites[key] = leg

@@ -11,7 +11,6 @@ timers are not armed and the wait timers D, I, J, K are zero (17.1.1.2, 17.2.2).
 
 from __future__ import annotations
 
-import heapq
 import itertools
 from collections import deque
 from dataclasses import dataclass
@@ -19,7 +18,8 @@ from enum import Enum
 
 from gateway.sip.errors import SipUsageError
 from gateway.sip.ids import random_hex
-from gateway.sip.message import Headers, Request, Response
+from gateway.sip.message import Headers, Request, Response, make_response
+from gateway.sip.timers import TimerWheel
 
 Address = tuple[str, int]
 
@@ -30,6 +30,11 @@ T1 = 0.5
 T2 = 4.0
 T4 = 5.0
 TIMER_C = 180.0  # 16.6 item 11: "greater than 3 minutes"
+# 17.2.1: an INVITE server transaction sends 100 (Trying) unless the TU answers within
+# 200 ms. It waits this long for the TU's own response first (the edge's 50 ms timer
+# grid included, the 100 still leaves within 200 ms), which spares the 100 whenever the
+# callee rings at once, as stations on a LAN do.
+TRYING_DELAY = 0.1
 
 
 def new_branch() -> str:
@@ -185,12 +190,23 @@ def client_key(branch: str, method: str) -> str:
 class TransactionLayer:
     """All client and server transactions of one SIP endpoint (RFC 3261 section 17)."""
 
-    def __init__(self, *, t1: float = T1, t2: float = T2, t4: float = T4) -> None:
+    def __init__(
+        self,
+        *,
+        t1: float = T1,
+        t2: float = T2,
+        t4: float = T4,
+        trying_delay: float | None = TRYING_DELAY,
+    ) -> None:
         self.t1, self.t2, self.t4 = t1, t2, t4
+        # 0: the 100 (Trying) goes out at once; None: never, the TU sends its own.
+        self.trying_delay = trying_delay
         self._txs: dict[str, _Tx] = {}
         # 2xx responses to INVITE awaiting their ACK, by (Call-ID, CSeq number).
         self._accepted: dict[tuple[str, int], str] = {}
-        self._timers: list[tuple[float, int, str, int, str]] = []
+        # (key, generation, timer name): an entry whose generation is no longer its
+        # transaction's is stale and skipped when it comes due.
+        self._timers: TimerWheel[tuple[str, int, str]] = TimerWheel()
         self._seq = itertools.count()
         self._out: list[Outgoing] = []
         self._events: deque[TransactionEvent] = deque()
@@ -206,14 +222,15 @@ class TransactionLayer:
         return self._events.popleft() if self._events else None
 
     def next_timer(self) -> float | None:
-        """When :meth:`handle_timer` must next be called (absolute time), or ``None``."""
-        while self._timers:
-            when, _, key, generation, _ = self._timers[0]
-            tx = self._txs.get(key)
-            if tx is not None and tx.generation == generation:
-                return when
-            heapq.heappop(self._timers)  # stale: its transaction moved on
-        return None
+        """When :meth:`handle_timer` must next be called (absolute time), or ``None``.
+
+        Never later than the next live timer; it may be the deadline of a timer that a
+        state change made stale, in which case that call finds nothing to do.
+        """
+        if not self._txs:
+            self._timers.clear()  # every entry left is stale
+            return None
+        return self._timers.next_deadline()
 
     def __len__(self) -> int:
         return len(self._txs)
@@ -239,7 +256,7 @@ class TransactionLayer:
 
     # -- internals -------------------------------------------------------------------
     def _arm(self, tx: _Tx, delay: float, name: str, now: float) -> None:
-        heapq.heappush(self._timers, (now + delay, next(self._seq), tx.key, tx.generation, name))
+        self._timers.arm(now + delay, (tx.key, tx.generation, name))
 
     def _send(self, tx: _Tx, data: bytes) -> None:
         self._out.append(Outgoing(data, tx.dest, tx.transport))
@@ -410,6 +427,12 @@ class TransactionLayer:
             # A repeat: answer again with the last response, if any (17.2.1, 17.2.2).
             if tx.out and tx.state in (TxState.PROCEEDING, TxState.COMPLETED, TxState.ACCEPTED):
                 self._send(tx, tx.out)
+            elif (
+                tx.method == "INVITE"
+                and tx.state is TxState.PROCEEDING
+                and self.trying_delay is not None
+            ):
+                self._send_trying(tx)  # the caller is already retransmitting: no more waiting
             return
         # 18.2.2: responses go to the source IP and the Via port, or to the source
         # port as well when the client asked for rport (RFC 3581 4); on a stream, back
@@ -423,7 +446,22 @@ class TransactionLayer:
         tx.state = TxState.PROCEEDING if request.method == "INVITE" else TxState.TRYING
         tx.generation = next(self._seq)
         self._txs[key] = tx
+        if tx.method == "INVITE" and self.trying_delay is not None:
+            if self.trying_delay > 0:
+                self._arm(tx, self.trying_delay, "Trying", now)
+            else:
+                self._send_trying(tx)
         self._events.append(RequestReceived(request, source, transport, key))
+
+    def _send_trying(self, tx: _Tx) -> None:
+        """100 (Trying) for an INVITE the TU has not answered yet (17.2.1, 8.2.6.1)."""
+        request = tx.request
+        if tx.out or request is None:
+            return  # the TU has answered: its response is what repeats get
+        timestamp = request.headers.get("timestamp")
+        extra = [("Timestamp", timestamp)] if timestamp is not None else []
+        tx.out = make_response(request, 100, extra=extra).serialize()
+        self._send(tx, tx.out)
 
     def _server_ack(self, ack: Request, source: Address, transport: str, now: float) -> None:
         key = server_key(ack)
@@ -477,15 +515,18 @@ class TransactionLayer:
 
     def handle_timer(self, now: float) -> None:
         """Fire every timer due at ``now`` (RFC 3261 17 figures 5-8, RFC 6026)."""
-        while self._timers and self._timers[0][0] <= now:
-            _, _, key, generation, name = heapq.heappop(self._timers)
-            tx = self._txs.get(key)
-            if tx is None or tx.generation != generation:
-                continue
-            self._fire(tx, name, now)
+        # Firing may arm timers already due (zero waits on a reliable transport).
+        while due := self._timers.pop_due(now):
+            for key, generation, name in due:
+                tx = self._txs.get(key)
+                if tx is not None and tx.generation == generation:
+                    self._fire(tx, name, now)
 
     def _fire(self, tx: _Tx, name: str, now: float) -> None:
-        if name in ("A", "E", "G", "G2xx"):
+        if name == "Trying":
+            if tx.state is TxState.PROCEEDING:
+                self._send_trying(tx)
+        elif name in ("A", "E", "G", "G2xx"):
             self._send(tx, tx.out)
             if name == "A":
                 tx.interval *= 2  # A doubles without cap (17.1.1.2)

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.edge.sip_transport import TIMER_GRID
 from gateway.sip.errors import SipUsageError
 from gateway.sip.message import Headers, Request, Response, make_response, parse_message
 from gateway.sip.transaction import (
@@ -25,6 +26,7 @@ from gateway.sip.transaction import (
     T2,
     T4,
     TIMER_C,
+    TRYING_DELAY,
     AckTimeout,
     Outgoing,
     RequestReceived,
@@ -136,7 +138,9 @@ class Net:
 
     transport: str = "udp"
     client: TransactionLayer = field(default_factory=TransactionLayer)
-    server: TransactionLayer = field(default_factory=TransactionLayer)
+    # The server's TU decides on every response, 100 (Trying) included: the tests of the
+    # automatic 100 (RFC 3261 17.2.1) pass a server layer with a trying delay.
+    server: TransactionLayer = field(default_factory=lambda: TransactionLayer(trying_delay=None))
     drop: Callable[[Wire], bool] = lambda w: False
     delay: Callable[[Wire], float] = lambda w: 0.0
     on_client: Handler | None = None
@@ -335,6 +339,76 @@ def test_retransmitted_invite_gets_the_last_provisional_again() -> None:
     assert net.sent("server", "180/INVITE") == [0.0, 0.5]  # repeated for the INVITE at 0.5
     assert net.sent("client", "INVITE") == [0.0, 0.5]
     assert len(net.events("server", RequestReceived)) == 1
+    net.assert_empty()
+
+
+# -- 100 (Trying) from the INVITE server transaction (17.2.1) ------------------------------
+
+
+def trying_server() -> TransactionLayer:
+    return TransactionLayer(trying_delay=TRYING_DELAY)
+
+
+def test_no_trying_when_the_tu_rings_within_the_delay() -> None:
+    net = Net(server=trying_server(), on_server=answering_tu(200, after=3.0, provisional=180))
+    net.on_client = ack_2xx_tu
+    net.send(request())
+    net.run()
+    assert net.sent("server", "100/INVITE") == []
+    assert net.sent("server", "180/INVITE") == [0.0]
+    assert net.sent("client", "INVITE") == [0.0]
+    net.assert_empty()
+
+
+def test_trying_after_the_delay_stops_the_callers_retransmissions() -> None:
+    net = Net(
+        server=trying_server(),
+        on_server=answering_tu(486, after=20.0, provisional=180, prov_after=2.0),
+    )
+    net.send(request())
+    net.run()
+    assert net.sent("server", "100/INVITE") == [TRYING_DELAY]
+    assert TRYING_DELAY < 0.2 - TIMER_GRID  # still within 200 ms once on the edge's grid
+    assert net.sent("client", "INVITE") == [0.0]  # Proceeding from the 100 on: no Timer A
+    statuses = [e.response.status for e in net.events("client", ResponseReceived)]
+    assert statuses == [100, 180, 486]
+    (trying,) = [w for w in net.wire if w.label == "100/INVITE"]
+    assert trying.message.to.tag is None  # 8.2.6.1: no To tag on a 100
+    net.assert_empty()
+
+
+def test_a_repeated_invite_gets_its_trying_at_once() -> None:
+    net = Net(
+        server=TransactionLayer(trying_delay=1.0),
+        on_server=answering_tu(486, after=3.0),
+    )
+    net.send(request())
+    net.run()
+    # Timer A repeats the INVITE at T1, before the 1 s delay: the repeat is answered
+    assert net.sent("client", "INVITE") == [0.0, 0.5]
+    assert net.sent("server", "100/INVITE") == [0.5]
+    net.assert_empty()
+
+
+def test_trying_at_once_copies_the_timestamp() -> None:
+    layer = TransactionLayer(trying_delay=0)
+    invite = request()
+    invite.headers.add("Timestamp", "54.3 0.2")
+    layer.receive(invite, CLIENT, "udp", 0.0)
+    (out,) = layer.datagrams_to_send()
+    trying = parse_message(out.data)
+    assert isinstance(trying, Response) and trying.status == 100
+    assert trying.headers.get("timestamp") == "54.3 0.2"  # RFC 3261 8.2.6.1
+    layer.receive(request("OPTIONS"), CLIENT, "udp", 0.0)
+    assert layer.datagrams_to_send() == []  # only INVITE gets an automatic 100
+
+
+def test_no_trying_after_a_final_answer() -> None:
+    net = Net(server=trying_server(), on_server=answering_tu(486, after=0.05))
+    net.send(request())
+    net.run()
+    assert net.sent("server", "100/INVITE") == []
+    assert net.sent("server", "486/INVITE") == [0.05]
     net.assert_empty()
 
 
@@ -859,6 +933,7 @@ def test_a_late_copy_after_termination_gets_timers_of_its_own() -> None:
     status=st.sampled_from([200, 202, 404, 486, 503, 603]),
     transport=st.sampled_from(["udp", "udp", "udp", "tcp"]),
     provisional=st.booleans(),
+    trying=st.booleans(),
     answer_after=st.sampled_from([0.0, 0.2, 1.0, 4.0, 20.0]),
     drops=st.lists(st.booleans(), max_size=40),
     # RFC 3261 17.1.2.2 and 17.2.1 rest on T4 (5 s) being the longest a message stays in
@@ -872,6 +947,7 @@ def test_any_loss_pattern_ends_with_one_outcome_and_empty_layers(
     status: int,
     transport: str,
     provisional: bool,
+    trying: bool,
     answer_after: float,
     drops: list[bool],
     delays: list[float],
@@ -886,6 +962,7 @@ def test_any_loss_pattern_ends_with_one_outcome_and_empty_layers(
 
     net = Net(
         transport=transport,
+        server=TransactionLayer(trying_delay=TRYING_DELAY if trying else None),
         on_server=answering_tu(
             status, after=answer_after, provisional=180 if provisional else None, prov_after=0.1
         ),
