@@ -64,7 +64,9 @@ HUNT_ON = frozenset({408, 480, 486, 500, 502, 503, 504, 600, 603})
 NOT_ANSWERED = frozenset({408, 480})
 # Context headers a kiosk may pass to the agent's station (what the citizen typed).
 CONTEXT_PREFIX = "x-visio-"
-OWN_CONTEXT = ("X-Visio-Kiosk", "X-Visio-Site", "X-Visio-Service")
+# The context headers the gateway writes itself: a kiosk's own copies (in any case) are
+# dropped rather than relayed next to ours.
+OWN_CONTEXT = frozenset({"x-visio-kiosk", "x-visio-site", "x-visio-service"})
 # A kiosk marks a caller who booked this slot; such callers go first in the queue.
 APPOINTMENT_HEADER = "x-visio-appointment"
 # RFC 3261 13.3.1.1: a UAS that has not answered sends a provisional at least once a
@@ -310,8 +312,8 @@ class B2BUA:
         call.max_forwards = max(0, int(mf) - 1) if mf and mf.isdigit() else 69
         call.context = [
             (name, value)
-            for name, value in request.headers.items()
-            if name.lower().startswith(CONTEXT_PREFIX) and name not in OWN_CONTEXT
+            for key, name, value in request.headers.starting_with(CONTEXT_PREFIX)
+            if key not in OWN_CONTEXT
         ]
         appointment = (request.headers.get(APPOINTMENT_HEADER) or "").strip().lower()
         call.appointment = appointment not in ("", "no", "non", "0", "false")

@@ -291,6 +291,8 @@ class RelayEngine:
             raise ValueError(f"port range {port_min}-{port_max} holds no even/odd port pair")
         self.bind_host = bind_host
         self.advertise_host = advertise_host or bind_host
+        # Immutable: every rewritten description shares it.
+        self._advertised = Connection.for_address(self.advertise_host)
         self.port_min = port_min
         self.port_max = port_max
         self.timeout = timeout
@@ -469,7 +471,7 @@ class RelayEngine:
             stream.legs[from_side].set_sdp_addresses(rtp_dest, rtcp_dest)
             self._rewrite_media(out.media[i], stream.legs[to_side])
         if out.connection is not None:
-            out.connection = Connection.for_address(self.advertise_host)
+            out.connection = self._advertised
         out.remove_attrs(ICE_ATTRIBUTES)
         out.bump_version()
 
@@ -501,11 +503,11 @@ class RelayEngine:
         media.port = leg.port
         media.port_count = None
         if media.connection is not None:
-            media.connection = Connection.for_address(self.advertise_host)
+            media.connection = self._advertised
         media.extra_connections = []
         media.remove_attrs(ICE_ATTRIBUTES)
         if media.has_attr("rtcp"):
-            conn = Connection.for_address(self.advertise_host)
+            conn = self._advertised
             value = f"{leg.port + 1} {conn.nettype} {conn.addrtype} {conn.address}"
             media.attributes = [
                 ("rtcp", value) if name == "rtcp" else (name, v) for name, v in media.attributes

@@ -304,8 +304,21 @@ class Headers:
     __slots__ = ("_index", "_items")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        self._items: list[tuple[str, str, str]] = [(canonical_name(n), n, v) for n, v in items]
+        known = _CANONICAL.get  # a dict lookup per name; the call only for a new spelling
+        self._items: list[tuple[str, str, str]] = [
+            (known(n) or canonical_name(n), n, v) for n, v in items
+        ]
         self._index: dict[str, list[str]] | None = None
+
+    @classmethod
+    def _adopt(
+        cls, items: list[tuple[str, str, str]], index: dict[str, list[str]] | None = None
+    ) -> Headers:
+        """Headers around (canonical name, name, value) items built by the caller."""
+        h = object.__new__(cls)
+        h._items = items
+        h._index = index
+        return h
 
     def _build_index(self) -> dict[str, list[str]]:
         index: dict[str, list[str]] = {}
@@ -371,6 +384,11 @@ class Headers:
         self._items = [it for it in self._items if it[0] != key]
         self._index = None
 
+    def starting_with(self, prefix: str) -> list[tuple[str, str, str]]:
+        """(canonical name, name as received, value) of the fields whose canonical name
+        starts with ``prefix`` (lower case), in order."""
+        return [item for item in self._items if item[0].startswith(prefix)]
+
     def items(self) -> Iterator[tuple[str, str]]:
         """(name as received, value) pairs in order."""
         for _, n, v in self._items:
@@ -378,9 +396,7 @@ class Headers:
 
     def copy(self) -> Headers:
         """A shallow copy (values are immutable strings)."""
-        h = Headers()
-        h._items = list(self._items)
-        return h
+        return Headers._adopt(list(self._items))
 
     def insert(self, position: int, name: str, value: str) -> None:
         """Insert a header field at a position among all fields."""
@@ -415,7 +431,7 @@ class Message:
         """All Via values, topmost first."""
         cached = self._vias
         if cached is None:
-            cached = self._vias = [Via.parse(v) for v in self.headers.get_all("via")]
+            cached = self._vias = [_parse_via(v) for v in self.headers.get_all("via")]
         return cached
 
     @property
@@ -511,7 +527,10 @@ class Request(Message):
         headers: Headers | None = None,
         body: bytes = b"",
     ) -> None:
-        super().__init__(headers if headers is not None else Headers(), body)
+        # Message.__init__ inline (a super() call per message is measurable here).
+        self.headers = headers if headers is not None else Headers()
+        self.body = body
+        self._vias = self._call_id = self._cseq = self._from = self._to = None
         self.method = method
         self.uri_text = str(uri)
         self._uri: Uri | None = None if isinstance(uri, str) else uri
@@ -544,7 +563,10 @@ class Response(Message):
         headers: Headers | None = None,
         body: bytes = b"",
     ) -> None:
-        super().__init__(headers if headers is not None else Headers(), body)
+        # Message.__init__ inline, as in Request.
+        self.headers = headers if headers is not None else Headers()
+        self.body = body
+        self._vias = self._call_id = self._cseq = self._from = self._to = None
         if not 100 <= status <= 699:
             raise SipUsageError(f"status {status} out of range")
         self.status = status
@@ -556,6 +578,42 @@ class Response(Message):
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.reason}>"
+
+
+# Header lines already parsed, as (canonical name, name, value). A peer repeats most of
+# its lines in every message (Contact, Max-Forwards, Allow, User-Agent...), and a call's
+# From, To and Call-ID come back in each of its messages: a hit spares the partition,
+# the name check and the strip. Bounded: emptied when full, short lines only.
+_SEEN_LINES: dict[str, tuple[str, str, str]] = {}
+_SEEN_LINES_MAX = 4096
+_SEEN_LINE_LEN = 256
+
+
+def _header_line(line: str) -> tuple[str, str, str]:
+    """One ``name: value`` line (RFC 3261 7.3.1), remembered if short."""
+    raw, sep, value = line.partition(":")
+    if not sep:
+        raise SipParseError(f"header line without colon: {line[:60]!r}")
+    known = _VALID_NAMES.get(raw)
+    if known is None:
+        known = _check_header_name(raw)
+    item = (known[0], known[1], value.strip())
+    if len(line) <= _SEEN_LINE_LEN:
+        if len(_SEEN_LINES) >= _SEEN_LINES_MAX:
+            _SEEN_LINES.clear()
+        _SEEN_LINES[line] = item
+    return item
+
+
+def _check_header_name(raw: str) -> tuple[str, str]:
+    """A header name as received, checked against the token rule (RFC 3261 7.3.1, 25.1)."""
+    name = raw.strip()
+    if not _TOKEN.match(name):
+        raise SipParseError(f"invalid header name {name[:40]!r}")
+    known = (canonical_name(name), name)
+    if len(_VALID_NAMES) < 4096:
+        _VALID_NAMES[raw] = known
+    return known
 
 
 def _split_head(data: bytes) -> tuple[bytes, bytes]:
@@ -596,30 +654,16 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
         raise SipParseError(f"NUL byte in header {line.partition(':')[0].strip()[:40]!r}")
     items: list[tuple[str, str, str]] = []
     index: dict[str, list[str]] = {}
-    token = _TOKEN.match
+    add_item = items.append
+    seen = _SEEN_LINES.get
+    slot = index.setdefault
     for line in lines[1:]:
-        raw, sep, value = line.partition(":")
-        if not sep:
-            raise SipParseError(f"header line without colon: {line[:60]!r}")
-        known = _VALID_NAMES.get(raw)
-        if known is None:
-            name = raw.strip()
-            if not token(name):
-                raise SipParseError(f"invalid header name {name[:40]!r}")
-            known = (canonical_name(name), name)
-            if len(_VALID_NAMES) < 4096:
-                _VALID_NAMES[raw] = known
-        key, name = known
-        value = value.strip()
-        items.append((key, name, value))
-        values = index.get(key)
-        if values is None:
-            index[key] = [value]
-        else:
-            values.append(value)
-    headers = Headers()
-    headers._items = items
-    headers._index = index
+        item = seen(line)
+        if item is None:
+            item = _header_line(line)
+        add_item(item)
+        slot(item[0], []).append(item[2])
+    headers = Headers._adopt(items, index)
 
     length_text = headers.get("content-length")
     if length_text is not None:
@@ -650,23 +694,49 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
             raise SipParseError(f"unsupported version {m.group(3)}", status=505)
         msg = Request(m.group(1).upper(), m.group(2), headers, body)
         msg.uri  # noqa: B018 - validate the Request-URI now (416 / 400)
-    _check_mandatory(msg)
+    _check_mandatory(msg, index)
     return msg
 
 
-def _check_mandatory(msg: Request | Response) -> None:
-    """RFC 3261 8.1.1: To, From, CSeq, Call-ID, Via in every message; parse them now."""
-    msg.call_id  # noqa: B018
-    cseq = msg.cseq
-    msg.top_via  # noqa: B018
-    msg.from_  # noqa: B018
-    msg.to  # noqa: B018
+def _check_mandatory(msg: Request | Response, index: dict[str, list[str]]) -> None:
+    """RFC 3261 8.1.1: To, From, CSeq, Call-ID, Via in every message; parse them now.
+
+    Straight from the parser's index into the message's slots: the same checks as the
+    lazy properties, without a property and a lookup call per header.
+    """
+    values = index.get("call-id")
+    if not values or not values[0]:
+        raise SipParseError("missing Call-ID")
+    msg._call_id = values[0]
+    values = index.get("cseq")
+    if values is None:
+        raise SipParseError("missing CSeq")
+    cseq = msg._cseq = _parse_cseq(values[0])
+    values = index.get("via")
+    if not values:
+        raise SipParseError("missing Via")
+    if len(values) == 1 and values[0] and "," not in values[0]:
+        msg._vias = [_parse_via(values[0])]
+    else:
+        msg._vias = [_parse_via(item) for v in values for item in split_list(v)]
+        if not msg._vias:
+            raise SipParseError("missing Via")
+    values = index.get("from")
+    if values is None:
+        raise SipParseError("missing From")
+    msg._from = parse_name_addr(values[0])
+    values = index.get("to")
+    if values is None:
+        raise SipParseError("missing To")
+    msg._to = parse_name_addr(values[0])
     if isinstance(msg, Request):
         if cseq.method != msg.method:
             raise SipParseError(f"CSeq method {cseq.method} does not match {msg.method}")
-        mf = msg.headers.get("max-forwards")
-        if mf is not None and (not _is_number(mf) or int(mf) > 255):
-            raise SipParseError(f"malformed Max-Forwards {mf!r}")
+        values = index.get("max-forwards")
+        if values is not None:
+            mf = values[0]
+            if not _is_number(mf) or int(mf) > 255:
+                raise SipParseError(f"malformed Max-Forwards {mf!r}")
 
 
 class StreamFramer:
@@ -755,10 +825,9 @@ def make_response(
     items.append(("call-id", "Call-ID", request.call_id))
     cseq = request.cseq
     items.append(("cseq", "CSeq", f"{cseq.seq} {cseq.method}"))
-    items.extend((canonical_name(n), n, v) for n, v in extra)
-    headers = Headers()
-    headers._items = items
-    return Response(status, reason, headers, body)
+    known = _CANONICAL.get
+    items.extend((known(n) or canonical_name(n), n, v) for n, v in extra)
+    return Response(status, reason, Headers._adopt(items), body)
 
 
 _SALVAGE = re.compile(rb"^(via|v|from|f|to|t|call-id|i|cseq)[ \t]*:[ \t]*(.*?)\r?$", re.I | re.M)

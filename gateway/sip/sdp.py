@@ -100,9 +100,12 @@ class Origin:
         )
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Connection:
     """A ``c=`` line (RFC 8866 5.7); ``ttl`` and ``num`` only for multicast addresses.
+
+    Immutable, so that copies of a description share it (rewriting one means assigning
+    another ``Connection``).
 
     ``address`` is keyword-only: ``Connection(address="192.0.2.1")`` or
     ``Connection("IN", "IP6", address="2001:db8::1")``.
@@ -307,12 +310,12 @@ class MediaDescription(_Attributes):
             self.proto,
             list(self.formats),
             self.port_count,
-            _copy_connection(self.connection),
+            self.connection,
             list(self.bandwidths),
             list(self.attributes),
             self.info,
             self.key,
-            [_copy_conn(c) for c in self.extra_connections],
+            list(self.extra_connections),  # Connection is immutable: shared
             list(self.extra_lines),
         )
 
@@ -371,14 +374,6 @@ class MediaDescription(_Attributes):
             lines.append(f"k={self.key}")
         lines.extend(f"a={k}" if v is None else f"a={k}:{v}" for k, v in self.attributes)
         return _weave(lines, self.extra_lines)
-
-
-def _copy_conn(c: Connection) -> Connection:
-    return Connection(c.nettype, c.addrtype, address=c.address, ttl=c.ttl, num=c.num)
-
-
-def _copy_connection(c: Connection | None) -> Connection | None:
-    return None if c is None else _copy_conn(c)
 
 
 # Lines that only the session level may carry (RFC 8866 section 9).
@@ -450,7 +445,7 @@ class SessionDescription(_Attributes):
             self.uri,
             list(self.emails),
             list(self.phones),
-            _copy_connection(self.connection),
+            self.connection,
             list(self.bandwidths),
             [TimeDescription(t.start, t.stop, list(t.repeats)) for t in self.times],
             self.zone,
@@ -473,6 +468,9 @@ class SessionDescription(_Attributes):
         return media.direction or self.direction or Direction.SENDRECV
 
 
+_NO_ORIGIN = Origin("-", "0", 0, "IN", "IP4", "0.0.0.0")
+
+
 class _Parser:
     """One pass over the lines; keeps the state of the section being read."""
 
@@ -480,9 +478,9 @@ class _Parser:
         self.version: int | None = None
         self.origin: Origin | None = None
         self.session_name: str | None = None
-        self.session = SessionDescription(
-            0, Origin("-", "0", 0, "IN", "IP4", "0.0.0.0"), "-", times=[]
-        )
+        # The placeholder origin never leaves the parser: run() sets the parsed one or
+        # refuses a description without o=.
+        self.session = SessionDescription(0, _NO_ORIGIN, "-", times=[])
         self.media: MediaDescription | None = None
         self.known = 0  # known lines read so far in the current section
 

@@ -55,9 +55,12 @@ class TxState(Enum):
 
 
 # -- events handed to the transaction user ---------------------------------------
+# The events made for every message (RequestReceived, ResponseReceived, Outgoing) are
+# plain slotted dataclasses: a frozen one pays an object.__setattr__ call per field, and
+# each lives only from the layer to its one consumer. Treat them as read-only all the same.
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestReceived:
     """A new request created a server transaction (or is an ACK for a 2xx, ``key`` None)."""
 
@@ -67,7 +70,7 @@ class RequestReceived:
     key: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ResponseReceived:
     """A response for a client transaction we sent (1xx and the first final; 2xx repeats)."""
 
@@ -119,7 +122,7 @@ TransactionEvent = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outgoing:
     """Bytes to put on the wire."""
 

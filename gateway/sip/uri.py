@@ -234,20 +234,15 @@ def _split_params_outside_quotes(text: str) -> tuple[str, str]:
     return text, ""
 
 
-def _find_outside_quotes(text: str, char: str) -> int:
-    """Index of the first ``char`` outside a quoted-string (a display name may hold "<")."""
-    quoted = False
-    escaped = False
-    for i, ch in enumerate(text):
-        if escaped:
-            escaped = False
-        elif quoted and ch == "\\":
-            escaped = True
-        elif ch == '"':
-            quoted = not quoted
-        elif ch == char and not quoted:
-            return i
-    return -1
+# Everything up to the first "<" outside a quoted-string (RFC 3261 25.1: inside quotes a
+# backslash escapes the next character; outside, it is an ordinary one).
+_BEFORE_LT = re.compile(r'(?:[^"<]|"(?:[^"\\]|\\.)*")*<', re.S)
+
+
+def _find_lt_outside_quotes(text: str) -> int:
+    """Index of the first "<" outside a quoted-string (a display name may hold one), or -1."""
+    m = _BEFORE_LT.match(text)
+    return m.end() - 1 if m is not None else -1
 
 
 def _parse_name_addr(text: str) -> NameAddr:
@@ -259,7 +254,7 @@ def _parse_name_addr(text: str) -> NameAddr:
     if text == "*":
         return NameAddr(uri=SipUri("sip", None, "*"), wildcard=True)
     # Most values carry no quoted display name: a plain find is then exact and cheap.
-    lt = text.find("<") if '"' not in text else _find_outside_quotes(text, "<")
+    lt = text.find("<") if '"' not in text else _find_lt_outside_quotes(text)
     if lt >= 0:
         gt = text.find(">", lt)
         if gt < 0:

@@ -97,7 +97,11 @@ def test_kiosk_calls_caf_station_answers(
                 "account": "kiosk",
                 "dest": f"sip:caf@127.0.0.1:{gw.sip_port}",
                 "name": "c1",
-                "headers": {"X-Visio-Context": "allocataire=1234567"},
+                "headers": {
+                    "X-Visio-Context": "allocataire=1234567",
+                    # a kiosk cannot speak for the gateway: dropped, in whatever case
+                    "x-visio-kiosk": "usurpation",
+                },
             },
             {"do": "wait_state", "call": "c1", "state": "CONFIRMED", "timeout": 15},
         ]
@@ -153,6 +157,7 @@ def test_kiosk_calls_caf_station_answers(
     # The agent's station saw the kiosk's context and who called.
     assert "X-Visio-Kiosk: lessay" in inc["invite"]
     assert "X-Visio-Context: allocataire=1234567" in inc["invite"]
+    assert "usurpation" not in inc["invite"]
     # The media went through the relay: the UAs sent to the gateway's ports.
     for call in (out, inc):
         port = call["streams"][0]["remote_rtp"].rpartition(":")[2]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import subprocess
@@ -285,7 +286,9 @@ def test_copy_is_deep_and_bump_version() -> None:
     assert clone == original and clone.serialize() == original.serialize()
     clone.bump_version()
     assert clone.connection is not None and clone.media[0].connection is None
-    clone.connection.address = "203.0.113.5"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        clone.connection.address = "203.0.113.5"  # type: ignore[misc]
+    clone.connection = Connection.for_address("203.0.113.5")  # shared, so replaced
     clone.media[1].port = 1
     clone.media[1].attributes.clear()
     clone.media[1].formats.append("127")

@@ -11,6 +11,7 @@ from gateway.sip.uri import (
     NameAddr,
     SipUri,
     TelUri,
+    _find_lt_outside_quotes,
     format_params,
     parse_name_addr,
     parse_sip_uri,
@@ -352,3 +353,32 @@ def test_name_addr_equality_is_structural() -> None:
     a = parse_name_addr("<sip:bob@biloxi.com>;tag=1")
     b = NameAddr(uri=parse_uri("sip:bob@biloxi.com"), params={"tag": "1"})
     assert a == b
+
+
+def _lt_by_hand(text: str) -> int:
+    """The first "<" outside quotes, one character at a time (the reference)."""
+    quoted = escaped = False
+    for i, ch in enumerate(text):
+        if escaped:
+            escaped = False
+        elif quoted and ch == "\\":
+            escaped = True
+        elif ch == '"':
+            quoted = not quoted
+        elif ch == "<" and not quoted:
+            return i
+    return -1
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet='"\\<> a;', max_size=30))
+def test_lt_outside_quotes_matches_a_character_scan(text: str) -> None:
+    assert _find_lt_outside_quotes(text) == _lt_by_hand(text)
+
+
+def test_quoted_display_names_with_brackets_and_escapes() -> None:
+    na = parse_name_addr(r'"Mairie \"<annexe>\" de Vire" <sip:kiosk-050@example.fr>;tag=1')
+    assert na.display == r'"Mairie \"<annexe>\" de Vire"'
+    assert str(na.uri) == "sip:kiosk-050@example.fr" and na.tag == "1"
+    with pytest.raises(SipParseError):
+        parse_name_addr('"unterminated <sip:a@b>')
