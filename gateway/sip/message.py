@@ -580,31 +580,6 @@ class Response(Message):
         return f"<Response {self.status} {self.reason}>"
 
 
-# Header lines already parsed, as (canonical name, name, value). A peer repeats most of
-# its lines in every message (Contact, Max-Forwards, Allow, User-Agent...), and a call's
-# From, To and Call-ID come back in each of its messages: a hit spares the partition,
-# the name check and the strip. Bounded: emptied when full, short lines only.
-_SEEN_LINES: dict[str, tuple[str, str, str]] = {}
-_SEEN_LINES_MAX = 4096
-_SEEN_LINE_LEN = 256
-
-
-def _header_line(line: str) -> tuple[str, str, str]:
-    """One ``name: value`` line (RFC 3261 7.3.1), remembered if short."""
-    raw, sep, value = line.partition(":")
-    if not sep:
-        raise SipParseError(f"header line without colon: {line[:60]!r}")
-    known = _VALID_NAMES.get(raw)
-    if known is None:
-        known = _check_header_name(raw)
-    item = (known[0], known[1], value.strip())
-    if len(line) <= _SEEN_LINE_LEN:
-        if len(_SEEN_LINES) >= _SEEN_LINES_MAX:
-            _SEEN_LINES.clear()
-        _SEEN_LINES[line] = item
-    return item
-
-
 def _check_header_name(raw: str) -> tuple[str, str]:
     """A header name as received, checked against the token rule (RFC 3261 7.3.1, 25.1)."""
     name = raw.strip()
@@ -655,14 +630,18 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
     items: list[tuple[str, str, str]] = []
     index: dict[str, list[str]] = {}
     add_item = items.append
-    seen = _SEEN_LINES.get
+    valid = _VALID_NAMES.get
     slot = index.setdefault
     for line in lines[1:]:
-        item = seen(line)
-        if item is None:
-            item = _header_line(line)
-        add_item(item)
-        slot(item[0], []).append(item[2])
+        raw, sep, value = line.partition(":")
+        if not sep:
+            raise SipParseError(f"header line without colon: {line[:60]!r}")
+        known = valid(raw)
+        if known is None:
+            known = _check_header_name(raw)
+        value = value.strip()
+        add_item((known[0], known[1], value))
+        slot(known[0], []).append(value)
     headers = Headers._adopt(items, index)
 
     length_text = headers.get("content-length")
