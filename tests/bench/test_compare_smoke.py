@@ -1,0 +1,58 @@
+"""Smoke test of bench/compare.py: two versions of the gateway loaded side by side.
+
+The committed HEAD (exported with git archive) against the work tree, one short round:
+it proves the harness runs each version from its own tree, drives both SIPp pairs at
+once and reports both figures and their ratio. It asserts no speed.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import socket
+import subprocess
+import sys
+
+import pytest
+from harness import ROOT
+
+pytestmark = pytest.mark.interop
+
+HARNESS = ROOT / "bench" / "compare.py"
+
+
+def _free_base() -> int:
+    """A port base whose eight ports (two sides) are all free now."""
+    for _ in range(50):
+        base = random.randrange(20000, 29000, 2)
+        ports = [base + d + o for d in (0, 100) for o in (0, 1, 10, 20)]
+        try:
+            for port in ports:
+                for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                    with socket.socket(socket.AF_INET, kind) as s:
+                        s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise AssertionError("no free port base found")
+
+
+def test_two_versions_side_by_side() -> None:
+    base = _free_base()
+    run = subprocess.run(
+        [
+            sys.executable, str(HARNESS), "--base", "HEAD",
+            "--rate", "25", "--calls", "100", "--rounds", "1", "--port-base", str(base),
+        ],
+        cwd=ROOT, capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-4000:]
+    figures = re.findall(r"CPU ms per call ([0-9.]+)", run.stdout)
+    assert len(figures) == 2 and all(float(f) > 0 for f in figures), run.stdout
+    assert re.search(r"head / base, median: [0-9.]+ at 25 calls/s each", run.stdout)
+    assert "base HEAD:" in run.stdout and "head work tree:" in run.stdout
+    # Both gateways and all four SIPp processes are gone: their ports are free again.
+    for d in (0, 100):
+        for o in (0, 1, 10):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.bind(("127.0.0.1", base + d + o))
