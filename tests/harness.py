@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,46 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-VECTORS = ROOT.parent / "shared" / "vectors"
+
+
+def _shared_dir() -> Path:
+    """The project's ``shared/`` folder (real captures, read in place and never copied).
+
+    It sits beside the checkout. A fresh clone made elsewhere (``git clone . "$(mktemp -d)"``,
+    as CI does) finds it beside the local repository it was cloned from; ``VRGW_SHARED``
+    names it outright. When none exists the loaders report the first place looked at.
+    """
+    candidates = [Path(env)] if (env := os.environ.get("VRGW_SHARED")) else []
+    candidates.append(ROOT.parent / "shared")
+    origin = subprocess.run(
+        ["git", "-C", str(ROOT), "config", "--get", "remote.origin.url"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    origin = origin.removeprefix("file://")
+    if origin and "://" not in origin and not re.match(r"[^/]+:", origin):  # a local path
+        candidates.append((ROOT / origin).resolve().parent / "shared")
+    return next((c for c in candidates if (c / "vectors").is_dir()), candidates[0])
+
+
+VECTORS = _shared_dir() / "vectors"
 sys.path.insert(0, str(ROOT / "tests" / "peers"))
+
+
+def ports_free(
+    ports: Iterable[int], kinds: Iterable[int] = (socket.SOCK_DGRAM, socket.SOCK_STREAM)
+) -> bool:
+    """Whether every port can be bound on 127.0.0.1 right now, for each socket kind."""
+    kinds = tuple(kinds)
+    try:
+        for port in ports:
+            for kind in kinds:
+                with socket.socket(socket.AF_INET, kind) as s:
+                    s.bind(("127.0.0.1", port))
+    except OSError:
+        return False
+    return True
 
 
 def free_port(kind: int = socket.SOCK_DGRAM) -> int:
@@ -34,12 +73,8 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         other = socket.SOCK_STREAM if kind == socket.SOCK_DGRAM else socket.SOCK_DGRAM
-        try:
-            with socket.socket(socket.AF_INET, other) as s:
-                s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return port
+        if ports_free([port], [other]):
+            return port
     raise RuntimeError("no free port")
 
 

@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 import pytest
-from harness import ROOT
+from harness import ROOT, ports_free
 
 pytestmark = pytest.mark.interop
 
@@ -26,15 +26,8 @@ def _free_base() -> int:
     for _ in range(50):
         # Below loadtest.yaml's relay range (20000-39999) and the kernel's ephemeral ports.
         base = random.randrange(10000, 19000, 2)
-        ports = [base + d + o for d in (0, 100) for o in (0, 1, 10, 20)]
-        try:
-            for port in ports:
-                for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-                    with socket.socket(socket.AF_INET, kind) as s:
-                        s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
+        if ports_free(base + d + o for d in (0, 100) for o in (0, 1, 10, 20)):
+            return base
     raise AssertionError("no free port base found")
 
 
@@ -53,7 +46,4 @@ def test_two_versions_side_by_side() -> None:
     assert re.search(r"head / base, median: [0-9.]+ at 25 calls/s each", run.stdout)
     assert "base HEAD:" in run.stdout and "head work tree:" in run.stdout
     # Both gateways and all four SIPp processes are gone: their ports are free again.
-    for d in (0, 100):
-        for o in (0, 1, 10):
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                s.bind(("127.0.0.1", base + d + o))
+    assert ports_free((base + d + o for d in (0, 100) for o in (0, 1, 10)), [socket.SOCK_DGRAM])

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from harness import ROOT, VECTORS
 
-import gateway
 from gateway.media.codecs import (
     DEFAULT_CATALOGUE,
     CatalogueError,
@@ -14,9 +14,6 @@ from gateway.media.codecs import (
     load_catalogue,
 )
 from gateway.sip.sdp import MediaDescription, SessionDescription
-
-ROOT = Path(gateway.__file__).resolve().parent.parent
-VECTORS = ROOT.parent / "shared" / "vectors"
 
 # RFC 3551 tables 4 and 5 (the entries the catalogue carries).
 RFC3551_STATIC = [

@@ -7,17 +7,15 @@ import functools
 import itertools
 import struct
 import subprocess
-from pathlib import Path
 
 import pytest
+from harness import VECTORS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import gateway
 from gateway.media.rtp import RtpPacket, RtpParseError, is_rtcp, parse_rtp, rtcp_packet_types
 
-ROOT = Path(gateway.__file__).resolve().parent.parent
-RTP_VECTORS = ROOT.parent / "shared" / "vectors" / "rtp"
+RTP_VECTORS = VECTORS / "rtp"
 
 
 @functools.cache

@@ -7,14 +7,13 @@ import dataclasses
 import functools
 import json
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import VECTORS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import gateway
 from gateway.sip.sdp import (
     Connection,
     Direction,
@@ -25,8 +24,6 @@ from gateway.sip.sdp import (
     TimeDescription,
 )
 
-ROOT = Path(gateway.__file__).resolve().parent.parent
-VECTORS = ROOT.parent / "shared" / "vectors"
 TANDBERG = VECTORS / "sip" / "tandberg-TE4.1.1-INVITE-h264-h263-bfcp.sip"
 
 # SDP bodies per capture, counted once by hand with tshark: a drop means extraction broke.

@@ -13,8 +13,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-SIP_VECTORS = ROOT.parent / "shared" / "vectors" / "sip"
+from harness import VECTORS
+
+SIP_VECTORS = VECTORS / "sip"
 
 # Fields are printed in this order; tshark leaves a field empty when the frame lacks it.
 _FIELDS = ("frame.number", "tcp.reassembled.data", "tcp.payload", "udp.payload")
