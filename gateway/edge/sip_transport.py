@@ -21,16 +21,17 @@ from gateway.sip.message import (
     parse_message,
     salvage_error_response,
 )
+from gateway.sip.timers import DEFAULT_TICK
 from gateway.sip.transaction import Address, TransactionEvent, TransactionLayer
 
 log = logging.getLogger(__name__)
 
 UDP_RCVBUF = 4 * 1024 * 1024
 UDP_BATCH = 64  # datagrams read per wake-up before yielding to other callbacks
-# The transaction timers are armed on this grid (seconds): SIP timers are 500 ms and up,
-# so firing up to 50 ms late changes nothing on the wire, while it gathers the many
-# deadlines of a busy gateway (several per call) into a few wake-ups.
-TIMER_GRID = 0.05
+# The transaction timers are armed on this grid (seconds), the layer's bucket width: SIP
+# timers are 100 ms (the 100 Trying) and up, so firing up to 50 ms late changes nothing
+# on the wire, while it gathers the many deadlines of a busy gateway into a few wake-ups.
+TIMER_GRID = DEFAULT_TICK
 
 
 class TransactionUser(Protocol):

@@ -694,12 +694,9 @@ def _check_mandatory(msg: Request | Response, index: dict[str, list[str]]) -> No
     values = index.get("via")
     if not values:
         raise SipParseError("missing Via")
-    if len(values) == 1 and values[0] and "," not in values[0]:
-        msg._vias = [_parse_via(values[0])]
-    else:
-        msg._vias = [_parse_via(item) for v in values for item in split_list(v)]
-        if not msg._vias:
-            raise SipParseError("missing Via")
+    vias = msg._vias = [_parse_via(item) for v in values for item in split_list(v)]
+    if not vias:
+        raise SipParseError("missing Via")
     values = index.get("from")
     if values is None:
         raise SipParseError("missing From")

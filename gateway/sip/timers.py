@@ -22,7 +22,7 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
-DEFAULT_TICK = 0.05  # seconds; the edge wakes on a grid of this step as well
+DEFAULT_TICK = 0.05  # seconds; the edge (TIMER_GRID) wakes on this grid as well
 
 
 class _Bucket(Generic[T]):
