@@ -15,9 +15,11 @@ from typing import Protocol, cast
 
 from gateway.sip.errors import SipParseError
 from gateway.sip.message import (
+    VIA_MEMO,
     Request,
     Response,
     StreamFramer,
+    Via,
     parse_message,
     salvage_error_response,
 )
@@ -221,8 +223,19 @@ class SipEndpoint:
         self._flush_if_idle()
 
     def via_for(self, transport: str, branch: str) -> str:
-        """Our Via value for a new request (18.1.1), asking for rport (RFC 3581)."""
-        return f"SIP/2.0/{transport.upper()} {self.host}:{self.port};branch={branch};rport"
+        """Our Via value for a new request (18.1.1), asking for rport (RFC 3581).
+
+        The parsed form goes into the Via memo at once: the transaction layer reads the
+        branch back from the request, and each response brings the same text back.
+        """
+        transport = transport.upper()
+        text = f"SIP/2.0/{transport} {self.host}:{self.port};branch={branch};rport"
+        host = self.host
+        if ":" not in host:  # an IPv6 literal would need brackets: left to the parser
+            VIA_MEMO.seed(
+                text, Via(transport, host.lower(), self.port, {"branch": branch, "rport": None})
+            )
+        return text
 
     def contact_uri(self, transport: str, user: str = "vrgw") -> str:
         """The Contact URI legs put in dialog-creating messages."""

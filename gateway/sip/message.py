@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 
 from gateway.sip.errors import SipParseError, SipUsageError
 from gateway.sip.uri import (
+    NAME_ADDR_MEMO,
+    URI_MEMO,
+    Memo,
     NameAddr,
     Uri,
     format_params,
-    memoise_short,
     parse_name_addr,
-    parse_uri,
 )
 
 # RFC 3261 7.3.3 and the IANA registry: compact forms of header names.
@@ -232,29 +233,25 @@ class Via:
 
     @classmethod
     def _parse(cls, text: str) -> Via:
-        m = _VIA.match(text)
-        if m is None:
-            raise SipParseError(f"malformed Via {text!r}")
+        # sent-protocol and sent-by come back the same from each peer, the parameters
+        # (the branch at least) differ: the part before the first ";" is kept by text.
+        sent, sep, rest = text.partition(";")
+        head = _VIA_SENT.get(sent)
+        if head is None or "\n" in rest:
+            head = _parse_via_sent(sent, text)
         params: dict[str, str | None] = {}
-        for item in m.group("params").split(";")[1:]:
-            name, sep, value = item.partition("=")
-            name = name.strip().lower()
-            if not name:
-                raise SipParseError(f"empty Via parameter in {text!r}")
-            params[name] = value.strip() if sep else None
-        port = m.group("port")
-        if port is not None and not 0 < int(port) < 65536:
-            raise SipParseError(f"Via port out of range in {text!r}")
+        if sep:
+            for item in rest.split(";"):
+                name, sep, value = item.partition("=")
+                name = name.strip().lower()
+                if not name:
+                    raise SipParseError(f"empty Via parameter in {text!r}")
+                params[name] = value.strip() if sep else None
         rport = params.get("rport")
         if rport and not (_is_number(rport) and 0 < int(rport) < 65536):
             # response_address() trusts it: refuse it here, where a 400 can be sent
             raise SipParseError(f"malformed Via rport in {text!r}")
-        return cls(
-            transport=m.group("transport").upper(),
-            host=m.group("host").lower(),
-            port=int(port) if port else None,
-            params=params,
-        )
+        return cls(head[0], head[1], head[2], params)
 
     def with_params(self, **changes: str | None) -> Via:
         """A copy with parameters set or replaced."""
@@ -265,6 +262,27 @@ class Via:
     def __str__(self) -> str:
         port = f":{self.port}" if self.port is not None else ""
         return f"SIP/2.0/{self.transport} {self.host}{port}{format_params(self.params)}"
+
+
+# sent-protocol and sent-by of Via values already parsed: (transport, host, port).
+_VIA_SENT: dict[str, tuple[str, str, int | None]] = {}
+
+
+def _parse_via_sent(sent: str, text: str) -> tuple[str, str, int | None]:
+    """``SIP/2.0/transport host[:port]`` of a Via value (RFC 3261 20.42, 25.1)."""
+    if "\n" in text.partition(";")[2]:  # as the whole-value pattern: ".*" stops at LF
+        raise SipParseError(f"malformed Via {text!r}")
+    m = _VIA.match(sent)
+    if m is None:
+        raise SipParseError(f"malformed Via {text!r}")
+    port = m.group("port")
+    if port is not None and not 0 < int(port) < 65536:
+        raise SipParseError(f"Via port out of range in {text!r}")
+    head = (m.group("transport").upper(), m.group("host").lower(), int(port) if port else None)
+    if len(_VIA_SENT) >= 1024:
+        _VIA_SENT.clear()
+    _VIA_SENT[sent] = head
+    return head
 
 
 def _parse_cseq_value(value: str) -> CSeq:
@@ -279,8 +297,12 @@ def _parse_cseq_value(value: str) -> CSeq:
 
 
 # "1 INVITE", "2 BYE": the same few values in every call.
-_parse_cseq = memoise_short(_parse_cseq_value, max_len=64, size=1024)
-_parse_via = memoise_short(Via._parse)
+CSEQ_MEMO: Memo[CSeq] = Memo(_parse_cseq_value, max_len=64, size=1024)
+# The gateway seeds it with the Via of each request it sends (SipEndpoint.via_for): the
+# transaction layer reads that Via back, and so does every response to the request.
+VIA_MEMO: Memo[Via] = Memo(Via._parse)
+_parse_cseq = CSEQ_MEMO
+_parse_via = VIA_MEMO
 
 
 @dataclass(frozen=True, slots=True)
@@ -507,12 +529,11 @@ class Message:
         return value.split(";", 1)[0].strip().lower() if value else None
 
     def _serialize(self, start_line: str) -> bytes:
-        parts = [start_line, "\r\n"]
-        for k, n, v in self.headers._items:
-            if k != "content-length":
-                parts += (n, ": ", v, "\r\n")
-        parts += ("Content-Length: ", str(len(self.body)), "\r\n\r\n")
-        return "".join(parts).encode() + self.body
+        body = self.body
+        fields = "".join(
+            [f"{n}: {v}\r\n" for k, n, v in self.headers._items if k != "content-length"]
+        )
+        return f"{start_line}\r\n{fields}Content-Length: {len(body)}\r\n\r\n".encode() + body
 
 
 class Request(Message):
@@ -540,7 +561,8 @@ class Request(Message):
         """The parsed Request-URI."""
         cached = self._uri
         if cached is None:
-            cached = self._uri = parse_uri(self.uri_text)
+            text = self.uri_text
+            cached = self._uri = URI_MEMO.get(text) or URI_MEMO.parse(text)
         return cached
 
     def serialize(self) -> bytes:
@@ -690,21 +712,25 @@ def _check_mandatory(msg: Request | Response, index: dict[str, list[str]]) -> No
     values = index.get("cseq")
     if values is None:
         raise SipParseError("missing CSeq")
-    cseq = msg._cseq = _parse_cseq(values[0])
+    text = values[0]
+    cseq = msg._cseq = CSEQ_MEMO.get(text) or CSEQ_MEMO.parse(text)
     values = index.get("via")
     if not values:
         raise SipParseError("missing Via")
-    vias = msg._vias = [_parse_via(item) for v in values for item in split_list(v)]
+    via = VIA_MEMO.get
+    vias = msg._vias = [via(item) or VIA_MEMO.parse(item) for v in values for item in split_list(v)]
     if not vias:
         raise SipParseError("missing Via")
     values = index.get("from")
     if values is None:
         raise SipParseError("missing From")
-    msg._from = parse_name_addr(values[0])
+    text = values[0]
+    msg._from = NAME_ADDR_MEMO.get(text) or NAME_ADDR_MEMO.parse(text)
     values = index.get("to")
     if values is None:
         raise SipParseError("missing To")
-    msg._to = parse_name_addr(values[0])
+    text = values[0]
+    msg._to = NAME_ADDR_MEMO.get(text) or NAME_ADDR_MEMO.parse(text)
     if isinstance(msg, Request):
         if cseq.method != msg.method:
             raise SipParseError(f"CSeq method {cseq.method} does not match {msg.method}")

@@ -59,6 +59,7 @@ class Direction(StrEnum):
 
 _DIRECTIONS = frozenset(d.value for d in Direction)
 _DIRECTION_OF = {d.value: d for d in Direction}  # cheaper than Direction(value)
+_CONNECTIONS: dict[str, Connection] = {}  # c= values already parsed (Connection.parse)
 
 
 def _number(text: str, what: str, line: int | None) -> int:
@@ -125,7 +126,22 @@ class Connection:
 
     @classmethod
     def parse(cls, value: str, line: int | None = None) -> Connection:
-        """Parse the value of a ``c=`` line (``IP4 addr/ttl/num``, ``IP6 addr/num``)."""
+        """Parse the value of a ``c=`` line (``IP4 addr/ttl/num``, ``IP6 addr/num``).
+
+        Immutable, so kept by text: a kiosk or a station sends the same ``c=`` in every
+        description. Errors are never kept (they name the line).
+        """
+        known = _CONNECTIONS.get(value)
+        if known is not None:
+            return known
+        conn = cls._parse(value, line)
+        if len(_CONNECTIONS) >= 1024:
+            _CONNECTIONS.clear()
+        _CONNECTIONS[value] = conn
+        return conn
+
+    @classmethod
+    def _parse(cls, value: str, line: int | None) -> Connection:
         parts = value.split()
         if len(parts) != 3:
             raise SdpError(f"c= needs 3 fields (nettype addrtype address), got {len(parts)}", line)
@@ -196,8 +212,11 @@ class _Attributes:
 
     def remove_attrs(self, names: Iterable[str] | str) -> int:
         """Remove every attribute whose name is in ``names``; return how many went."""
-        if isinstance(names, str):
-            wanted: Set[str] = {names}
+        wanted: Set[str]
+        if type(names) is frozenset or type(names) is set:  # the usual case, no ABC check
+            wanted = names
+        elif isinstance(names, str):
+            wanted = {names}
         else:
             wanted = names if isinstance(names, Set) else set(names)  # no copy of a set
         kept = [item for item in self.attributes if item[0] not in wanted]
@@ -300,7 +319,7 @@ class MediaDescription(_Attributes):
             count = _number(count_text, "m= number of ports", line)
             if count < 1:
                 raise SdpError("m= number of ports must be at least 1", line)
-        return cls(parts[0], port, parts[2], parts[3:], port_count=count)
+        return cls(parts[0], port, parts[2], parts[3:], count)
 
     def copy(self) -> MediaDescription:
         """A deep copy (every list and nested line object is new)."""
@@ -515,21 +534,44 @@ class _Parser:
 
     def session_line(self, kind: str, value: str, line: str, number: int) -> None:
         s = self.session
+        # Cases by how often each line type comes (a=, then m= and c=): the
+        # patterns are tried in turn.
         match kind:
+            case "a":
+                s.attributes.append(_parse_attribute(value, number))
+            case "m":
+                self.start_media(value, number)
+                return
+            case "c":
+                if s.connection is not None:
+                    raise SdpError("second session-level c= line", number)
+                s.connection = Connection.parse(value, number)
+            case "o":
+                if self.origin is not None:
+                    raise SdpError("second o= line", number)
+                self.origin = Origin.parse(value, number)
             case "v":
                 if self.version is not None:
                     raise SdpError("second v= line", number)
                 if value != "0":
                     raise SdpError(f"unsupported SDP version {value!r} (only v=0)", number)
                 self.version = 0
-            case "o":
-                if self.origin is not None:
-                    raise SdpError("second o= line", number)
-                self.origin = Origin.parse(value, number)
             case "s":
                 if self.session_name is not None:
                     raise SdpError("second s= line", number)
                 self.session_name = value
+            case "t":
+                parts = value.split()
+                if len(parts) != 2:
+                    raise SdpError(f"t= needs start and stop times, got {value[:40]!r}", number)
+                s.times.append(
+                    TimeDescription(
+                        _number(parts[0], "t= start time", number),
+                        _number(parts[1], "t= stop time", number),
+                    )
+                )
+            case "b":
+                s.bandwidths.append(_parse_bandwidth(value, number))
             case "i":
                 if s.info is not None:
                     raise SdpError("second session-level i= line", number)
@@ -542,22 +584,6 @@ class _Parser:
                 s.emails.append(value)
             case "p":
                 s.phones.append(value)
-            case "c":
-                if s.connection is not None:
-                    raise SdpError("second session-level c= line", number)
-                s.connection = Connection.parse(value, number)
-            case "b":
-                s.bandwidths.append(_parse_bandwidth(value, number))
-            case "t":
-                parts = value.split()
-                if len(parts) != 2:
-                    raise SdpError(f"t= needs start and stop times, got {value[:40]!r}", number)
-                s.times.append(
-                    TimeDescription(
-                        _number(parts[0], "t= start time", number),
-                        _number(parts[1], "t= stop time", number),
-                    )
-                )
             case "r":
                 if not s.times:
                     raise SdpError("r= line before any t= line", number)
@@ -570,11 +596,6 @@ class _Parser:
                 if s.key is not None:
                     raise SdpError("second session-level k= line", number)
                 s.key = value
-            case "a":
-                s.attributes.append(_parse_attribute(value, number))
-            case "m":
-                self.start_media(value, number)
-                return
             case _:
                 s.extra_lines.append((self.known, line))
                 return
@@ -591,13 +612,8 @@ class _Parser:
         self, m: MediaDescription, kind: str, value: str, line: str, number: int
     ) -> None:
         match kind:
-            case "m":
-                self.start_media(value, number)
-                return
-            case "i":
-                if m.info is not None:
-                    raise SdpError("second media-level i= line", number)
-                m.info = value
+            case "a":
+                m.attributes.append(_parse_attribute(value, number))
             case "c":
                 conn = Connection.parse(value, number)
                 if m.connection is None:
@@ -606,12 +622,17 @@ class _Parser:
                     m.extra_connections.append(conn)
             case "b":
                 m.bandwidths.append(_parse_bandwidth(value, number))
+            case "m":
+                self.start_media(value, number)
+                return
+            case "i":
+                if m.info is not None:
+                    raise SdpError("second media-level i= line", number)
+                m.info = value
             case "k":
                 if m.key is not None:
                     raise SdpError("second media-level k= line", number)
                 m.key = value
-            case "a":
-                m.attributes.append(_parse_attribute(value, number))
             case _ if kind in _SESSION_ONLY:
                 raise SdpError(f"{kind}= is not allowed inside a media description", number)
             case _:

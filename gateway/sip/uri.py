@@ -10,11 +10,10 @@ URI or name-addr as immutable (their ``with_*`` methods return copies).
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TypeVar
+from typing import Generic, TypeVar
 from urllib.parse import unquote
 
 from gateway.sip.errors import SipParseError
@@ -142,21 +141,49 @@ Uri = SipUri | TelUri
 T = TypeVar("T")
 
 
-def memoise_short(
-    parse: Callable[[str], T], *, max_len: int = 256, size: int = 4096
-) -> Callable[[str], T]:
-    """``parse`` with the results for texts of up to ``max_len`` characters kept (LRU).
+class Memo(Generic[T]):
+    """The results of a pure parse, kept for texts of up to ``max_len`` characters.
 
-    Longer texts are rare and would bloat the cache; errors are never kept, so junk
-    costs a parse each time. The results are shared: they must not be mutated.
+    A plain dict emptied when it holds ``size`` entries: cheaper per lookup than an LRU,
+    and the values worth keeping (a kiosk's From, a station's Contact) come back within
+    a few calls of each clearing. Hot call sites skip a Python call on a hit with
+    ``memo.get(text) or memo.parse(text)`` (parsed values are never false). Errors are
+    never kept, so junk costs a parse each time. The results are shared: they must not
+    be mutated.
     """
-    cached = functools.lru_cache(maxsize=size)(parse)
 
-    @functools.wraps(parse)
-    def memoised(text: str) -> T:
-        return cached(text) if len(text) <= max_len else parse(text)
+    __slots__ = ("_max_len", "_parse", "_size", "_store", "get")
 
-    return memoised
+    def __init__(self, parse: Callable[[str], T], *, max_len: int = 256, size: int = 4096):
+        self._parse = parse
+        self._max_len = max_len
+        self._size = size
+        self._store: dict[str, T] = {}
+        self.get = self._store.get
+
+    def parse(self, text: str) -> T:
+        """Parse ``text`` (a miss) and keep the result when the text is short."""
+        value = self._parse(text)
+        if len(text) <= self._max_len:
+            store = self._store
+            if len(store) >= self._size:
+                store.clear()
+            store[text] = value
+        return value
+
+    def seed(self, text: str, value: T) -> None:
+        """Keep ``value`` as what ``text`` parses to (the caller vouches for it)."""
+        store = self._store
+        if len(store) >= self._size:
+            store.clear()
+        store[text] = value
+
+    def __call__(self, text: str) -> T:
+        value = self._store.get(text)
+        return value if value is not None else self.parse(text)
+
+    def __len__(self) -> int:
+        return len(self._store)
 
 
 def _parse_uri(text: str) -> Uri:
@@ -185,7 +212,8 @@ def _parse_uri(text: str) -> Uri:
     raise SipParseError(f"malformed URI {text!r}")
 
 
-parse_uri = memoise_short(_parse_uri)
+URI_MEMO: Memo[Uri] = Memo(_parse_uri)
+parse_uri = URI_MEMO
 
 
 def parse_sip_uri(text: str) -> SipUri:
@@ -245,6 +273,22 @@ def _find_lt_outside_quotes(text: str) -> int:
     return m.end() - 1 if m is not None else -1
 
 
+# ``[display] <URI>`` parts of name-addr values already parsed: (URI, display name).
+_ADDR_HEADS: dict[str, tuple[Uri, str | None]] = {}
+
+
+def _parse_addr_head(text: str, lt: int, gt: int) -> tuple[Uri, str | None]:
+    """The display name and URI of ``text``, its ``<`` at ``lt`` and ``>`` at ``gt``."""
+    display = text[:lt].strip() or None
+    if display and display.startswith('"') and (len(display) < 2 or not display.endswith('"')):
+        raise SipParseError(f"unterminated quoted display name in {text!r}")
+    head = (parse_uri(text[lt + 1 : gt]), display)
+    if len(_ADDR_HEADS) >= 1024:
+        _ADDR_HEADS.clear()
+    _ADDR_HEADS[text[: gt + 1]] = head
+    return head
+
+
 def _parse_name_addr(text: str) -> NameAddr:
     """Parse a name-addr or addr-spec with header parameters (RFC 3261 20.10, 20.20, 20.39).
 
@@ -259,18 +303,21 @@ def _parse_name_addr(text: str) -> NameAddr:
         gt = text.find(">", lt)
         if gt < 0:
             raise SipParseError(f"unterminated '<' in {text!r}")
-        display = text[:lt].strip() or None
-        if display and display.startswith('"') and (len(display) < 2 or not display.endswith('"')):
-            raise SipParseError(f"unterminated quoted display name in {text!r}")
-        uri = parse_uri(text[lt + 1 : gt])
-        params = _parse_params(text[gt + 1 :].strip())
-        if text[gt + 1 :].strip() and not text[gt + 1 :].strip().startswith(";"):
+        # Display name and URI come back alike in every call of a peer, the tag differs:
+        # the part up to ">" is kept by text.
+        head = _ADDR_HEADS.get(text[: gt + 1])
+        if head is None:
+            head = _parse_addr_head(text, lt, gt)
+        rest = text[gt + 1 :].strip()
+        params = _parse_params(rest)
+        if rest and not rest.startswith(";"):
             raise SipParseError(f"junk after '>' in {text!r}")
-        return NameAddr(uri=uri, display=display, params=params)
+        return NameAddr(head[0], head[1], params)
     if text.startswith('"'):
         raise SipParseError(f"quoted display name without a <URI> in {text!r}")
     addr, params_text = _split_params_outside_quotes(text)
     return NameAddr(uri=parse_uri(addr), params=_parse_params(params_text))
 
 
-parse_name_addr = memoise_short(_parse_name_addr)
+NAME_ADDR_MEMO: Memo[NameAddr] = Memo(_parse_name_addr)
+parse_name_addr = NAME_ADDR_MEMO
