@@ -348,11 +348,17 @@ class RelayEngine:
         session = self._sessions.pop(call_id, None)
         if session is None:
             return None
+        final: list[StreamStats] = []
         for stream in session.streams:
             for leg in stream.legs.values():
                 self._release(leg)
+            # Released sockets count nothing more: the live counters are final, no copy.
+            stats = stream.stats
+            stats.a_peer = stream.legs[Side.A].rtp_dest
+            stats.b_peer = stream.legs[Side.B].rtp_dest
+            final.append(stats)
         logger.debug("call %s: media relay released", call_id)
-        return SessionStats(call_id, [_snapshot(s) for s in session.streams])
+        return SessionStats(call_id, final)
 
     def stats(self, call_id: str) -> SessionStats | None:
         """A snapshot of a live call's counters and latched peers."""

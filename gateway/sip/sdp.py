@@ -319,7 +319,7 @@ class MediaDescription(_Attributes):
             count = _number(count_text, "m= number of ports", line)
             if count < 1:
                 raise SdpError("m= number of ports must be at least 1", line)
-        return cls(parts[0], port, parts[2], parts[3:], count)
+        return cls(parts[0], port, parts[2], parts[3:], count, None, [], [], None, None, [], [])
 
     def copy(self) -> MediaDescription:
         """A deep copy (every list and nested line object is new)."""
@@ -499,7 +499,10 @@ class _Parser:
         self.session_name: str | None = None
         # The placeholder origin never leaves the parser: run() sets the parsed one or
         # refuses a description without o=.
-        self.session = SessionDescription(0, _NO_ORIGIN, "-", times=[])
+        # Every field given: a default factory costs a call each (seven here).
+        self.session = SessionDescription(
+            0, _NO_ORIGIN, "-", None, None, [], [], None, [], [], None, None, [], [], []
+        )
         self.media: MediaDescription | None = None
         self.known = 0  # known lines read so far in the current section
 
