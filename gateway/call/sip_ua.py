@@ -325,7 +325,10 @@ class SipUserAgent:
     def _looped(self, request: Request) -> bool:
         """Our own sent-by in the Via list: the request came back to us (16.3 item 4)."""
         me_host, me_port = self.endpoint.host, self.endpoint.port
-        return any(v.host == me_host and (v.port or 5060) == me_port for v in request.vias)
+        for v in request.vias:  # noqa: SIM110 - any() over a generator costs more per call
+            if v.host == me_host and (v.port or 5060) == me_port:
+                return True
+        return False
 
     def _on_new_invite(self, request: Request, key: str, source: Address, transport: str) -> None:
         endpoint = self.endpoint

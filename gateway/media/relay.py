@@ -154,7 +154,10 @@ class _Session:
         self.timed_out = False
 
     def packet_total(self) -> int:
-        return sum(s.packet_total() for s in self.streams)
+        total = 0
+        for s in self.streams:
+            total += s.packet_total()
+        return total
 
     def on_hold(self) -> bool:
         """Every live stream is inactive: silence is expected, not a dead call."""

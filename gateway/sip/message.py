@@ -827,8 +827,9 @@ def make_response(
     items.append(("call-id", "Call-ID", request.call_id))
     cseq = request.cseq
     items.append(("cseq", "CSeq", f"{cseq.seq} {cseq.method}"))
-    known = _CANONICAL.get
-    items.extend((known(n) or canonical_name(n), n, v) for n, v in extra)
+    if extra:
+        known = _CANONICAL.get
+        items += [(known(n) or canonical_name(n), n, v) for n, v in extra]
     return Response(status, reason, Headers._adopt(items), body)
 
 

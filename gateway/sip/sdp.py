@@ -204,7 +204,10 @@ class _Attributes:
 
     def has_attr(self, name: str) -> bool:
         """Whether at least one ``a=name`` is present."""
-        return any(key == name for key, _ in self.attributes)
+        for key, _ in self.attributes:  # noqa: SIM110 - any() over a generator costs more
+            if key == name:
+                return True
+        return False
 
     def add_attr(self, name: str, value: str | None = None) -> None:
         """Append ``a=name`` or ``a=name:value``."""
@@ -387,12 +390,15 @@ class MediaDescription(_Attributes):
             lines.append(f"i={self.info}")
         if self.connection is not None:
             lines.append(f"c={self.connection.serialize()}")
-        lines.extend(f"c={c.serialize()}" for c in self.extra_connections)
-        lines.extend(f"b={t}:{bw}" for t, bw in self.bandwidths)
+        if self.extra_connections:
+            lines += [f"c={c.serialize()}" for c in self.extra_connections]
+        if self.bandwidths:
+            lines += [f"b={t}:{bw}" for t, bw in self.bandwidths]
         if self.key is not None:
             lines.append(f"k={self.key}")
-        lines.extend(f"a={k}" if v is None else f"a={k}:{v}" for k, v in self.attributes)
-        return _weave(lines, self.extra_lines)
+        if self.attributes:
+            lines += [f"a={k}" if v is None else f"a={k}:{v}" for k, v in self.attributes]
+        return _weave(lines, self.extra_lines) if self.extra_lines else lines
 
 
 # Lines that only the session level may carry (RFC 8866 section 9).
@@ -429,27 +435,35 @@ class SessionDescription(_Attributes):
 
     def serialize(self) -> bytes:
         """The description as bytes with CRLF line ends (RFC 8866 section 5)."""
+        # Optional lists are tested before their comprehension: most are empty, and an
+        # empty comprehension still costs a call.
         lines = [f"v={self.version}", f"o={self.origin.serialize()}", f"s={self.session_name}"]
         if self.info is not None:
             lines.append(f"i={self.info}")
         if self.uri is not None:
             lines.append(f"u={self.uri}")
-        lines.extend(f"e={e}" for e in self.emails)
-        lines.extend(f"p={p}" for p in self.phones)
+        if self.emails:
+            lines += [f"e={e}" for e in self.emails]
+        if self.phones:
+            lines += [f"p={p}" for p in self.phones]
         if self.connection is not None:
             lines.append(f"c={self.connection.serialize()}")
-        lines.extend(f"b={t}:{bw}" for t, bw in self.bandwidths)
+        if self.bandwidths:
+            lines += [f"b={t}:{bw}" for t, bw in self.bandwidths]
         for t in self.times:
             lines.append(f"t={t.start} {t.stop}")
-            lines.extend(f"r={r}" for r in t.repeats)
+            if t.repeats:
+                lines += [f"r={r}" for r in t.repeats]
         if self.zone is not None:
             lines.append(f"z={self.zone}")
         if self.key is not None:
             lines.append(f"k={self.key}")
-        lines.extend(f"a={k}" if v is None else f"a={k}:{v}" for k, v in self.attributes)
-        lines = _weave(lines, self.extra_lines)
+        if self.attributes:
+            lines += [f"a={k}" if v is None else f"a={k}:{v}" for k, v in self.attributes]
+        if self.extra_lines:
+            lines = _weave(lines, self.extra_lines)
         for m in self.media:
-            lines.extend(m.serialize_lines())
+            lines += m.serialize_lines()
         lines.append("")
         return "\r\n".join(lines).encode("utf-8", "surrogateescape")
 

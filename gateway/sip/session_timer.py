@@ -55,8 +55,10 @@ def parse_session_expires(value: str | None) -> tuple[int, Refresher | None] | N
 
 def supports_timer(message: Request | Response) -> bool:
     """The peer listed ``timer`` in Supported or Require (RFC 4028 section 3)."""
-    tags = message.headers.get_all("supported") + message.headers.get_all("require")
-    return any(t.strip().lower() == "timer" for t in tags)
+    for t in message.headers.get_all("supported") + message.headers.get_all("require"):
+        if t.strip().lower() == "timer":
+            return True
+    return False
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,7 +60,9 @@ def _parse_params(text: str) -> dict[str, str | None]:
 
 def format_params(params: dict[str, str | None]) -> str:
     """Serialise an ordered parameter mapping back to ``;a=b;c`` form."""
-    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
+    if not params:
+        return ""
+    return "".join([f";{k}" if v is None else f";{k}={v}" for k, v in params.items()])
 
 
 @dataclass(frozen=True, slots=True)
