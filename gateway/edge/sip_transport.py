@@ -228,9 +228,8 @@ class SipEndpoint:
         The parsed form goes into the Via memo at once: the transaction layer reads the
         branch back from the request, and each response brings the same text back.
         """
-        transport = transport.upper()
-        text = f"SIP/2.0/{transport} {self.host}:{self.port};branch={branch};rport"
-        host = self.host
+        transport, host = transport.upper(), self.host
+        text = f"SIP/2.0/{transport} {host}:{self.port};branch={branch};rport"
         if ":" not in host:  # an IPv6 literal would need brackets: left to the parser
             VIA_MEMO.seed(
                 text, Via(transport, host.lower(), self.port, {"branch": branch, "rport": None})

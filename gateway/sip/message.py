@@ -229,16 +229,16 @@ class Via:
         Memoised: the Via of each request the gateway sends comes back in every response
         to it. Treat the result as immutable (:meth:`with_params` copies).
         """
-        return _parse_via(text)
+        return VIA_MEMO(text)
 
     @classmethod
     def _parse(cls, text: str) -> Via:
         # sent-protocol and sent-by come back the same from each peer, the parameters
         # (the branch at least) differ: the part before the first ";" is kept by text.
         sent, sep, rest = text.partition(";")
-        head = _VIA_SENT.get(sent)
-        if head is None or "\n" in rest:
-            head = _parse_via_sent(sent, text)
+        if "\n" in rest:  # as the whole-value pattern did: its ".*" stops at a line feed
+            raise SipParseError(f"malformed Via {text!r}")
+        head = _VIA_SENT.get(sent) or _parse_via_sent(sent, text)
         params: dict[str, str | None] = {}
         if sep:
             for item in rest.split(";"):
@@ -270,8 +270,6 @@ _VIA_SENT: dict[str, tuple[str, str, int | None]] = {}
 
 def _parse_via_sent(sent: str, text: str) -> tuple[str, str, int | None]:
     """``SIP/2.0/transport host[:port]`` of a Via value (RFC 3261 20.42, 25.1)."""
-    if "\n" in text.partition(";")[2]:  # as the whole-value pattern: ".*" stops at LF
-        raise SipParseError(f"malformed Via {text!r}")
     m = _VIA.match(sent)
     if m is None:
         raise SipParseError(f"malformed Via {text!r}")
@@ -301,8 +299,6 @@ CSEQ_MEMO: Memo[CSeq] = Memo(_parse_cseq_value, max_len=64, size=1024)
 # The gateway seeds it with the Via of each request it sends (SipEndpoint.via_for): the
 # transaction layer reads that Via back, and so does every response to the request.
 VIA_MEMO: Memo[Via] = Memo(Via._parse)
-_parse_cseq = CSEQ_MEMO
-_parse_via = VIA_MEMO
 
 
 @dataclass(frozen=True, slots=True)
@@ -453,7 +449,7 @@ class Message:
         """All Via values, topmost first."""
         cached = self._vias
         if cached is None:
-            cached = self._vias = [_parse_via(v) for v in self.headers.get_all("via")]
+            cached = self._vias = [VIA_MEMO(v) for v in self.headers.get_all("via")]
         return cached
 
     @property
@@ -492,7 +488,7 @@ class Message:
             value = self.headers.get("cseq")
             if value is None:
                 raise SipParseError("missing CSeq")
-            cached = self._cseq = _parse_cseq(value)
+            cached = self._cseq = CSEQ_MEMO(value)
         return cached
 
     def _name_addr(self, key: str) -> NameAddr:
