@@ -2,7 +2,7 @@
 
 A kiosk's call arrives as leg A; the dialplan names the partner's stations; the
 controller asks the media engine to anchor the media, opens leg B towards a station
-and relays the neutral events of :mod:`gateway.call.events` between the two. Route
+and relays the neutral events of :mod:`gateway.model.events` between the two. Route
 hunting moves on to the next station when one is busy, fails or does not answer.
 """
 
@@ -17,15 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
-from gateway.call.causes import (
-    NO_ANSWER,
-    NO_ROUTE_DESTINATION,
-    NORMAL_CLEARING,
-    NORMAL_UNSPECIFIED,
-    RECOVERY_ON_TIMER_EXPIRY,
-    RESOURCE_UNAVAILABLE,
-)
-from gateway.call.events import (
+from gateway.call.sip_leg import LegState, SipLeg
+from gateway.call.sip_ua import SipUserAgent
+from gateway.call.stations import StationMonitor, Target
+from gateway.dialplan import Dialplan, Kiosk, Partner, Service
+from gateway.media.engine import MediaEngine, MediaError, SessionStats
+from gateway.media.prompts import PromptError, early_answer, load_prompt, restrict_offer
+from gateway.model.causes import Cause
+from gateway.model.events import (
     Answered,
     CallEvent,
     Disconnected,
@@ -37,12 +36,7 @@ from gateway.call.events import (
     Ringing,
     Side,
 )
-from gateway.call.sip_leg import LegState, SipLeg
-from gateway.call.sip_ua import SipUserAgent
-from gateway.call.stations import StationMonitor, Target
-from gateway.dialplan import Dialplan, Kiosk, Partner, Service
-from gateway.media.engine import MediaEngine, MediaError, SessionStats
-from gateway.media.prompts import PromptError, early_answer, load_prompt, restrict_offer
+from gateway.model.sdp import SdpError, SessionDescription
 from gateway.partners.desk import (
     Decision,
     Offer,
@@ -52,7 +46,6 @@ from gateway.partners.desk import (
     seconds_until,
 )
 from gateway.sip.message import Request, make_response
-from gateway.sip.sdp import SdpError, SessionDescription
 from gateway.sip.session_timer import TooSmall, negotiate_as_uas
 from gateway.texts import text
 
@@ -256,7 +249,10 @@ class B2BUA:
         service = dialplan.resolve_service(user)
         if service is None:
             self._refuse(
-                leg, caller, user, Failed(NO_ROUTE_DESTINATION, 404, f"no service {user!r}")
+                leg,
+                caller,
+                user,
+                Failed(Cause.NO_ROUTE_TO_DESTINATION, 404, f"no service {user!r}"),
             )
             return
         if not dialplan.may_call(caller, service):
@@ -293,7 +289,7 @@ class B2BUA:
             if not site.open:
                 retry = seconds_until(site.next_opening, self.clock())
                 failure = Failed(
-                    NORMAL_UNSPECIFIED, 480, text("reason_site_closed"), retry_after=retry
+                    Cause.NORMAL_UNSPECIFIED, 480, text("reason_site_closed"), retry_after=retry
                 )
                 self._refuse(leg, caller, service.name, failure)
                 return
@@ -362,10 +358,10 @@ class B2BUA:
             call.b_offer = await self.media.offer(call.id, call.offer, from_side=Side.A)
         except (MediaError, SdpError) as exc:
             log.warning("%s: media offer failed: %s", call.id, exc)
-            await self._fail(call, Failed(RESOURCE_UNAVAILABLE, 503, "media unavailable"))
+            await self._fail(call, Failed(Cause.RESOURCE_UNAVAILABLE, 503, "media unavailable"))
             return
         if call.a.ended:
-            await self._end(call, NORMAL_CLEARING, "cancelled")
+            await self._end(call, Cause.NORMAL_CLEARING, "cancelled")
             return
         decision = desk.arrive(
             call.id, call.kiosk.id, appointment=call.appointment, now=self.clock()
@@ -511,8 +507,8 @@ class B2BUA:
         if call.b is not leg or call.state not in (CallState.ROUTING, CallState.ALERTING):
             return
         log.info("%s: station did not answer in %.0f s", call.id, self.ring_timeout)
-        leg.hangup(NO_ANSWER, "no answer")
-        self._b_failed(call, Failed(NO_ANSWER, 480, "no answer"), missed=True)
+        leg.hangup(Cause.NO_ANSWER, "no answer")
+        self._b_failed(call, Failed(Cause.NO_ANSWER, 480, "no answer"), missed=True)
 
     # -- timers -------------------------------------------------------------------------
     def _arm_tick(self) -> None:
@@ -547,14 +543,14 @@ class B2BUA:
     def _on_leg_event(self, leg: SipLeg, event: CallEvent) -> None:
         call = self.calls.get(leg.label)
         if call is None:
-            leg.hangup(NORMAL_CLEARING)
+            leg.hangup(Cause.NORMAL_CLEARING)
             return
         if leg is call.a:
             self._on_a_event(call, event)
         elif leg is call.b:
             self._on_b_event(call, event)
         elif isinstance(event, Answered):
-            leg.hangup(NORMAL_CLEARING, "call already answered elsewhere")
+            leg.hangup(Cause.NORMAL_CLEARING, "call already answered elsewhere")
 
     def _on_a_event(self, call: Call, event: CallEvent) -> None:
         if isinstance(event, Disconnected):
@@ -644,14 +640,14 @@ class B2BUA:
             except (MediaError, SdpError) as exc:
                 log.warning("%s: media answer failed: %s", call.id, exc)
                 if b is not None:
-                    b.hangup(RESOURCE_UNAVAILABLE, "media unavailable")
-                call.a.hangup(RESOURCE_UNAVAILABLE, "media unavailable")
-                await self._end(call, RESOURCE_UNAVAILABLE, "media unavailable")
+                    b.hangup(Cause.RESOURCE_UNAVAILABLE, "media unavailable")
+                call.a.hangup(Cause.RESOURCE_UNAVAILABLE, "media unavailable")
+                await self._end(call, Cause.RESOURCE_UNAVAILABLE, "media unavailable")
                 return
         if call.a.ended or call.state is CallState.ENDED:
             if b is not None:
-                b.hangup(NORMAL_CLEARING)
-            await self._end(call, NORMAL_CLEARING, "caller left before answer")
+                b.hangup(Cause.NORMAL_CLEARING)
+            await self._end(call, Cause.NORMAL_CLEARING, "caller left before answer")
             return
         call.state = CallState.CONNECTED
         call.answered = self.clock()
@@ -692,10 +688,10 @@ class B2BUA:
         if call is None or call.state is CallState.ENDED:
             return
         log.info("%s: media stopped, ending the call", call_id)
-        call.a.hangup(RECOVERY_ON_TIMER_EXPIRY, "no media")
+        call.a.hangup(Cause.RECOVERY_ON_TIMER_EXPIRY, "no media")
         if call.b is not None:
-            call.b.hangup(RECOVERY_ON_TIMER_EXPIRY, "no media")
-        self.ua.spawn(self._end(call, RECOVERY_ON_TIMER_EXPIRY, "no media"))
+            call.b.hangup(Cause.RECOVERY_ON_TIMER_EXPIRY, "no media")
+        self.ua.spawn(self._end(call, Cause.RECOVERY_ON_TIMER_EXPIRY, "no media"))
 
     # -- the end -----------------------------------------------------------------------
     async def _fail(self, call: Call, failure: Failed) -> None:
@@ -771,10 +767,10 @@ class B2BUA:
             self._tick = None
         await self.monitor.close()
         for call in list(self.calls.values()):
-            call.a.hangup(NORMAL_CLEARING, "gateway shutting down")
+            call.a.hangup(Cause.NORMAL_CLEARING, "gateway shutting down")
             if call.b is not None:
-                call.b.hangup(NORMAL_CLEARING, "gateway shutting down")
-            await self._end(call, NORMAL_CLEARING, "gateway shutting down")
+                call.b.hangup(Cause.NORMAL_CLEARING, "gateway shutting down")
+            await self._end(call, Cause.NORMAL_CLEARING, "gateway shutting down")
 
 
 def _past_waiting(call: Call) -> bool:

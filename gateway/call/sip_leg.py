@@ -2,7 +2,7 @@
 
 A :class:`SipLeg` is a UAS (the kiosk calls us) or a UAC (we call a station). It turns
 the SIP dialog (RFC 3261 12-15), session timers (RFC 4028) and INFO (DTMF, RFC 5168
-fast update) into the events of :mod:`gateway.call.events`, and the controller's
+fast update) into the events of :mod:`gateway.model.events`, and the controller's
 commands back into SIP. It holds no socket: it sends through :class:`SipEndpoint`.
 """
 
@@ -14,8 +14,7 @@ from collections.abc import Callable
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from gateway.call.causes import parse_reason, q850_from_sip, reason_header, sip_from_q850
-from gateway.call.events import (
+from gateway.model.events import (
     Answered,
     CallEvent,
     Disconnected,
@@ -27,6 +26,8 @@ from gateway.call.events import (
     Ringing,
     Side,
 )
+from gateway.model.sdp import SdpError, SessionDescription
+from gateway.sip.causes import parse_reason, q850_from_sip, reason_header, sip_from_q850
 from gateway.sip.dialog import Dialog, DialogState, new_tag
 from gateway.sip.info import (
     DTMF_RELAY,
@@ -36,7 +37,6 @@ from gateway.sip.info import (
     parse_info,
 )
 from gateway.sip.message import Headers, Request, Response, make_response
-from gateway.sip.sdp import SdpError, SessionDescription
 from gateway.sip.session_timer import SessionTimer, negotiate_as_uac
 from gateway.sip.transaction import Address, new_branch
 

@@ -16,11 +16,10 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from gateway.call.events import Side
 from gateway.call.sip_leg import ALLOW, SUPPORTED, SipLeg
 from gateway.dialplan import Dialplan, Kiosk
 from gateway.edge.sip_transport import SipEndpoint
-from gateway.presence.server import Watcher
+from gateway.model.events import Side
 from gateway.sip.auth import AuthParseError, AuthResult, DigestAuthenticator, parse_challenge_params
 from gateway.sip.dialog import Dialog, new_call_id
 from gateway.sip.errors import SipParseError
@@ -54,6 +53,14 @@ class DialogUser(Protocol):
 
     def on_timeout(self, key: str) -> None:
         """A request this owner sent got no final response (or could not be sent)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Watcher:
+    """Who subscribes, as authentication tells: a kiosk (its services only) or an agent."""
+
+    kiosk: str | None
+    username: str | None
 
 
 class SubscribeHandler(Protocol):

@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 import gateway
-from gateway.sip.sdp import MediaDescription
+from gateway.model.sdp import MediaDescription
 
 PROJECT_ROOT = Path(gateway.__file__).resolve().parent.parent
 DEFAULT_CATALOGUE = PROJECT_ROOT / "codecs" / "catalogue.yaml"

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from gateway.call.events import Side
 from gateway.media.prompts import Prompt
-from gateway.sip.sdp import SessionDescription
+from gateway.model.events import Side
+from gateway.model.sdp import SessionDescription
 
 
 class MediaError(Exception):

@@ -22,7 +22,7 @@ import wave
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.sip.sdp import Connection, MediaDescription, SessionDescription
+from gateway.model.sdp import Connection, MediaDescription, SessionDescription
 
 PROMPT_DIR = Path(__file__).parent / "prompts"
 SAMPLE_RATE = 8000

@@ -37,7 +37,6 @@ import socket
 import struct
 from collections import deque
 
-from gateway.call.events import Side
 from gateway.media.engine import (
     DirectionStats,
     MediaError,
@@ -46,7 +45,8 @@ from gateway.media.engine import (
     TimeoutHandler,
 )
 from gateway.media.prompts import FRAME_SAMPLES, SAMPLE_RATE, Prompt
-from gateway.sip.sdp import (
+from gateway.model.events import Side
+from gateway.model.sdp import (
     Connection,
     Direction,
     MediaDescription,

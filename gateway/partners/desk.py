@@ -29,10 +29,9 @@ from enum import StrEnum
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from gateway.call.causes import NO_ANSWER, NORMAL_UNSPECIFIED, USER_BUSY
+from gateway.model.causes import Cause
 from gateway.partners.schedule import ClosedReason, Opening, Schedule, ScheduleState
 
-SUBSCRIBER_ABSENT = 20  # Q.850: maps to 480 (RFC 3398 7.2.4.1)
 WaitingPolicy = Literal["announcement", "ringing"]
 
 
@@ -295,7 +294,7 @@ class PartnerDesk:
             return Refused(
                 call_id,
                 480,
-                NORMAL_UNSPECIFIED,
+                Cause.NORMAL_UNSPECIFIED,
                 "reason_closed",
                 retry_after=seconds_until(state.next_opening, now),
             )
@@ -304,18 +303,18 @@ class PartnerDesk:
             return Refused(
                 call_id,
                 480,
-                NORMAL_UNSPECIFIED,
+                Cause.NORMAL_UNSPECIFIED,
                 "reason_appointment_only",
                 retry_after=seconds_until(walk_in, now),
             )
         if not any(st.in_service for st in self.stations.values()):
-            return Refused(call_id, 480, SUBSCRIBER_ABSENT, "reason_no_station")
+            return Refused(call_id, 480, Cause.SUBSCRIBER_ABSENT, "reason_no_station")
         if not self.queue:
             sid = self._free_station(now)
             if sid is not None:
                 return self._offer(call_id, sid, now)
         if len(self.queue) >= self.settings.queue.max_length:
-            return Refused(call_id, 486, USER_BUSY, "reason_queue_full")
+            return Refused(call_id, 486, Cause.USER_BUSY, "reason_queue_full")
         entry = Waiting(call_id, kiosk, appointment, now, now + self.settings.queue.max_wait)
         self._insert(entry)
         self.waited[call_id] = now
@@ -385,9 +384,9 @@ class PartnerDesk:
             self.waited.pop(call_id, None)
             self.callers.pop(call_id, None)
             if missed:
-                decisions.append(Refused(call_id, 480, NO_ANSWER, "reason_no_answer"))
+                decisions.append(Refused(call_id, 480, Cause.NO_ANSWER, "reason_no_answer"))
             else:
-                decisions.append(Refused(call_id, 486, USER_BUSY, "reason_all_busy"))
+                decisions.append(Refused(call_id, 486, Cause.USER_BUSY, "reason_all_busy"))
         else:
             self.tried.pop(call_id, None)
             since = self.waited.get(call_id, now)
@@ -492,7 +491,11 @@ class PartnerDesk:
             self.callers.pop(w.call_id, None)
             out.append(
                 Refused(
-                    w.call_id, 480, SUBSCRIBER_ABSENT, "reason_no_station", waited=now - w.since
+                    w.call_id,
+                    480,
+                    Cause.SUBSCRIBER_ABSENT,
+                    "reason_no_station",
+                    waited=now - w.since,
                 )
             )
         if out:
@@ -527,7 +530,9 @@ class PartnerDesk:
             self.waited.pop(w.call_id, None)
             self.callers.pop(w.call_id, None)
             out.append(
-                Refused(w.call_id, 480, NO_ANSWER, "reason_queue_timeout", waited=now - w.since)
+                Refused(
+                    w.call_id, 480, Cause.NO_ANSWER, "reason_queue_timeout", waited=now - w.since
+                )
             )
         if expired:
             self._changed()

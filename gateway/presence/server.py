@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from gateway.call.sip_ua import Watcher
 from gateway.sip.dialog import Dialog, new_tag
 from gateway.sip.errors import SipParseError
 from gateway.sip.message import Request, Response, make_response
@@ -56,14 +57,6 @@ class Resource:
     id: str
     partner: str  # the partner itself, or the station's partner
     uri: str  # the entity URI written in documents
-
-
-@dataclass(frozen=True, slots=True)
-class Watcher:
-    """Who subscribes: a kiosk (limited to its services) or a station's agent."""
-
-    kiosk: str | None
-    username: str | None
 
 
 class ResourceViews(Protocol):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from gateway.call.sip_ua import Watcher
 from gateway.partners.desk import Availability, StationState, Status
 from gateway.partners.schedule import ClosedReason
 from gateway.presence.documents import (
@@ -17,7 +18,7 @@ from gateway.presence.documents import (
     dialog_info_document,
     pidf_document,
 )
-from gateway.presence.server import EventName, Resource, Watcher
+from gateway.presence.server import EventName, Resource
 from gateway.texts import people, text, when
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from gateway.call.events import Dtmf, FastUpdate
+from gateway.model.events import Dtmf, FastUpdate
 
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
 DTMF_RELAY = "application/dtmf-relay"

@@ -21,7 +21,11 @@ def test_twenty_calls_through_the_whole_stack(tmp_path: Path) -> None:
     profile = tmp_path / "callpath.prof"
     run = subprocess.run(
         [sys.executable, str(BENCH), "--calls", "20", "--profile", str(profile)],
-        cwd=ROOT, capture_output=True, text=True, check=False, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
     )
     assert run.returncode == 0, run.stderr[-4000:]
     m = re.fullmatch(r"20 calls: (\d+\.\d) us of CPU per call in data_received\n", run.stdout)

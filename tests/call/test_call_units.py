@@ -6,8 +6,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.call.causes import parse_reason, q850_from_sip, reason_header, sip_from_q850
-from gateway.call.events import Dtmf, FastUpdate
+from gateway.model.events import Dtmf, FastUpdate
+from gateway.sip.causes import parse_reason, q850_from_sip, reason_header, sip_from_q850
 from gateway.sip.dialog import Dialog, _strip_tag
 from gateway.sip.info import FAST_UPDATE_BODY, MEDIA_CONTROL, dtmf_relay_body, parse_info
 from gateway.sip.message import Request, Response, parse_message

@@ -13,7 +13,7 @@ from gateway.media.codecs import (
     default_catalogue,
     load_catalogue,
 )
-from gateway.sip.sdp import MediaDescription, SessionDescription
+from gateway.model.sdp import MediaDescription, SessionDescription
 
 # RFC 3551 tables 4 and 5 (the entries the catalogue carries).
 RFC3551_STATIC = [

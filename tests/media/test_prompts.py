@@ -20,7 +20,7 @@ from gateway.media.prompts import (
     ulaw_decode,
     ulaw_encode,
 )
-from gateway.sip.sdp import SessionDescription
+from gateway.model.sdp import SessionDescription
 
 # Facts of ITU-T G.711: the codes of silence and of the extremes.
 KNOWN = [

@@ -10,12 +10,12 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import uvloop
 
-from gateway.call.events import Side
 from gateway.media import relay as relay_module
 from gateway.media.engine import MediaEngine, MediaError
 from gateway.media.relay import RelayEngine
 from gateway.media.rtp import RtpPacket, parse_rtp
-from gateway.sip.sdp import Direction, SessionDescription
+from gateway.model.events import Side
+from gateway.model.sdp import Direction, SessionDescription
 
 HOST = "127.0.0.1"
 RTCP_RR = bytes([0x80, 201, 0, 1, 0, 0, 0x12, 0x34])  # empty receiver report (RFC 3550 6.4.2)

@@ -38,8 +38,7 @@ def _tail(path: Path, limit: int = 3000) -> str:
 class PjAgentHandle:
     """A running pjagent process: wait for it to listen, then for its result."""
 
-    def __init__(self, scenario: Json, *, timeout: float, workdir: Path | None,
-                 name: str) -> None:
+    def __init__(self, scenario: Json, *, timeout: float, workdir: Path | None, name: str) -> None:
         self.name = name
         self.timeout = timeout
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"pjagent-{name}-")).resolve()
@@ -60,9 +59,17 @@ class PjAgentHandle:
         # stdout gets pjlib's start-up chatter; files, not pipes, so that nothing blocks.
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, str(PJAGENT), str(self.scenario_path), str(self.result_path),
-                 "--ready", str(self.ready_path)],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                [
+                    sys.executable,
+                    str(PJAGENT),
+                    str(self.scenario_path),
+                    str(self.result_path),
+                    "--ready",
+                    str(self.ready_path),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
             )
 
     def _failure(self, what: str) -> PjAgentError:
@@ -124,36 +131,47 @@ class PjAgentHandle:
     def __enter__(self) -> PjAgentHandle:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.kill()
 
 
-def start_pjagent(scenario: Json, *, timeout: float = 60, workdir: Path | None = None,
-                  name: str = "agent") -> PjAgentHandle:
+def start_pjagent(
+    scenario: Json, *, timeout: float = 60, workdir: Path | None = None, name: str = "agent"
+) -> PjAgentHandle:
     """Start pjagent on a scenario without waiting; use as a context manager to reap it."""
     return PjAgentHandle(scenario, timeout=timeout, workdir=workdir, name=name)
 
 
-def run_pjagent(scenario: Json, *, timeout: float = 60, workdir: Path | None = None,
-                name: str = "agent") -> Json:
+def run_pjagent(
+    scenario: Json, *, timeout: float = 60, workdir: Path | None = None, name: str = "agent"
+) -> Json:
     """Run one scenario to its end and return the parsed result file."""
     with start_pjagent(scenario, timeout=timeout, workdir=workdir, name=name) as agent:
         return agent.wait()
 
 
-def find_call(result: Json, name: str | None = None, *, role: str | None = None,
-              account: str | None = None) -> Json:
+def find_call(
+    result: Json, name: str | None = None, *, role: str | None = None, account: str | None = None
+) -> Json:
     """The single call in a result matching the filters (AssertionError otherwise)."""
-    calls: list[Json] = [c for c in result["calls"]
-             if (name is None or c["name"] == name) and (role is None or c["role"] == role)
-             and (account is None or c["account"] == account)]
+    calls: list[Json] = [
+        c
+        for c in result["calls"]
+        if (name is None or c["name"] == name)
+        and (role is None or c["role"] == role)
+        and (account is None or c["account"] == account)
+    ]
     assert len(calls) == 1, f"expected one call ({name=}, {role=}, {account=}), got " + str(
-        [c["name"] for c in result["calls"]])
+        [c["name"] for c in result["calls"]]
+    )
     return calls[0]
 
 
 def state_names(call: Json) -> list[str]:
     """The invite-session states a call went through, in order."""
     return [s["state"] for s in call["states"]]
-

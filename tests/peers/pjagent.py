@@ -157,7 +157,7 @@ def _enum_names(prefix: str) -> dict[int, str]:
         if name.startswith(prefix):
             value = getattr(pj, name)
             if isinstance(value, int):
-                names.setdefault(value, name[len(prefix):])
+                names.setdefault(value, name[len(prefix) :])
     return names
 
 
@@ -408,8 +408,15 @@ def analyse_wav(path: Path) -> Json:
     with wave.open(str(path), "rb") as w:
         rate, width, channels = w.getframerate(), w.getsampwidth(), w.getnchannels()
         data = w.readframes(w.getnframes())
-    out: Json = {"path": str(path), "rate": rate, "rms": 0.0, "rms_active": 0.0,
-                 "active_seconds": 0.0, "seconds": 0.0, "freq_hz": None}
+    out: Json = {
+        "path": str(path),
+        "rate": rate,
+        "rms": 0.0,
+        "rms_active": 0.0,
+        "active_seconds": 0.0,
+        "seconds": 0.0,
+        "freq_hz": None,
+    }
     if width != 2 or not data:
         return out
     samples = struct.unpack(f"<{len(data) // 2}h", data[: len(data) // 2 * 2])[::channels]
@@ -419,7 +426,7 @@ def analyse_wav(path: Path) -> Json:
     win = max(1, rate // 50)
     active_energy, active_n, crossings = 0, 0, 0
     for start in range(0, len(samples) - win + 1, win):
-        chunk = samples[start:start + win]
+        chunk = samples[start : start + win]
         energy = sum(s * s for s in chunk)
         if math.sqrt(energy / win) >= ACTIVE_RMS:
             active_energy += energy
@@ -488,8 +495,9 @@ class CallRecord:
 class AgentCall(pj.Call):  # type: ignore[misc]
     """A pjsua2 call that records its life into a CallRecord."""
 
-    def __init__(self, agent: Agent, account: AgentAccount, record: CallRecord,
-                 call_id: int | None = None) -> None:
+    def __init__(
+        self, agent: Agent, account: AgentAccount, record: CallRecord, call_id: int | None = None
+    ) -> None:
         if call_id is None:
             super().__init__(account)
         else:
@@ -564,16 +572,26 @@ class AgentCall(pj.Call):  # type: ignore[misc]
             return
         tsx = prm.e.body.tsxState.tsx
         role = "uac" if tsx.role == pj.PJSIP_ROLE_UAC else "uas"
-        entry = {"t": self.agent.now(), "role": role, "method": tsx.method,
-                 "state": TSX_STATES.get(tsx.state, str(tsx.state)), "code": tsx.statusCode}
+        entry = {
+            "t": self.agent.now(),
+            "role": role,
+            "method": tsx.method,
+            "state": TSX_STATES.get(tsx.state, str(tsx.state)),
+            "code": tsx.statusCode,
+        }
         last = self.rec.tsx[-1] if self.rec.tsx else None
         if last is None or any(last[k] != entry[k] for k in ("role", "method", "state", "code")):
             self.rec.tsx.append(entry)
         ours = "uac" if self.rec.role == "outgoing" else "uas"
         code = tsx.statusCode
         # Only the initial INVITE (up to its final answer) feeds "responses", not re-INVITEs.
-        if (tsx.method == "INVITE" and role == ours and code and not self.initial_answered
-                and (not self.rec.responses or self.rec.responses[-1] != code)):
+        if (
+            tsx.method == "INVITE"
+            and role == ours
+            and code
+            and not self.initial_answered
+            and (not self.rec.responses or self.rec.responses[-1] != code)
+        ):
             self.rec.responses.append(code)
         if tsx.method == "INVITE" and role == ours and code >= 200:
             self.initial_answered = True
@@ -586,8 +604,9 @@ class AgentCall(pj.Call):  # type: ignore[misc]
                 continue
             status = MEDIA_STATUS.get(mi.status, str(mi.status))
             self.media_status = status
-            self.rec.media.append({"t": self.agent.now(), "status": status,
-                                   "dir": DIRS.get(mi.dir, str(mi.dir))})
+            self.rec.media.append(
+                {"t": self.agent.now(), "status": status, "dir": DIRS.get(mi.dir, str(mi.dir))}
+            )
             if status in ("ACTIVE", "REMOTE_HOLD"):
                 self.agent.connect_audio(self, self.getAudioMedia(mi.index))
 
@@ -598,9 +617,14 @@ class AgentCall(pj.Call):  # type: ignore[misc]
         entry: Json = {"t": self.agent.now(), "index": idx}
         try:
             info = self.getStreamInfo(idx)
-            entry.update(codec=info.codecName, clock_rate=info.codecClockRate,
-                         remote_rtp=info.remoteRtpAddress, tx_pt=info.txPt, rx_pt=info.rxPt,
-                         dir=DIRS.get(info.dir, str(info.dir)))
+            entry.update(
+                codec=info.codecName,
+                clock_rate=info.codecClockRate,
+                remote_rtp=info.remoteRtpAddress,
+                tx_pt=info.txPt,
+                rx_pt=info.rxPt,
+                dir=DIRS.get(info.dir, str(info.dir)),
+            )
         except pj.Error as exc:
             entry["info_error"] = exc.info()
         try:
@@ -612,12 +636,22 @@ class AgentCall(pj.Call):  # type: ignore[misc]
             st = self.getStreamStat(idx)
             tx, rx = st.rtcp.txStat, st.rtcp.rxStat
             entry.update(
-                tx_packets=tx.pkt, tx_bytes=tx.bytes, rx_packets=rx.pkt, rx_bytes=rx.bytes,
-                rx_loss=rx.loss, rx_discard=rx.discard, rx_dup=rx.dup, rx_reorder=rx.reorder,
-                rx_jitter_us_mean=rx.jitterUsec.mean, rx_jitter_us_max=rx.jitterUsec.max,
-                tx_loss_reported=tx.loss, rtt_us_mean=st.rtcp.rttUsec.mean,
-                jb_avg_delay_ms=st.jbuf.avgDelayMsec, jb_lost=st.jbuf.lost,
-                jb_discard=st.jbuf.discard, jb_empty=st.jbuf.empty,
+                tx_packets=tx.pkt,
+                tx_bytes=tx.bytes,
+                rx_packets=rx.pkt,
+                rx_bytes=rx.bytes,
+                rx_loss=rx.loss,
+                rx_discard=rx.discard,
+                rx_dup=rx.dup,
+                rx_reorder=rx.reorder,
+                rx_jitter_us_mean=rx.jitterUsec.mean,
+                rx_jitter_us_max=rx.jitterUsec.max,
+                tx_loss_reported=tx.loss,
+                rtt_us_mean=st.rtcp.rttUsec.mean,
+                jb_avg_delay_ms=st.jbuf.avgDelayMsec,
+                jb_lost=st.jbuf.lost,
+                jb_discard=st.jbuf.discard,
+                jb_empty=st.jbuf.empty,
             )
         except pj.Error as exc:
             entry["stat_error"] = exc.info()
@@ -626,8 +660,7 @@ class AgentCall(pj.Call):  # type: ignore[misc]
     @_guarded
     def onDtmfDigit(self, prm: Any) -> None:
         method = "info" if prm.method == pj.PJSUA_DTMF_METHOD_SIP_INFO else "rfc2833"
-        self.rec.dtmf_received.append({"t": self.agent.now(), "digit": prm.digit,
-                                       "method": method})
+        self.rec.dtmf_received.append({"t": self.agent.now(), "digit": prm.digit, "method": method})
 
     def stop_recording(self) -> None:
         """Destroy the recorder; the bridge removes its port (and writes the WAV header) later."""
@@ -663,9 +696,15 @@ class AgentAccount(pj.Account):  # type: ignore[misc]
 
     @_guarded
     def onRegState(self, prm: Any) -> None:
-        self.registrations.append({"t": self.agent.now(), "code": prm.code,
-                                   "reason": prm.reason, "expiration": prm.expiration,
-                                   "status": prm.status})
+        self.registrations.append(
+            {
+                "t": self.agent.now(),
+                "code": prm.code,
+                "reason": prm.reason,
+                "expiration": prm.expiration,
+                "status": prm.status,
+            }
+        )
         self.reg_pending = False
 
     def is_registered(self) -> bool:
@@ -821,8 +860,14 @@ class Agent:
             kind = pj.PJSIP_TRANSPORT_UDP if spec.type == "udp" else pj.PJSIP_TRANSPORT_TCP
             tid = self.ep.transportCreate(kind, tc)
             info = self.ep.transportGetInfo(tid)
-            self.transports.append({"id": tid, "type": spec.type, "address": info.localName,
-                                    "port": int(info.localName.rsplit(":", 1)[1])})
+            self.transports.append(
+                {
+                    "id": tid,
+                    "type": spec.type,
+                    "address": info.localName,
+                    "port": int(info.localName.rsplit(":", 1)[1]),
+                }
+            )
         self.ep.libStart()
         self.ep.audDevManager().setNullDev()
         self._set_codecs()
@@ -894,8 +939,11 @@ class Agent:
 
     def ready_info(self) -> Json:
         """What another process needs to reach this one."""
-        return {"pid": os.getpid(), "transports": self.transports,
-                "accounts": {k: a.spec.uri for k, a in self.accounts.items()}}
+        return {
+            "pid": os.getpid(),
+            "transports": self.transports,
+            "accounts": {k: a.spec.uri for k, a in self.accounts.items()},
+        }
 
     # ---- calls and media
 
@@ -970,8 +1018,9 @@ class Agent:
     def _do_wait_registered(self, act: Json) -> str:
         ids = act.get("accounts") or [k for k, a in self.accounts.items() if a.spec.register]
         accs = [self.accounts[i] for i in ids]
-        return self._ok(self.wait_until(lambda: not any(a.reg_pending for a in accs),
-                                        self._timeout(act)))
+        return self._ok(
+            self.wait_until(lambda: not any(a.reg_pending for a in accs), self._timeout(act))
+        )
 
     def _do_register(self, act: Json) -> str:
         acc = self.accounts[act["account"]]
@@ -1007,8 +1056,14 @@ class Agent:
             call.makeCall(dest, prm)
         except pj.Error as exc:
             call.disconnected = True
-            rec.states.append({"t": self.now(), "state": "DISCONNECTED", "code": 0,
-                               "reason": f"makeCall failed: {exc.info()}"})
+            rec.states.append(
+                {
+                    "t": self.now(),
+                    "state": "DISCONNECTED",
+                    "code": 0,
+                    "reason": f"makeCall failed: {exc.info()}",
+                }
+            )
             raise
         return "ok"
 
@@ -1017,8 +1072,11 @@ class Agent:
         target = STATE_ORDER.index(act["state"])
 
         def reached() -> bool:
-            return any(STATE_ORDER.index(s["state"]) >= target for s in call.rec.states
-                       if s["state"] in STATE_ORDER)
+            return any(
+                STATE_ORDER.index(s["state"]) >= target
+                for s in call.rec.states
+                if s["state"] in STATE_ORDER
+            )
 
         held = self.wait_until(reached, self._timeout(act))
         if held and call.state_name() == "DISCONNECTED" and act["state"] != "DISCONNECTED":
@@ -1029,9 +1087,12 @@ class Agent:
     def _do_wait_incoming(self, act: Json) -> str:
         ids = [act["account"]] if "account" in act else list(self.accounts)
         count = int(act.get("count", 1))
-        return self._ok(self.wait_until(
-            lambda: sum(len(self.accounts[i].incoming) for i in ids) >= count,
-            self._timeout(act)))
+        return self._ok(
+            self.wait_until(
+                lambda: sum(len(self.accounts[i].incoming) for i in ids) >= count,
+                self._timeout(act),
+            )
+        )
 
     def _do_answer(self, act: Json) -> str:
         self.answer(self.call(act["call"]), int(act.get("code", 200)))
@@ -1040,12 +1101,14 @@ class Agent:
     def _do_hangup(self, act: Json) -> str:
         call = self.call(act["call"])
         if "after" in act:
-            self.wait_until(lambda: call.rec.confirmed_at is not None or call.disconnected,
-                            self._timeout(act))
+            self.wait_until(
+                lambda: call.rec.confirmed_at is not None or call.disconnected, self._timeout(act)
+            )
             if call.rec.confirmed_at is not None:
                 when = self.t0 + call.rec.confirmed_at + float(act["after"])
-                self.wait_until(lambda: time.monotonic() >= when or call.disconnected,
-                                float(act["after"]) + 1)
+                self.wait_until(
+                    lambda: time.monotonic() >= when or call.disconnected, float(act["after"]) + 1
+                )
         if call.disconnected:
             return "already disconnected"
         call.hangup_now(int(act.get("code", 0)))
@@ -1069,8 +1132,9 @@ class Agent:
     def _do_wait_dtmf(self, act: Json) -> str:
         call = self.call(act["call"])
         count = int(act.get("count", len(str(act.get("digits", "x")))))
-        return self._ok(self.wait_until(lambda: len(call.rec.dtmf_received) >= count,
-                                        self._timeout(act)))
+        return self._ok(
+            self.wait_until(lambda: len(call.rec.dtmf_received) >= count, self._timeout(act))
+        )
 
     def _do_hold(self, act: Json) -> str:
         self.call(act["call"]).setHold(pj.CallOpParam(True))
@@ -1089,9 +1153,12 @@ class Agent:
 
     def _do_wait_idle(self, act: Json) -> str:
         n = int(act.get("min_calls", 1))
-        return self._ok(self.wait_until(
-            lambda: len(self.calls) >= n and all(c.disconnected for c in self.calls.values()),
-            self._timeout(act)))
+        return self._ok(
+            self.wait_until(
+                lambda: len(self.calls) >= n and all(c.disconnected for c in self.calls.values()),
+                self._timeout(act),
+            )
+        )
 
     # ---- wrap-up
 
@@ -1135,8 +1202,9 @@ class Agent:
                     call.hangup_now()
                 except pj.Error as exc:
                     self.errors.append(f"final hangup of {call.rec.name}: {exc.info()}")
-        self.wait_until(lambda: all(c.disconnected for c in self.calls.values()), grace,
-                        enforce=False)
+        self.wait_until(
+            lambda: all(c.disconnected for c in self.calls.values()), grace, enforce=False
+        )
         for call in self.calls.values():
             call.stop_recording()
         if self.sc.unregister_at_end:
@@ -1149,8 +1217,9 @@ class Agent:
                     acc.reg_pending = False
                     self.errors.append(f"final unregister of {acc.spec.id}: {exc.info()}")
             self.wait_until(lambda: not any(a.reg_pending for a in regd), grace, enforce=False)
-        self.wait_until(lambda: all(c.analyse_recording() for c in self.calls.values()), 1.5,
-                        enforce=False)
+        self.wait_until(
+            lambda: all(c.analyse_recording() for c in self.calls.values()), 1.5, enforce=False
+        )
 
     def result(self, exit_code: int) -> Json:
         """The whole result document."""
@@ -1162,8 +1231,10 @@ class Agent:
             "duration": self.now(),
             "stopped": self.stopped,
             "transports": self.transports,
-            "accounts": {k: {"uri": a.spec.uri, "registrations": a.registrations,
-                             "incoming": a.incoming} for k, a in self.accounts.items()},
+            "accounts": {
+                k: {"uri": a.spec.uri, "registrations": a.registrations, "incoming": a.incoming}
+                for k, a in self.accounts.items()
+            },
             "actions": self.action_log,
             "calls": [c.rec.as_json() for c in self.calls.values()],
             "buddies": {n: {"uri": b.uri, "events": b.events} for n, b in self.buddies.items()},
@@ -1183,8 +1254,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("result", type=Path)
     ap.add_argument("--ready", type=Path, default=None)
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="pjagent %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, stream=sys.stderr, format="pjagent %(levelname)s %(message)s"
+    )
     try:
         scenario = parse_scenario(json.loads(args.scenario.read_text()), args.result)
     except (OSError, ValueError, ScenarioError) as exc:

@@ -59,8 +59,13 @@ def _sipp(args: list[str], port: int, workdir: Path) -> Iterator[subprocess.Pope
     sipp = shutil.which("sipp")
     assert sipp, "sipp (Debian sip-tester) is required for this interop test"
     with (workdir / "sipp-out.txt").open("wb") as out:
-        proc = subprocess.Popen([sipp, *args], cwd=workdir, stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sipp, *args],
+            cwd=workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         end = time.monotonic() + 5
         while not _udp_bound(port):
@@ -80,10 +85,15 @@ def test_direct_call_two_processes_audio_both_ways(tmp_path: Path) -> None:
         "deadline": 14,
         "transports": [{"type": "udp", "port": 32010}],
         "rtp": {"port": 32100, "range": 100},
-        "accounts": [_account("station", "station", tone_hz=STATION_HZ,
-                              answer={"delay": 0.2, "ringing": 180})],
-        "actions": [{"do": "wait_incoming", "timeout": 8},
-                    {"do": "wait_idle", "min_calls": 1, "timeout": 8}],
+        "accounts": [
+            _account(
+                "station", "station", tone_hz=STATION_HZ, answer={"delay": 0.2, "ringing": 180}
+            )
+        ],
+        "actions": [
+            {"do": "wait_incoming", "timeout": 8},
+            {"do": "wait_idle", "min_calls": 1, "timeout": 8},
+        ],
     }
     kiosk_sc = {
         "deadline": 12,
@@ -91,8 +101,7 @@ def test_direct_call_two_processes_audio_both_ways(tmp_path: Path) -> None:
         "rtp": {"port": 32200, "range": 100},
         "accounts": [_account("kiosk", "kiosk", tone_hz=KIOSK_HZ)],
         "actions": [
-            {"do": "call", "account": "kiosk", "dest": "sip:station@127.0.0.1:32010",
-             "name": "c1"},
+            {"do": "call", "account": "kiosk", "dest": "sip:station@127.0.0.1:32010", "name": "c1"},
             {"do": "wait_state", "call": "c1", "state": "CONFIRMED"},
             {"do": "hangup", "call": "c1", "after": 2.0},
             {"do": "wait_state", "call": "c1", "state": "DISCONNECTED"},
@@ -134,11 +143,12 @@ def test_station_rejects_486_same_process(tmp_path: Path) -> None:
         "deadline": 10,
         "transports": [{"type": "udp", "port": 32020}],
         "rtp": {"port": 32300, "range": 100},
-        "accounts": [_account("kiosk", "kiosk"),
-                     _account("station", "station", answer={"mode": "reject", "code": 486})],
+        "accounts": [
+            _account("kiosk", "kiosk"),
+            _account("station", "station", answer={"mode": "reject", "code": 486}),
+        ],
         "actions": [
-            {"do": "call", "account": "kiosk", "dest": "sip:station@127.0.0.1:32020",
-             "name": "c1"},
+            {"do": "call", "account": "kiosk", "dest": "sip:station@127.0.0.1:32020", "name": "c1"},
             {"do": "wait_state", "call": "c1", "state": "DISCONNECTED"},
         ],
     }
@@ -158,17 +168,32 @@ def test_station_rejects_486_same_process(tmp_path: Path) -> None:
 
 def test_call_against_sipp_uas_with_rtp_echo(tmp_path: Path) -> None:
     """SIPp's built-in UAS answers; its RTP echo returns the kiosk's own tone."""
-    args = ["-sn", "uas", "-i", "127.0.0.1", "-p", "32032", "-mi", "127.0.0.1",
-            "-mp", "32034", "-rtp_echo", "-m", "1", "-nostdin",
-            "-timeout", "12", "-timeout_error"]
+    args = [
+        "-sn",
+        "uas",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        "32032",
+        "-mi",
+        "127.0.0.1",
+        "-mp",
+        "32034",
+        "-rtp_echo",
+        "-m",
+        "1",
+        "-nostdin",
+        "-timeout",
+        "12",
+        "-timeout_error",
+    ]
     sc = {
         "deadline": 10,
         "transports": [{"type": "udp", "port": 32030}],
         "rtp": {"port": 32400, "range": 100},
         "accounts": [_account("kiosk", "kiosk", tone_hz=KIOSK_HZ)],
         "actions": [
-            {"do": "call", "account": "kiosk", "dest": "sip:service@127.0.0.1:32032",
-             "name": "c1"},
+            {"do": "call", "account": "kiosk", "dest": "sip:service@127.0.0.1:32032", "name": "c1"},
             {"do": "hangup", "call": "c1", "after": 1.5},
             {"do": "wait_state", "call": "c1", "state": "DISCONNECTED"},
         ],
@@ -193,11 +218,12 @@ def test_dtmf_both_methods_and_hold_unhold(tmp_path: Path) -> None:
         "deadline": 12,
         "transports": [{"type": "udp", "port": 32040}],
         "rtp": {"port": 32500, "range": 100},
-        "accounts": [_account("kiosk", "kiosk"),
-                     _account("station", "station", answer={"delay": 0.1})],
+        "accounts": [
+            _account("kiosk", "kiosk"),
+            _account("station", "station", answer={"delay": 0.1}),
+        ],
         "actions": [
-            {"do": "call", "account": "kiosk", "dest": "sip:station@127.0.0.1:32040",
-             "name": "c1"},
+            {"do": "call", "account": "kiosk", "dest": "sip:station@127.0.0.1:32040", "name": "c1"},
             {"do": "wait_state", "call": "c1", "state": "CONFIRMED"},
             {"do": "dtmf", "call": "c1", "digits": "12", "method": "rfc2833", "delay": 0.3},
             {"do": "wait_dtmf", "call": "station:in1", "count": 2},
@@ -219,8 +245,11 @@ def test_dtmf_both_methods_and_hold_unhold(tmp_path: Path) -> None:
     assert [m["status"] for m in inc["media"]] == ["ACTIVE", "REMOTE_HOLD", "ACTIVE"]
     out = find_call(res, "c1")
     assert [m["status"] for m in out["media"]] == ["ACTIVE", "LOCAL_HOLD", "ACTIVE"]
-    reinvites = [t for t in inc["tsx"]
-                 if t["method"] == "INVITE" and t["role"] == "uas" and t["state"] == "COMPLETED"]
+    reinvites = [
+        t
+        for t in inc["tsx"]
+        if t["method"] == "INVITE" and t["role"] == "uas" and t["state"] == "COMPLETED"
+    ]
     assert len(reinvites) == 3  # initial INVITE + hold + unhold
     assert inc["hung_up_by"] == "local" and out["hung_up_by"] == "remote"
 
@@ -283,15 +312,35 @@ def test_digest_registration_against_sipp_registrar(
 ) -> None:
     """REGISTER is challenged (401) and retried with digest; final 200, or 403 when wrong."""
     (tmp_path / "registrar.xml").write_text(REGISTRAR_XML)
-    args = ["-sf", "registrar.xml", "-i", "127.0.0.1", "-p", "32050", "-m", "1", "-nostdin",
-            "-timeout", "10", "-timeout_error"]
+    args = [
+        "-sf",
+        "registrar.xml",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        "32050",
+        "-m",
+        "1",
+        "-nostdin",
+        "-timeout",
+        "10",
+        "-timeout_error",
+    ]
     sc = {
         "deadline": 10,
         "transports": [{"type": "udp", "port": 32052}],
         "rtp": {"port": 32600, "range": 100},
-        "accounts": [_account("kiosk", "kiosk", register=True,
-                              registrar="sip:127.0.0.1:32050", username="kiosk",
-                              password=password, expires=60)],
+        "accounts": [
+            _account(
+                "kiosk",
+                "kiosk",
+                register=True,
+                registrar="sip:127.0.0.1:32050",
+                username="kiosk",
+                password=password,
+                expires=60,
+            )
+        ],
         "actions": [{"do": "wait_registered"}, {"do": "sleep", "seconds": 0.2}],
     }
     with _sipp(args, 32050, tmp_path) as sipp:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from gateway.sip.sdp import SessionDescription
+from gateway.model.sdp import SessionDescription
 
 
 class Side(StrEnum):

@@ -1,33 +1,16 @@
-"""Release causes across protocols: SIP status codes and ITU-T Q.850 cause values.
+"""SIP statuses and Q.850 causes, both ways: RFC 3398 tables and the RFC 3326 ``Reason``.
 
 Mappings follow RFC 3398 (ISUP/SIP interworking) sections 7.2.4.1 (Q.850 -> SIP) and
 8.2.6.1 (SIP -> Q.850); the ``Reason`` header that carries a Q.850 cause in SIP is
-RFC 3326. H.225.0 ReleaseComplete reasons map through the same Q.850 values.
+RFC 3326. The controller decides on :class:`~gateway.model.causes.Cause` only; these
+tables are used at the SIP edge of a leg.
 """
 
 from __future__ import annotations
 
 import re
 
-NORMAL_CLEARING = 16
-USER_BUSY = 17
-NO_USER_RESPONSE = 18
-NO_ANSWER = 19
-CALL_REJECTED = 21
-UNALLOCATED_NUMBER = 1
-NO_ROUTE_DESTINATION = 3
-DESTINATION_OUT_OF_ORDER = 27
-INVALID_NUMBER_FORMAT = 28
-NORMAL_UNSPECIFIED = 31
-NO_CIRCUIT_AVAILABLE = 34
-TEMPORARY_FAILURE = 41
-SWITCHING_EQUIPMENT_CONGESTION = 42
-RESOURCE_UNAVAILABLE = 47
-BEARER_NOT_AVAILABLE = 58
-SERVICE_NOT_IMPLEMENTED = 79
-INCOMPATIBLE_DESTINATION = 88
-RECOVERY_ON_TIMER_EXPIRY = 102
-INTERWORKING = 127
+from gateway.model.causes import Cause
 
 # RFC 3398 8.2.6.1: SIP final response -> Q.850 cause.
 _SIP_TO_Q850 = {
@@ -107,37 +90,37 @@ _Q850_TO_SIP = {
 }
 
 
-def q850_from_sip(status: int) -> int:
+def q850_from_sip(status: int) -> Cause:
     """The Q.850 cause for a SIP final status (RFC 3398 8.2.6.1); 31 for the unlisted."""
     if status in _SIP_TO_Q850:
-        return _SIP_TO_Q850[status]
+        return Cause(_SIP_TO_Q850[status])
     if 200 <= status < 300:
-        return NORMAL_CLEARING
-    return NORMAL_UNSPECIFIED
+        return Cause.NORMAL_CLEARING
+    return Cause.NORMAL_UNSPECIFIED
 
 
 def sip_from_q850(cause: int) -> int:
-    """The SIP status for a Q.850 cause (RFC 3398 7.2.4.1); 500 for the unlisted."""
+    """The SIP status for a Q.850 cause (RFC 3398 7.2.4.1); 480 or 500 for the unlisted."""
     return _Q850_TO_SIP.get(cause, 480 if cause < 32 else 500)
 
 
 def reason_header(cause: int, text: str = "") -> str:
     """A ``Reason`` header value carrying a Q.850 cause (RFC 3326 section 2)."""
     clean = text.replace('"', "'").replace("\\", "/")
-    return f'Q.850;cause={cause};text="{clean}"' if clean else f"Q.850;cause={cause}"
+    return f'Q.850;cause={int(cause)};text="{clean}"' if clean else f"Q.850;cause={int(cause)}"
 
 
 _REASON = re.compile(
-    r'\s*Q\.850\s*;(?:.*?;)?\s*cause\s*=\s*(\d+)(?:.*?text\s*=\s*"([^"]*)")?', re.I
+    r'\s*Q\.850\s*;(?:.*?;)?\s*cause\s*=\s*(\d{1,3})(?:.*?text\s*=\s*"([^"]*)")?', re.I
 )
 
 
-def parse_reason(value: str | None) -> tuple[int, str] | None:
+def parse_reason(value: str | None) -> tuple[Cause, str] | None:
     """The Q.850 cause and text of a ``Reason`` header (RFC 3326), if it has one."""
     if not value:
         return None
     for item in value.split(","):
         m = _REASON.match(item)
         if m is not None:
-            return int(m.group(1)), m.group(2) or ""
+            return Cause.of(int(m.group(1))), m.group(2) or ""
     return None

@@ -14,7 +14,7 @@ from harness import VECTORS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.sip.sdp import (
+from gateway.model.sdp import (
     Connection,
     Direction,
     MediaDescription,
