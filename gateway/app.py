@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gateway.call.b2bua import B2BUA
+from gateway.call.scheduler import LoopScheduler
+from gateway.call.sip_leg import SipDialer
 from gateway.call.sip_ua import SipUserAgent
+from gateway.call.stations import StationMonitor
 from gateway.clock import Clock
 from gateway.dialplan import Dialplan, DialplanError, load_dialplan
 from gateway.edge.sip_transport import SipEndpoint
@@ -79,11 +82,20 @@ class Gateway:
             timeout=m.timeout,
         )
         self.endpoint = SipEndpoint(settings.sip_host, settings.sip_port)
-        self.ua = SipUserAgent(self.endpoint, self.store, dialplan)
         self.clock = Clock(adjustable=settings.test_clock)
+        self.scheduler = LoopScheduler(self.clock.now)
+        self.ua = SipUserAgent(self.endpoint, self.store, dialplan, self.scheduler)
+        self.monitor = StationMonitor(self.ua, self._station_changed, wall_clock=time.time)
         self.b2bua = B2BUA(
-            self.ua, self.media, ring_timeout=settings.ring_timeout, clock=self.clock.now
+            dialplan,
+            self.media,
+            self.scheduler,
+            {"sip": SipDialer(self.ua)},
+            self.monitor.target,
+            ring_timeout=settings.ring_timeout,
         )
+        self.ua.invite_handler = self.b2bua
+        self.ua.registration_hook = self._registration_changed
         self.views = GatewayViews(self.b2bua)
         # Subscription lifetimes run on the monotonic clock: a test clock moved to next
         # Friday must not expire every subscription at once.
@@ -97,6 +109,12 @@ class Gateway:
         self._http_server: QuietServer | None = None
         self.stopped = asyncio.Event()
 
+    def _station_changed(self, station_id: str, reachable: bool) -> None:
+        self.b2bua.station_reachable(station_id, reachable)
+
+    def _registration_changed(self, username: str) -> None:
+        self.scheduler.spawn(self.monitor.refresh_user(username))
+
     def _partner_changed(self, partner: str) -> None:
         self.presence.changed(partner)
         self.feed.changed(partner)
@@ -105,7 +123,7 @@ class Gateway:
         """Open sockets: media first, then SIP, then HTTP."""
         await self.media.start()
         await self.endpoint.start(tcp=self.settings.tcp)
-        self.b2bua.start()
+        self.monitor.start()
         if self.settings.http_port >= 0:
             from gateway.http.api import serve
 
@@ -129,7 +147,7 @@ class Gateway:
             return False, str(exc)
         self.dialplan = new
         self.ua.set_dialplan(new)
-        self.b2bua.build_desks(new)
+        self.b2bua.set_dialplan(new)
         self.presence.changed_all()
         log.info("dialplan reloaded from %s", new.source)
         return True, "reloaded"
@@ -137,7 +155,9 @@ class Gateway:
     async def close(self) -> None:
         """End calls and subscriptions, close sockets."""
         await self.presence.close()
+        await self.monitor.close()
         await self.b2bua.close()
+        await self.scheduler.drain()
         if self._http_server is not None:
             self._http_server.stop()
         if self._http is not None:

@@ -16,7 +16,7 @@ from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
-    from gateway.call.b2bua import CallRecord
+    from gateway.call.records import CallRecord
 
 
 class GatewayMetrics:

@@ -33,6 +33,9 @@ FR: Final[dict[str, str]] = {
     "station_paused": "En pause",
     "station_offline": "Poste déconnecté",
     # Reason phrases carried in SIP Reason headers towards kiosks.
+    "reason_unknown_service": "Service inconnu",
+    "reason_not_offered": "Service non proposé dans ce point d'accueil",
+    "reason_media_unavailable": "Service momentanément indisponible",
     "reason_closed": "Service fermé",
     "reason_site_closed": "Point d'accueil fermé",
     "reason_appointment_only": "Service sur rendez-vous uniquement",

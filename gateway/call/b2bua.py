@@ -1,9 +1,15 @@
-"""The back-to-back user agent: one controller for every call, whatever its legs speak.
+"""The controller: one for every call, whatever its legs speak.
 
-A kiosk's call arrives as leg A; the dialplan names the partner's stations; the
-controller asks the media engine to anchor the media, opens leg B towards a station
-and relays the neutral events of :mod:`gateway.model.events` between the two. Route
-hunting moves on to the next station when one is busy, fails or does not answer.
+A kiosk's call arrives as a :class:`~gateway.model.events.CallAttempt` on leg A; the
+dialplan names the partner, whose desk (:mod:`gateway.partners.desk`) decides: offer it
+to a station, queue it, or refuse it. Only then is media anchored (a refused call costs
+no port), and leg B is dialled towards the station through the dialer of its protocol.
+From there the controller relays the neutral events of :mod:`gateway.model.events`
+between the legs, and route hunting moves on when a station is busy or does not answer.
+
+Everything here is decided on Q.850 causes and :class:`~gateway.model.causes.Refusal`
+reasons; protocol statuses are the legs' business. Time comes from the injected
+:class:`~gateway.call.scheduler.Scheduler`, so the whole controller runs on a fake clock.
 """
 
 from __future__ import annotations
@@ -11,32 +17,33 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
-from gateway.call.sip_leg import LegState, SipLeg
-from gateway.call.sip_ua import SipUserAgent
-from gateway.call.stations import StationMonitor, Target
+from gateway.call.leg import CallLeg, Dialer, OutgoingCall, Target
+from gateway.call.records import CallRecord, outcome_of
+from gateway.call.scheduler import Scheduler, Timer
 from gateway.dialplan import Dialplan, Kiosk, Partner, Service
-from gateway.media.engine import MediaEngine, MediaError, SessionStats
-from gateway.media.prompts import PromptError, early_answer, load_prompt, restrict_offer
-from gateway.model.causes import Cause
+from gateway.media.engine import MediaEngine, MediaError
+from gateway.media.prompts import early_answer, restrict_offer
+from gateway.model.causes import Cause, Refusal
 from gateway.model.events import (
     Answered,
+    CallAttempt,
     CallEvent,
     Disconnected,
     Dtmf,
     Failed,
     FastUpdate,
+    LateAnswer,
     MediaUpdate,
     MediaUpdateAnswer,
     Ringing,
     Side,
 )
-from gateway.model.sdp import SdpError, SessionDescription
+from gateway.model.sdp import SessionDescription
 from gateway.partners.desk import (
     Decision,
     Offer,
@@ -45,23 +52,22 @@ from gateway.partners.desk import (
     Refused,
     seconds_until,
 )
-from gateway.sip.message import Request, make_response
-from gateway.sip.session_timer import TooSmall, negotiate_as_uas
 from gateway.texts import text
 
 log = logging.getLogger(__name__)
 
-# Station answers after which the next station is tried (sippy's "route hunting").
-HUNT_ON = frozenset({408, 480, 486, 500, 502, 503, 504, 600, 603})
-# Of those, the answers that mean "nobody took it": they count towards pausing a station.
-NOT_ANSWERED = frozenset({408, 480})
-# Context headers a kiosk may pass to the agent's station (what the citizen typed).
-CONTEXT_PREFIX = "x-visio-"
-# The context headers the gateway writes itself: a kiosk's own copies (in any case) are
-# dropped rather than relayed next to ours.
-OWN_CONTEXT = frozenset({"x-visio-kiosk", "x-visio-site", "x-visio-service"})
-# A kiosk marks a caller who booked this slot; such callers go first in the queue.
-APPOINTMENT_HEADER = "x-visio-appointment"
+# Station failures after which no other station is tried: the call itself is at fault
+# (a number or a media offer that any station would refuse the same way).
+FINAL_CAUSES = frozenset(
+    {
+        Cause.UNALLOCATED_NUMBER,
+        Cause.NO_ROUTE_TO_DESTINATION,
+        Cause.INVALID_NUMBER_FORMAT,
+        Cause.BEARER_CAPABILITY_NOT_IMPLEMENTED,
+        Cause.INCOMPATIBLE_DESTINATION,
+        Cause.INTERWORKING,
+    }
+)
 # RFC 3261 13.3.1.1: a UAS that has not answered sends a provisional at least once a
 # minute, or a proxy on the kiosk's path gives up at its Timer C (3 minutes).
 PROGRESS_INTERVAL = 60.0
@@ -78,63 +84,40 @@ class CallState(Enum):
     ENDED = "ended"
 
 
-@dataclass(slots=True)
-class CallRecord:
-    """What is kept of a call once it ended (exported by the admin API)."""
-
-    id: str
-    kiosk: str
-    site: str
-    service: str
-    partner: str
-    station: str | None
-    started: float
-    answered: float | None
-    ended: float
-    outcome: str
-    cause: int
-    sip_status: int | None
-    media: SessionStats | None = None
-    waited: float = 0.0  # seconds spent in the partner's queue
-    queued: bool = False
-
-    @property
-    def duration(self) -> float:
-        """Seconds between answer and end (0 when never answered)."""
-        return self.ended - self.answered if self.answered is not None else 0.0
-
-
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Call:
     """A bridged call: leg A (the kiosk) and the current leg B (a station)."""
 
     id: str
-    a: SipLeg
+    a: CallLeg
+    attempt: CallAttempt
     kiosk: Kiosk
     service: Service
     partner: Partner
-    offer: SessionDescription
     started: float
-    b: SipLeg | None = None
-    b_offer: SessionDescription | None = None
-    target: Target | None = None
-    last_station: str | None = None  # the last station offered, kept for the call record
+    b: CallLeg | None = None
+    target: Target | None = None  # the station offered now
+    last_station: str | None = None  # the last station offered, kept for the record
     state: CallState = CallState.ROUTING
     answered: float | None = None
-    ring_timer: asyncio.TimerHandle | None = None
-    progress_timer: asyncio.TimerHandle | None = None  # repeats the 18x of a waiting caller
-    last_failure: Failed | None = None
-    context: list[tuple[str, str]] = field(default_factory=list)
-    max_forwards: int = 70
-    invite: Request | None = None
-    appointment: bool = False
+    ring_timer: Timer | None = None
+    progress_timer: Timer | None = None  # repeats the 18x of a waiting caller
+    b_offer: SessionDescription | None = None  # the kiosk's offer, anchored by the media
+    media_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    media_open: bool = False  # the media engine holds a session for this call
     early: SessionDescription | None = None  # the SDP of our 183 while the caller waits
     early_plan: SessionDescription | None = None  # the formats that 183 answers with
     queued: bool = False  # the caller waited in the queue at some point
     waited: float = 0.0
 
+    @property
+    def late_offer(self) -> bool:
+        """The caller sent no offer: the station offers, the caller answers."""
+        return self.attempt.offer is None
+
 
 OutcomeHook = Callable[[CallRecord], None]
+Locator = Callable[[str], Target | None]
 
 
 class B2BUA:
@@ -142,37 +125,43 @@ class B2BUA:
 
     def __init__(
         self,
-        ua: SipUserAgent,
+        dialplan: Dialplan,
         media: MediaEngine,
+        scheduler: Scheduler,
+        dialers: Mapping[str, Dialer],
+        locate: Locator,
         *,
         ring_timeout: float = 60.0,
-        clock: Callable[[], float] = time.time,
     ) -> None:
-        self.ua = ua
+        self.dialplan = dialplan
         self.media = media
+        self.scheduler = scheduler
+        self.dialers = dict(dialers)
+        self.locate = locate
         self.ring_timeout = ring_timeout
-        self.clock = clock
         self.calls: dict[str, Call] = {}
         self.records: deque[CallRecord] = deque(maxlen=1000)
         self.on_record: OutcomeHook | None = None
         self.on_change: Callable[[str], None] | None = None  # partner id: presence, feeds
         self.desks: dict[str, PartnerDesk] = {}
-        self.monitor = StationMonitor(ua, self._reachability, wall_clock=ua.wall_clock)
-        self._tick: asyncio.TimerHandle | None = None
+        self.reachable: dict[str, bool] = {}  # station id -> last verdict of its monitor
+        self._tick: Timer | None = None
         self._tick_at: float | None = None
         self._ids = itertools.count(1)
-        self._prefix = f"{int(clock()):x}"
-        self.build_desks(ua.dialplan)
-        ua.invite_handler = self
-        ua.registration_hook = self._registration_changed
+        self._prefix = f"{int(scheduler.now()):x}"
+        self.build_desks(dialplan)
         media.set_timeout_handler(self._media_timeout)
 
-    @property
-    def dialplan(self) -> Dialplan:
-        """The dialplan in force (the UA holds it, so a reload switches both at once)."""
-        return self.ua.dialplan
+    def clock(self) -> float:
+        """Wall-clock time as the controller sees it (a test clock may move it)."""
+        return self.scheduler.now()
 
     # -- desks and stations ---------------------------------------------------------------
+    def set_dialplan(self, dialplan: Dialplan) -> None:
+        """Switch to a reloaded dialplan; calls in progress keep their routing."""
+        self.dialplan = dialplan
+        self.build_desks(dialplan)
+
     def build_desks(self, dialplan: Dialplan) -> None:
         """One desk per partner; a reload keeps the live state of what still exists."""
         old = self.desks
@@ -187,30 +176,16 @@ class B2BUA:
             )
             previous = old.get(partner.id)
             if previous is not None:
-                for sid, status in desk.stations.items():
-                    kept = previous.stations.get(sid)
-                    if kept is not None:
-                        kept.max_calls = status.max_calls
-                        desk.stations[sid] = kept
-                desk.queue = previous.queue
-                desk.offers = previous.offers
-                desk.waited = previous.waited
-                desk.durations = previous.durations
-                desk.waits = previous.waits
+                desk.adopt(previous)
             else:
                 for sid in desk.stations:
-                    desk.stations[sid].reachable = self.monitor.reachable.get(sid, False)
+                    desk.stations[sid].reachable = self.reachable.get(sid, False)
             desks[partner.id] = desk
         self.desks = desks
 
-    def start(self) -> None:
-        """Begin watching stations (registrations and keep-alives)."""
-        self.monitor.start()
-
-    def _registration_changed(self, username: str) -> None:
-        self.ua.spawn(self.monitor.refresh_user(username))
-
-    def _reachability(self, station_id: str, reachable: bool) -> None:
+    def station_reachable(self, station_id: str, reachable: bool) -> None:
+        """The station monitor's verdict on a station changed."""
+        self.reachable[station_id] = reachable
         now = self.clock()
         for desk in self.desks.values():
             if station_id in desk.stations:
@@ -218,13 +193,13 @@ class B2BUA:
 
     def pause_station(self, station_id: str, *, paused: bool) -> bool:
         """Pause or resume a station (admin API); False for an unknown station."""
+        desk = self.desk_of_station(station_id)
+        if desk is None:
+            return False
         now = self.clock()
-        for desk in self.desks.values():
-            if station_id in desk.stations:
-                decisions = desk.pause(station_id, now) if paused else desk.resume(station_id, now)
-                self._apply(desk, decisions)
-                return True
-        return False
+        decisions = desk.pause(station_id, now) if paused else desk.resume(station_id, now)
+        self._apply(desk, decisions)
+        return True
 
     def desk_of_station(self, station_id: str) -> PartnerDesk | None:
         """The desk that holds a station."""
@@ -241,168 +216,168 @@ class B2BUA:
             self._apply(desk, desk.tick(self.clock()))
 
     # -- a new call ---------------------------------------------------------------------
-    def on_invite(self, leg: SipLeg, request: Request, caller: Kiosk) -> None:
-        """A kiosk's INVITE: look the service up, then route it (RFC 3261 13.3.1)."""
+    def on_attempt(self, leg: CallLeg, attempt: CallAttempt) -> None:
+        """A kiosk calls a service: look it up, then let the partner's desk decide."""
         dialplan = self.dialplan
-        uri = request.uri
-        user = uri.user_unescaped or ""
-        service = dialplan.resolve_service(user)
-        if service is None:
-            self._refuse(
-                leg,
-                caller,
-                user,
-                Failed(Cause.NO_ROUTE_TO_DESTINATION, 404, f"no service {user!r}"),
-            )
+        kiosk = dialplan.kiosks.get(attempt.kiosk)
+        service = dialplan.resolve_service(attempt.service)
+        if kiosk is None or service is None:
+            self._refuse(leg, attempt, kiosk, None, Refusal.UNKNOWN_SERVICE)
             return
-        if not dialplan.may_call(caller, service):
-            failure = Failed(21, 403, f"service {service.name} not offered at this kiosk")
-            self._refuse(leg, caller, service.name, failure)
+        if not dialplan.may_call(kiosk, service):
+            self._refuse(leg, attempt, kiosk, service, Refusal.NOT_OFFERED)
             return
-        st = dialplan.session_timer
-        timer = negotiate_as_uas(request, expires=st.expires, min_se=st.min_se)
-        if isinstance(timer, TooSmall):
-            assert leg.invite_key is not None
-            self.ua.endpoint.send_response(
-                leg.invite_key,
-                make_response(
-                    request, 422, to_tag=leg.local_tag, extra=[("Min-SE", str(timer.min_se))]
-                ),
-            )
-            leg.state = LegState.TERMINATED
-            self.ua.forget_leg(leg)
-            return
-        try:
-            offer = SessionDescription.parse(request.body) if request.body else None
-        except SdpError as exc:
-            self._refuse(leg, caller, service.name, Failed(65, 488, f"bad SDP: {exc}"))
-            return
-        if offer is None:
-            # Delayed offer (offer in the 2xx, answer in the ACK) is not relayed yet.
-            failure = Failed(65, 488, "an SDP offer is required in the INVITE")
-            self._refuse(leg, caller, service.name, failure)
-            return
-        hours = caller.opening_hours
+        desk = self.desks[service.partner]
+        hours = kiosk.opening_hours
         if hours is not None:
-            desk = self.desks[service.partner]
             site = hours.state_at(desk.local(self.clock()))
             if not site.open:
                 retry = seconds_until(site.next_opening, self.clock())
-                failure = Failed(
-                    Cause.NORMAL_UNSPECIFIED, 480, text("reason_site_closed"), retry_after=retry
-                )
-                self._refuse(leg, caller, service.name, failure)
+                self._refuse(leg, attempt, kiosk, service, Refusal.SITE_CLOSED, retry)
                 return
-        partner = dialplan.partners[service.partner]
         call = Call(
             id=f"{self._prefix}-{next(self._ids)}",
             a=leg,
-            kiosk=caller,
+            attempt=attempt,
+            kiosk=kiosk,
             service=service,
-            partner=partner,
-            offer=offer,
+            partner=dialplan.partners[service.partner],
             started=self.clock(),
-            invite=request,
         )
-        mf = request.headers.get("max-forwards")
-        call.max_forwards = max(0, int(mf) - 1) if mf and mf.isdigit() else 69
-        call.context = [
-            (name, value)
-            for key, name, value in request.headers.starting_with(CONTEXT_PREFIX)
-            if key not in OWN_CONTEXT
-        ]
-        appointment = (request.headers.get(APPOINTMENT_HEADER) or "").strip().lower()
-        call.appointment = appointment not in ("", "no", "non", "0", "false")
         leg.label = call.id
         leg.sink = self._on_leg_event
-        leg.session_timer = timer
         self.calls[call.id] = call
-        log.info("%s: kiosk %s (%s) calls %s", call.id, caller.id, caller.site, service.name)
-        self.ua.spawn(self._route(call))
+        log.info("%s: kiosk %s (%s) calls %s", call.id, kiosk.id, kiosk.site, service.name)
+        decision = desk.arrive(call.id, kiosk.id, appointment=attempt.appointment, now=call.started)
+        self._apply(desk, [decision, *desk.take_pending()])
 
-    def _refuse(self, leg: SipLeg, caller: Kiosk, service: str, failure: Failed) -> None:
-        """Reject a kiosk's INVITE before routing, and still count it as a call."""
-        leg.reject(failure)
+    def _refuse(
+        self,
+        leg: CallLeg,
+        attempt: CallAttempt,
+        kiosk: Kiosk | None,
+        service: Service | None,
+        refusal: Refusal,
+        retry_after: int | None = None,
+    ) -> None:
+        """Refuse a call before it reached a desk, and still count it."""
+        leg.reject(Failed(refusal.cause, text(refusal.text_key), retry_after))
         now = self.clock()
-        partner = (
-            self.dialplan.services[service].partner if service in self.dialplan.services else ""
-        )
         record = CallRecord(
             id=f"{self._prefix}-{next(self._ids)}",
-            kiosk=caller.id,
-            site=caller.site,
-            service=service,
-            partner=partner,
+            kiosk=attempt.kiosk,
+            site=kiosk.site if kiosk is not None else "",
+            service=service.name if service is not None else attempt.service,
+            partner=service.partner if service is not None else "",
             station=None,
             started=now,
             answered=None,
             ended=now,
-            outcome=_outcome_of(failure.sip_status),
-            cause=failure.cause,
-            sip_status=failure.sip_status,
+            outcome=outcome_of(connected=False, cause=refusal.cause, rejected=True),
+            cause=refusal.cause,
+            refusal=refusal,
         )
-        self.records.append(record)
-        if self.on_record is not None:
-            self.on_record(record)
-        log.info(
-            "%s: kiosk %s refused: %d %s",
-            record.id,
-            caller.id,
-            failure.sip_status or 0,
-            failure.reason,
-        )
+        self._keep(record)
+        log.info("%s: kiosk %s refused: %s", record.id, attempt.kiosk, refusal.value)
 
-    async def _route(self, call: Call) -> None:
-        desk = self.desks[call.partner.id]
-        try:
-            call.b_offer = await self.media.offer(call.id, call.offer, from_side=Side.A)
-        except (MediaError, SdpError) as exc:
-            log.warning("%s: media offer failed: %s", call.id, exc)
-            await self._fail(call, Failed(Cause.RESOURCE_UNAVAILABLE, 503, "media unavailable"))
-            return
-        if call.a.ended:
-            await self._end(call, Cause.NORMAL_CLEARING, "cancelled")
-            return
-        decision = desk.arrive(
-            call.id, call.kiosk.id, appointment=call.appointment, now=self.clock()
-        )
-        self._apply(desk, [decision, *desk.take_pending()])
-
+    # -- what a desk decided ------------------------------------------------------------
     def _apply(self, desk: PartnerDesk, decisions: list[Decision]) -> None:
         """Carry out what a desk decided, then re-arm its timers and notify watchers."""
-        pending = list(decisions)
+        pending = deque(decisions)
         while pending:
-            decision = pending.pop(0)
+            decision = pending.popleft()
             call = self.calls.get(decision.call_id)
             if call is None or call.state is CallState.ENDED:
                 if not isinstance(decision, Refused):
                     pending.extend(desk.ended(decision.call_id, self.clock()))
                 continue
             if isinstance(decision, Offer):
-                target = self.monitor.target(decision.station)
-                if target is None:
+                target = self.locate(decision.station)
+                dialer = self.dialers.get(target.protocol) if target is not None else None
+                if target is None or dialer is None:
                     pending.extend(desk.offer_failed(call.id, missed=False, now=self.clock()))
                     continue
                 call.waited = decision.waited
-                self._offer_to(call, target)
+                self._offer_to(call, target, dialer)
             elif isinstance(decision, Queued):
                 self._wait_in_queue(call, decision)
             else:
-                self._refused(call, decision)
+                call.waited = decision.waited
+                refusal = decision.refusal
+                log.info("%s: %s", call.id, refusal.value)
+                self._fail(
+                    call,
+                    Failed(refusal.cause, text(refusal.text_key), decision.retry_after),
+                    refusal,
+                )
         self._arm_tick()
         if self.on_change is not None:
             self.on_change(desk.partner)
 
-    def _refused(self, call: Call, decision: Refused) -> None:
-        call.waited = decision.waited
-        failure = Failed(
-            decision.cause,
-            decision.status,
-            text(decision.reason),
-            retry_after=decision.retry_after,
+    def _offer_to(self, call: Call, target: Target, dialer: Dialer) -> None:
+        """Offer the call to a station: anchor the media if not yet done, then dial."""
+        call.target = target
+        call.last_station = target.station
+        if call.state is CallState.QUEUED:
+            call.state = CallState.ROUTING
+        if call.ring_timer is not None:
+            call.ring_timer.cancel()
+        call.ring_timer = self.scheduler.call_later(
+            self.ring_timeout, self._ring_timeout, call, target
         )
-        log.info("%s: %s", call.id, failure.reason)
-        self.ua.spawn(self._fail(call, failure))
+        self.scheduler.spawn(self._dial(call, target, dialer))
+
+    async def _dial(self, call: Call, target: Target, dialer: Dialer) -> None:
+        try:
+            offer = await self._anchored_offer(call)
+        except MediaError as exc:
+            log.warning("%s: media offer failed: %s", call.id, exc)
+            self._fail(call, _refusal_failure(Refusal.MEDIA_UNAVAILABLE), Refusal.MEDIA_UNAVAILABLE)
+            return
+        if call.state is CallState.ENDED or call.target is not target:
+            return  # the caller left, or the offer was withdrawn, meanwhile
+        if offer is not None and call.early_plan is not None:
+            offer = restrict_offer(offer, call.early_plan)
+        kiosk = call.kiosk
+        context = (
+            ("kiosk", kiosk.id),
+            ("site", kiosk.site),
+            ("service", call.service.name),
+            *call.attempt.context,
+        )
+        if call.waited:
+            context = (*context, ("waited", str(int(call.waited))))
+        outgoing = OutgoingCall(
+            caller=kiosk.id,
+            caller_name=kiosk.label,
+            service=call.service.name,
+            offer=offer,
+            context=context,
+            hops=call.attempt.hops,
+        )
+        call.b = dialer.dial(target, outgoing, call.id, self._on_leg_event)
+        log.debug("%s: offered to station %s at %s", call.id, target.station, target.uri)
+
+    async def _anchored_offer(self, call: Call) -> SessionDescription | None:
+        """The kiosk's offer rewritten to the relay, allocated on first use (None: late)."""
+        offer = call.attempt.offer
+        if offer is None:
+            return None
+        async with call.media_lock:  # an announcement and a dial may both ask at once
+            if call.b_offer is None:
+                # Set before the await: a call that ends meanwhile still releases it.
+                call.media_open = True
+                call.b_offer = await self.media.offer(call.id, offer, from_side=Side.A)
+        return call.b_offer
+
+    def _ring_timeout(self, call: Call, target: Target) -> None:
+        call.ring_timer = None
+        if call.target is not target or call.state not in (CallState.ROUTING, CallState.ALERTING):
+            return
+        log.info("%s: station did not answer in %.0f s", call.id, self.ring_timeout)
+        if call.b is not None:
+            call.b.hangup(Cause.NO_ANSWER, "no answer")
+        self._b_failed(call, Failed(Cause.NO_ANSWER, "no answer"), missed=True)
 
     def _wait_in_queue(self, call: Call, decision: Queued) -> None:
         """The caller waits: 183 with the looped announcement, or 180, per the partner."""
@@ -413,44 +388,48 @@ class B2BUA:
             decision.position,
             decision.estimated_wait,
         )
-        if call.b is not None:  # a failed offer sent back to the queue
-            call.b = None
+        call.b = None  # a failed offer sent back to the queue
+        call.target = None
         first = not call.queued
         call.state = CallState.QUEUED
         call.queued = True
         if not first:
             return
-        call.progress_timer = self.ua.endpoint.loop.call_later(
+        call.progress_timer = self.scheduler.call_later(
             PROGRESS_INTERVAL, self._repeat_progress, call
         )
-        made = early_answer(call.offer)
+        offer = call.attempt.offer
+        made = early_answer(offer) if offer is not None else None
         if call.partner.desk.queue.waiting != "announcement":
             call.a.ring(None)
         elif made is None:
-            log.info("%s: no G.711 in the kiosk's offer: ringing instead", call.id)
+            log.info("%s: no G.711 offer from the kiosk: ringing instead", call.id)
             call.a.ring(None)
         else:
-            # Decided now, not when the task runs: an offer to a station made meanwhile
+            # Decided now, not when the step runs: an offer to a station made meanwhile
             # must already be limited to what the 183 will say.
             call.early_plan = made[0]
-            self.ua.spawn(self._announce(call, *made))
+            self.scheduler.spawn(self._announce(call, made[0]))
 
-    async def _announce(self, call: Call, answer: SessionDescription, pt: int, codec: str) -> None:
+    async def _announce(self, call: Call, answer: SessionDescription) -> None:
         """Answer the kiosk's offer with our early media and loop the waiting prompt."""
-        if _past_waiting(call):
-            return
         try:
+            await self._anchored_offer(call)
+            if _past_waiting(call):
+                return
             to_kiosk = await self.media.answer(call.id, answer, from_side=Side.B)
-            prompt = load_prompt(WAITING_PROMPT, codec, pt)
-        except (MediaError, SdpError, PromptError) as exc:
+            if _past_waiting(call):
+                return  # ended, or a station answered while the SDP was being prepared
+            await self.media.play(call.id, WAITING_PROMPT)
+        except MediaError as exc:
             log.warning("%s: announcement unavailable (%s): ringing instead", call.id, exc)
-            call.a.ring(None)
+            if not _past_waiting(call):
+                call.a.ring(None)
             return
         if _past_waiting(call):
-            return  # ended, or a station answered while the SDP was being prepared
+            return
         call.early = to_kiosk
         call.a.ring(to_kiosk)
-        self.media.play(call.id, prompt)
 
     def _repeat_progress(self, call: Call) -> None:
         """Send the waiting caller's 180/183 again (RFC 3261 13.3.1.1)."""
@@ -458,57 +437,9 @@ class B2BUA:
         if call.state is CallState.ENDED or call.answered is not None or call.a.ended:
             return
         call.a.ring(call.early)
-        call.progress_timer = self.ua.endpoint.loop.call_later(
+        call.progress_timer = self.scheduler.call_later(
             PROGRESS_INTERVAL, self._repeat_progress, call
         )
-
-    def _offer_to(self, call: Call, target: Target) -> None:
-        dialplan = self.dialplan
-        kiosk = call.kiosk
-        leg = SipLeg(
-            self.ua, Side.B, transport=target.transport, peer=target.dest, call_label=call.id
-        )
-        leg.sink = self._on_leg_event
-        call.b = leg
-        call.target = target
-        call.last_station = target.station.id
-        if call.state is CallState.QUEUED:
-            call.state = CallState.ROUTING
-        display = kiosk.label.replace('"', "'")
-        context = [
-            ("X-Visio-Kiosk", kiosk.id),
-            ("X-Visio-Site", kiosk.site),
-            ("X-Visio-Service", call.service.name),
-            *call.context,
-        ]
-        if call.waited:
-            context.append(("X-Visio-Waited", str(int(call.waited))))
-        offer = call.b_offer
-        if offer is not None and call.early_plan is not None:
-            offer = restrict_offer(offer, call.early_plan)
-        leg.send_invite(
-            target.request_uri,
-            from_value=f'"{display}" <sip:{kiosk.id}@{dialplan.domain}>',
-            to_value=f"<sip:{call.service.name}@{dialplan.domain}>",
-            sdp=offer,
-            max_forwards=call.max_forwards,
-            extra=context,
-            session_expires=dialplan.session_timer.expires,
-            min_se=dialplan.session_timer.min_se,
-        )
-        loop = self.ua.endpoint.loop
-        if call.ring_timer is not None:
-            call.ring_timer.cancel()
-        call.ring_timer = loop.call_later(self.ring_timeout, self._ring_timeout, call, leg)
-        log.debug("%s: offered to station %s at %s:%s", call.id, target.station.id, *target.dest)
-
-    def _ring_timeout(self, call: Call, leg: SipLeg) -> None:
-        call.ring_timer = None
-        if call.b is not leg or call.state not in (CallState.ROUTING, CallState.ALERTING):
-            return
-        log.info("%s: station did not answer in %.0f s", call.id, self.ring_timeout)
-        leg.hangup(Cause.NO_ANSWER, "no answer")
-        self._b_failed(call, Failed(Cause.NO_ANSWER, 480, "no answer"), missed=True)
 
     # -- timers -------------------------------------------------------------------------
     def _arm_tick(self) -> None:
@@ -527,7 +458,7 @@ class B2BUA:
         if soonest is not None:
             # Capped: a clock moved by a test (or NTP) is noticed within the hour.
             delay = min(3600.0, max(0.0, soonest - now))
-            self._tick = self.ua.endpoint.loop.call_later(delay, self._on_tick)
+            self._tick = self.scheduler.call_later(delay, self._on_tick)
 
     def _on_tick(self) -> None:
         self._tick = None
@@ -540,7 +471,7 @@ class B2BUA:
         self._arm_tick()
 
     # -- events from the legs -------------------------------------------------------------
-    def _on_leg_event(self, leg: SipLeg, event: CallEvent) -> None:
+    def _on_leg_event(self, leg: CallLeg, event: CallEvent) -> None:
         call = self.calls.get(leg.label)
         if call is None:
             leg.hangup(Cause.NORMAL_CLEARING)
@@ -553,40 +484,46 @@ class B2BUA:
             leg.hangup(Cause.NORMAL_CLEARING, "call already answered elsewhere")
 
     def _on_a_event(self, call: Call, event: CallEvent) -> None:
+        b = call.b
         if isinstance(event, Disconnected):
-            if call.b is not None:
-                call.b.hangup(event.cause, event.reason)
-            self.ua.spawn(self._end(call, event.cause, event.reason or "kiosk hung up"))
+            if b is not None:
+                b.hangup(event.cause, event.reason)
+            self._end(call, event.cause, event.reason or "kiosk hung up")
+        elif isinstance(event, LateAnswer):
+            self.scheduler.spawn(self._late_answer(call, event.answer))
         elif isinstance(event, MediaUpdate):
-            self.ua.spawn(self._relay_offer(call, Side.A, event.offer))
+            self.scheduler.spawn(self._relay_offer(call, Side.A, event.offer))
         elif isinstance(event, MediaUpdateAnswer):
-            self.ua.spawn(self._relay_answer(call, Side.A, event))
-        elif isinstance(event, Dtmf) and call.b is not None:
-            call.b.send_dtmf(event)
-        elif isinstance(event, FastUpdate) and call.b is not None:
-            call.b.fast_update(event)
+            self.scheduler.spawn(self._relay_answer(call, Side.A, event))
+        elif isinstance(event, Dtmf) and b is not None:
+            b.send_dtmf(event)
+        elif isinstance(event, FastUpdate) and b is not None:
+            b.fast_update()
 
     def _on_b_event(self, call: Call, event: CallEvent) -> None:
         if isinstance(event, Ringing):
             call.state = CallState.ALERTING
-            if call.early is None and not call.queued:
-                self.ua.spawn(self._ringing(call, event))
             # A waiting caller keeps hearing the announcement until the station answers.
+            if call.early is None and not call.queued:
+                if event.early_media is None:
+                    call.a.ring(None)
+                else:
+                    self.scheduler.spawn(self._early_media(call, event.early_media))
         elif isinstance(event, Answered):
-            self.ua.spawn(self._answered(call, event))
+            self.scheduler.spawn(self._answered(call, event))
         elif isinstance(event, Failed):
             self._b_failed(call, event)
         elif isinstance(event, Disconnected):
             call.a.hangup(event.cause, event.reason)
-            self.ua.spawn(self._end(call, event.cause, event.reason or "station hung up"))
+            self._end(call, event.cause, event.reason or "station hung up")
         elif isinstance(event, MediaUpdate):
-            self.ua.spawn(self._relay_offer(call, Side.B, event.offer))
+            self.scheduler.spawn(self._relay_offer(call, Side.B, event.offer))
         elif isinstance(event, MediaUpdateAnswer):
-            self.ua.spawn(self._relay_answer(call, Side.B, event))
+            self.scheduler.spawn(self._relay_answer(call, Side.B, event))
         elif isinstance(event, Dtmf):
             call.a.send_dtmf(event)
         elif isinstance(event, FastUpdate):
-            call.a.fast_update(event)
+            call.a.fast_update()
 
     def _b_failed(self, call: Call, failure: Failed, *, missed: bool = False) -> None:
         """The station did not take the call: its desk decides what comes next."""
@@ -595,27 +532,29 @@ class B2BUA:
         if call.ring_timer is not None:
             call.ring_timer.cancel()
             call.ring_timer = None
-        call.last_failure = failure
         if call.a.ended or call.state is CallState.ENDED:
             return
-        desk = self.desks[call.partner.id]
-        status = failure.sip_status
-        if status in HUNT_ON or status is None:
-            missed = missed or status in NOT_ANSWERED or status is None
-            self._apply(desk, desk.offer_failed(call.id, missed=missed, now=self.clock()))
+        if failure.cause in FINAL_CAUSES:
+            self._fail(call, failure)
             return
-        self.ua.spawn(self._fail(call, failure))
+        # Nobody answering counts towards pausing the station; a refusal (busy, declined,
+        # out of order) only holds it off for a moment.
+        missed = missed or failure.cause.unanswered
+        desk = self.desks[call.partner.id]
+        self._apply(desk, desk.offer_failed(call.id, missed=missed, now=self.clock()))
 
-    async def _ringing(self, call: Call, event: Ringing) -> None:
-        early = event.early_media
-        if early is not None:
+    async def _early_media(self, call: Call, early: SessionDescription) -> None:
+        relayed: SessionDescription | None
+        if call.late_offer:
+            relayed = None  # no offer of the kiosk's to answer early; ring instead
+        else:
             try:
-                early = await self.media.answer(call.id, early, from_side=Side.B)
-            except (MediaError, SdpError) as exc:
+                relayed = await self.media.answer(call.id, early, from_side=Side.B)
+            except MediaError as exc:
                 log.info("%s: early media not relayed: %s", call.id, exc)
-                early = None
+                relayed = None
         if call.state is not CallState.ENDED and not call.a.ended:
-            call.a.ring(early)
+            call.a.ring(relayed)
 
     async def _answered(self, call: Call, event: Answered) -> None:
         b = call.b
@@ -630,30 +569,57 @@ class B2BUA:
             desk.answered(call.id, self.clock())
             if self.on_change is not None:
                 self.on_change(desk.partner)
-        self.media.stop_playing(call.id)
-        answer = event.answer
-        if answer is None:
-            answer_a = None
-        else:
-            try:
-                answer_a = await self.media.answer(call.id, answer, from_side=Side.B)
-            except (MediaError, SdpError) as exc:
-                log.warning("%s: media answer failed: %s", call.id, exc)
-                if b is not None:
-                    b.hangup(Cause.RESOURCE_UNAVAILABLE, "media unavailable")
-                call.a.hangup(Cause.RESOURCE_UNAVAILABLE, "media unavailable")
-                await self._end(call, Cause.RESOURCE_UNAVAILABLE, "media unavailable")
-                return
+        try:
+            if call.early is not None:
+                await self.media.stop_playing(call.id)
+            to_kiosk = await self._kiosk_sdp(call, event.sdp)
+        except MediaError as exc:
+            log.warning("%s: media answer failed: %s", call.id, exc)
+            if b is not None:
+                b.hangup(Cause.RESOURCE_UNAVAILABLE, "media unavailable")
+            call.a.hangup(Cause.RESOURCE_UNAVAILABLE, "media unavailable")
+            self._end(call, Cause.RESOURCE_UNAVAILABLE, "media unavailable")
+            return
         if call.a.ended or call.state is CallState.ENDED:
             if b is not None:
                 b.hangup(Cause.NORMAL_CLEARING)
-            await self._end(call, Cause.NORMAL_CLEARING, "caller left before answer")
+            self._end(call, Cause.NORMAL_CLEARING, "caller left before answer")
             return
         call.state = CallState.CONNECTED
         call.answered = self.clock()
         # A caller who heard our early media already holds its answer: the 200 repeats it.
-        call.a.answer(call.early or answer_a, call.a.session_timer)
-        log.debug("%s: connected to %s", call.id, call.target.station.id if call.target else "?")
+        call.a.answer(call.early or to_kiosk)
+        log.debug("%s: connected to %s", call.id, call.last_station)
+
+    async def _kiosk_sdp(
+        self, call: Call, sdp: SessionDescription | None
+    ) -> SessionDescription | None:
+        """What the kiosk gets with the answer: the station's answer, or (late) its offer."""
+        if sdp is None:
+            if call.late_offer:
+                raise MediaError("the station answered a late offer without an offer of its own")
+            return None
+        if call.late_offer:
+            async with call.media_lock:
+                call.media_open = True
+                return await self.media.offer(call.id, sdp, from_side=Side.B)
+        return await self.media.answer(call.id, sdp, from_side=Side.B)
+
+    async def _late_answer(self, call: Call, answer: SessionDescription) -> None:
+        """The kiosk answered the station's offer (late offer): pass the answer on."""
+        b = call.b
+        if b is None or call.state is not CallState.CONNECTED:
+            return
+        try:
+            to_station = await self.media.answer(call.id, answer, from_side=Side.A)
+        except MediaError as exc:
+            log.warning("%s: the kiosk's answer could not be relayed: %s", call.id, exc)
+            cause = Cause.BEARER_CAPABILITY_NOT_IMPLEMENTED
+            b.hangup(cause, "media negotiation failed")
+            call.a.hangup(cause, "media negotiation failed")
+            self._end(call, cause, "media negotiation failed")
+            return
+        b.complete(to_station)
 
     async def _relay_offer(self, call: Call, side: Side, offer: SessionDescription) -> None:
         other = call.b if side is Side.A else call.a
@@ -662,9 +628,11 @@ class B2BUA:
             return
         try:
             rewritten = await self.media.offer(call.id, offer, from_side=side)
-        except (MediaError, SdpError) as exc:
+        except MediaError as exc:
             log.info("%s: re-offer refused: %s", call.id, exc)
-            origin.update_answer(MediaUpdateAnswer(None, rejected=488))
+            origin.update_answer(
+                MediaUpdateAnswer(None, refused=Cause.BEARER_CAPABILITY_NOT_IMPLEMENTED)
+            )
             return
         other.update(rewritten)
 
@@ -677,9 +645,11 @@ class B2BUA:
             return
         try:
             rewritten = await self.media.answer(call.id, event.answer, from_side=side)
-        except (MediaError, SdpError) as exc:
+        except MediaError as exc:
             log.info("%s: re-answer refused: %s", call.id, exc)
-            origin.update_answer(MediaUpdateAnswer(None, rejected=488))
+            origin.update_answer(
+                MediaUpdateAnswer(None, refused=Cause.BEARER_CAPABILITY_NOT_IMPLEMENTED)
+            )
             return
         origin.update_answer(MediaUpdateAnswer(rewritten))
 
@@ -691,94 +661,101 @@ class B2BUA:
         call.a.hangup(Cause.RECOVERY_ON_TIMER_EXPIRY, "no media")
         if call.b is not None:
             call.b.hangup(Cause.RECOVERY_ON_TIMER_EXPIRY, "no media")
-        self.ua.spawn(self._end(call, Cause.RECOVERY_ON_TIMER_EXPIRY, "no media"))
+        self._end(call, Cause.RECOVERY_ON_TIMER_EXPIRY, "no media")
 
     # -- the end -----------------------------------------------------------------------
-    async def _fail(self, call: Call, failure: Failed) -> None:
+    def _fail(self, call: Call, failure: Failed, refusal: Refusal | None = None) -> None:
+        """Refuse the caller (no station will take the call) and end it."""
         call.a.reject(failure)
-        await self._end(call, failure.cause, failure.reason, sip_status=failure.sip_status)
+        self._end(call, failure.cause, failure.reason, rejected=True, refusal=refusal)
 
-    async def _end(
-        self, call: Call, cause: int, reason: str, *, sip_status: int | None = None
+    def _end(
+        self,
+        call: Call,
+        cause: Cause,
+        reason: str,
+        *,
+        rejected: bool = False,
+        refusal: Refusal | None = None,
     ) -> None:
         if call.state is CallState.ENDED:
             return
         was_connected = call.state is CallState.CONNECTED
         call.state = CallState.ENDED
-        if call.ring_timer is not None:
-            call.ring_timer.cancel()
-            call.ring_timer = None
-        station = call.last_station
+        for timer in (call.ring_timer, call.progress_timer):
+            if timer is not None:
+                timer.cancel()
+        call.ring_timer = call.progress_timer = None
         now = self.clock()
-        if call.progress_timer is not None:
-            call.progress_timer.cancel()
-            call.progress_timer = None
         self.calls.pop(call.id, None)
-        self.media.stop_playing(call.id)
         desk = self.desks.get(call.partner.id)
         if desk is not None:
-            since = desk.waited.get(call.id)
+            since = desk.queued_since(call.id)
             if since is not None and call.answered is None:
                 call.waited = now - since
             if call.answered is not None:
                 desk.call_duration(now - call.answered)
             self._apply(desk, desk.ended(call.id, now))
-        stats = await self.media.delete(call.id)
-        if was_connected:
-            outcome = "completed"
-        elif sip_status is not None and sip_status >= 300:
-            outcome = _outcome_of(sip_status)
-        else:
-            outcome = "abandoned"
         record = CallRecord(
             id=call.id,
             kiosk=call.kiosk.id,
             site=call.kiosk.site,
             service=call.service.name,
             partner=call.partner.id,
-            station=station,
+            station=call.last_station,
             started=call.started,
             answered=call.answered,
-            ended=self.clock(),
-            outcome=outcome,
+            ended=now,
+            outcome=outcome_of(connected=was_connected, cause=cause, rejected=rejected),
             cause=cause,
-            sip_status=sip_status,
-            media=stats,
+            refusal=refusal,
             waited=call.waited,
             queued=call.queued,
         )
-        self.records.append(record)
-        if self.on_record is not None:
-            self.on_record(record)
         log.info(
             "%s: ended (%s, station %s, cause %d%s) after %.1f s",
             call.id,
-            outcome,
-            station or "-",
+            record.outcome,
+            call.last_station or "-",
             cause,
             f", {reason}" if reason else "",
             record.duration,
         )
+        if call.media_open:
+            self.scheduler.spawn(self._release_media(call, record))
+        else:
+            self._keep(record)
+
+    async def _release_media(self, call: Call, record: CallRecord) -> None:
+        """Free the call's relay session; its final counters go into the record."""
+        try:
+            async with call.media_lock:
+                record.media = await self.media.delete(call.id)
+        except MediaError as exc:
+            log.warning("%s: media release failed: %s", call.id, exc)
+        self._keep(record)
+
+    def _keep(self, record: CallRecord) -> None:
+        self.records.append(record)
+        if self.on_record is not None:
+            self.on_record(record)
 
     async def close(self) -> None:
-        """End every call (gateway shutdown): BYE or CANCEL both legs, release media."""
+        """End every call (gateway shutdown): release both legs and the media."""
         if self._tick is not None:
             self._tick.cancel()
             self._tick = None
-        await self.monitor.close()
         for call in list(self.calls.values()):
             call.a.hangup(Cause.NORMAL_CLEARING, "gateway shutting down")
             if call.b is not None:
                 call.b.hangup(Cause.NORMAL_CLEARING, "gateway shutting down")
-            await self._end(call, Cause.NORMAL_CLEARING, "gateway shutting down")
+            self._end(call, Cause.NORMAL_CLEARING, "gateway shutting down")
+
+
+def _refusal_failure(refusal: Refusal) -> Failed:
+    return Failed(refusal.cause, text(refusal.text_key))
 
 
 def _past_waiting(call: Call) -> bool:
     """The call no longer needs an announcement: ended, or answered by a station."""
     return call.state is CallState.ENDED or call.a.ended or call.answered is not None
-
-
-def _outcome_of(sip_status: int | None) -> str:
-    """The outcome label of a call refused with a SIP status (metrics and records)."""
-    labels = {486: "busy", 480: "unavailable", 404: "not_found", 403: "forbidden"}
-    return labels.get(sip_status or 0, "failed")

@@ -3,24 +3,32 @@
 A :class:`SipLeg` is a UAS (the kiosk calls us) or a UAC (we call a station). It turns
 the SIP dialog (RFC 3261 12-15), session timers (RFC 4028) and INFO (DTMF, RFC 5168
 fast update) into the events of :mod:`gateway.model.events`, and the controller's
-commands back into SIP. It holds no socket: it sends through :class:`SipEndpoint`.
+commands (:class:`~gateway.call.leg.CallLeg`) back into SIP. It holds no socket: it
+sends through :class:`SipEndpoint`, and its timers go through the UA's scheduler.
+:class:`SipDialer` opens the outgoing legs.
+
+Offer/answer (RFC 3264, RFC 3261 13.2.1): an INVITE without SDP is a late offer; the
+kiosk's leg then puts our offer in its 2xx and reports the ACK's answer
+(:class:`~gateway.model.events.LateAnswer`), and a station's leg that sent no offer
+holds its ACK until :meth:`SipLeg.complete` gives it the answer to carry.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Callable
 from enum import Enum
 from typing import TYPE_CHECKING
 
+from gateway.call.leg import EventSink, OutgoingCall, Target
+from gateway.call.scheduler import Timer
+from gateway.model.causes import Cause
 from gateway.model.events import (
     Answered,
     CallEvent,
     Disconnected,
     Dtmf,
     Failed,
-    FastUpdate,
+    LateAnswer,
     MediaUpdate,
     MediaUpdateAnswer,
     Ringing,
@@ -47,8 +55,11 @@ log = logging.getLogger(__name__)
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER, SUBSCRIBE"
 SUPPORTED = "timer"
-
-EventSink = Callable[["SipLeg", CallEvent], None]
+SDP = "application/sdp"
+CONTEXT_PREFIX = "X-Visio-"
+# A mid-call offer refused for a moment (glare, an offer already under way) is answered
+# 491 so that the peer tries again (RFC 3261 14.1), whatever its cause.
+_PENDING = Cause.TEMPORARY_FAILURE
 
 
 class LegState(Enum):
@@ -87,6 +98,7 @@ class SipLeg:
         self.peer = peer
         self.label = call_label
         self.sink: EventSink | None = None
+        self.scheduler = ua.scheduler
         self.state = LegState.PROCEEDING
         self.local_tag = new_tag()
         self.dialog: Dialog | None = None
@@ -98,11 +110,13 @@ class SipLeg:
         self.pending_update: tuple[str, Request] | None = None  # server key + re-INVITE/UPDATE
         self.outgoing_update: str | None = None  # client key of our re-INVITE
         self.session_timer: SessionTimer | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Timer | None = None
         self._peer_allows_update = False
         self._refresh_key: str | None = None  # client key of our session-refresh request
-        self.end_cause: int | None = None
+        self.end_cause: Cause | None = None
         self._provisional_seen = False  # UAC: any 1xx, 100 included, allows a CANCEL (9.1)
+        self._ack_pending: int | None = None  # UAC late offer: CSeq of the 2xx awaiting ACK
+        self._offer_in_2xx = False  # UAS late offer: our 2xx carried the offer
 
     # -- helpers ----------------------------------------------------------------------
     def _emit(self, event: CallEvent) -> None:
@@ -138,11 +152,10 @@ class SipLeg:
         st = self.session_timer
         if st is None or self.state is not LegState.CONFIRMED:
             return
-        loop = self.ua.endpoint.loop
         if st.we_refresh:
-            self._timer = loop.call_later(st.refresh_after, self._refresh_session)
+            self._timer = self.scheduler.call_later(st.refresh_after, self._refresh_session)
         else:
-            self._timer = loop.call_later(st.expire_after, self._session_expired)
+            self._timer = self.scheduler.call_later(st.expire_after, self._session_expired)
 
     def _refresh_session(self) -> None:
         self._timer = None
@@ -168,15 +181,18 @@ class SipLeg:
     def _session_expired(self) -> None:
         self._timer = None
         log.info("%s leg %s: session timer expired", self.label, self.side.value)
-        self.hangup(102, "session timer expired")
-        self._emit(Disconnected(102, "session timer expired"))
+        self.hangup(Cause.RECOVERY_ON_TIMER_EXPIRY, "session timer expired")
+        self._emit(Disconnected(Cause.RECOVERY_ON_TIMER_EXPIRY, "session timer expired"))
 
     # -- UAS side (the kiosk called us) -----------------------------------------------
-    def accept_invite(self, request: Request, key: str) -> None:
-        """Take ownership of an incoming INVITE's server transaction."""
+    def accept_invite(
+        self, request: Request, key: str, session_timer: SessionTimer | None = None
+    ) -> None:
+        """Take ownership of an incoming INVITE's server transaction (and its timer)."""
         self.uas = True
         self.invite = request
         self.invite_key = key
+        self.session_timer = session_timer
         self.last_remote_sdp = request.body
         self._peer_allows_update = "UPDATE" in (request.headers.get("allow") or "").upper()
 
@@ -190,8 +206,14 @@ class SipLeg:
             rr = self.invite.headers.get_all("record-route")
             headers[:0] = [("Record-Route", v) for v in rr]  # 12.1.1: copied into the response
         if body:
-            headers.append(("Content-Type", "application/sdp"))
+            headers.append(("Content-Type", SDP))
         return make_response(self.invite, status, to_tag=self.local_tag, extra=headers, body=body)
+
+    @property
+    def dialog_ids(self) -> tuple[str, str, str | None] | None:
+        """(Call-ID, our tag, the peer's tag) of the dialog, for RFC 4235 documents."""
+        d = self.dialog
+        return (d.call_id, d.local_tag, d.remote_tag) if d is not None else None
 
     def _ensure_uas_dialog(self) -> Dialog:
         if self.dialog is None:
@@ -214,17 +236,19 @@ class SipLeg:
         else:
             self.ua.endpoint.send_response(self.invite_key, self._uas_response(180))
 
-    def answer(self, sdp: SessionDescription | None, session_timer: SessionTimer | None) -> None:
-        """Accept the caller's INVITE with 200 and our SDP answer (13.3.1.4)."""
+    def answer(self, sdp: SessionDescription | None) -> None:
+        """Accept the caller's INVITE with 200 (13.3.1.4): our answer, or our offer if the
+        INVITE had none (RFC 3261 13.2.1: the ACK then carries the answer)."""
         if not self.uas or self.state not in (LegState.PROCEEDING, LegState.EARLY):
             return
-        assert self.invite_key is not None
+        assert self.invite_key is not None and self.invite is not None
         dialog = self._ensure_uas_dialog()
         dialog.state = DialogState.CONFIRMED
         body = sdp.serialize() if sdp is not None else self.last_local_sdp
         self.last_local_sdp = body
+        self._offer_in_2xx = not self.invite.body and bool(body)
         extra = [("Allow", ALLOW), ("Supported", SUPPORTED)]
-        self.session_timer = session_timer
+        session_timer = self.session_timer
         if session_timer is not None:
             extra.append(("Session-Expires", session_timer.header()))
             if not session_timer.we_refresh:
@@ -239,7 +263,7 @@ class SipLeg:
         if not self.uas or self.state not in (LegState.PROCEEDING, LegState.EARLY):
             return
         assert self.invite_key is not None
-        status = failure.sip_status or sip_from_q850(failure.cause)
+        status = sip_from_q850(failure.cause)
         extra = [("Reason", reason_header(failure.cause, failure.reason))]
         if failure.retry_after is not None:
             extra.append(("Retry-After", str(failure.retry_after)))
@@ -247,17 +271,35 @@ class SipLeg:
         self._finish()
 
     def on_ack(self, request: Request) -> None:
-        """The ACK for our 2xx: the dialog is confirmed (13.3.1.4); a late offer may ride it."""
-        if self.state is LegState.ANSWERED:
-            self.state = LegState.CONFIRMED
-            self._arm_session_timer()
+        """The ACK for our 2xx: the dialog is confirmed (13.3.1.4); it answers a late offer."""
+        if self.state is not LegState.ANSWERED:
+            return
+        self.state = LegState.CONFIRMED
+        self._arm_session_timer()
+        if not self._offer_in_2xx:
+            return
+        self._offer_in_2xx = False
+        try:
+            answer = parse_sdp(request.body)
+        except SdpError as exc:
+            log.info("%s: bad SDP answer in ACK: %s", self.label, exc)
+            answer = None
+        if answer is None:
+            # RFC 3261 13.2.1: the ACK must answer the offer of our 2xx; without it the
+            # media cannot flow, so the call is released as a bearer failure.
+            cause = Cause.BEARER_CAPABILITY_NOT_IMPLEMENTED
+            self.hangup(cause, "no SDP answer in ACK")
+            self._emit(Disconnected(cause, "no SDP answer in ACK"))
+            return
+        self.last_remote_sdp = request.body
+        self._emit(LateAnswer(answer))
 
     def on_ack_timeout(self) -> None:
         """No ACK for our 2xx within 64*T1: end the dialog with BYE (13.3.1.4)."""
         if self.state is LegState.ANSWERED:
             self.state = LegState.CONFIRMED
-            self.hangup(102, "no ACK received")
-            self._emit(Disconnected(102, "no ACK received"))
+            self.hangup(Cause.RECOVERY_ON_TIMER_EXPIRY, "no ACK received")
+            self._emit(Disconnected(Cause.RECOVERY_ON_TIMER_EXPIRY, "no ACK received"))
 
     def on_cancel(self) -> None:
         """The caller cancelled (9.2): 487 to its INVITE, the call ends."""
@@ -266,7 +308,7 @@ class SipLeg:
         assert self.invite_key is not None
         self.ua.endpoint.send_response(self.invite_key, self._uas_response(487))
         self._finish()
-        self._emit(Disconnected(16, "cancelled by caller"))
+        self._emit(Disconnected(Cause.NORMAL_CLEARING, "cancelled by caller"))
 
     # -- UAC side (we call a station) ---------------------------------------------------
     def send_invite(
@@ -303,7 +345,7 @@ class SipLeg:
             ]
         )
         if body:
-            headers.add("Content-Type", "application/sdp")
+            headers.add("Content-Type", SDP)
         self.invite = Request("INVITE", request_uri, headers, body)
         self.invite_key = self.ua.send_request(self, self.invite, self.peer, self.transport)
 
@@ -319,7 +361,7 @@ class SipLeg:
                 ("To", invite.headers.get("to") or ""),
                 ("Call-ID", invite.call_id),
                 ("CSeq", f"{invite.cseq.seq} CANCEL"),
-                ("Reason", reason_header(self.end_cause or 16)),
+                ("Reason", reason_header(self.end_cause or Cause.NORMAL_CLEARING)),
             ]
         )
         for route in invite.headers.get_all("route"):
@@ -377,7 +419,6 @@ class SipLeg:
         self._emit(
             Failed(
                 cause=reason[0] if reason else q850_from_sip(status),
-                sip_status=status,
                 reason=reason[1] if reason else response.reason,
                 retry_after=int(retry.split(";")[0])
                 if retry and retry.split(";")[0].strip().isdigit()
@@ -393,45 +434,74 @@ class SipLeg:
         dialog = self.dialog
         dialog.update_target(response)
         dialog.state = DialogState.CONFIRMED
-        ack = dialog.ack_for_2xx(self.invite.cseq.seq, self.ua.endpoint.host, self.ua.endpoint.port)
-        self.ua.endpoint.send_stateless(ack, dialog.destination(), self.transport)
+        late = not self.invite.body and self.state not in (
+            LegState.CANCELLING,
+            LegState.TERMINATED,
+        )
+        if not late:
+            self._send_ack(self.invite.cseq.seq)
         if not first:
-            return  # a repeated 2xx: the ACK above was all it needed (13.2.2.4)
+            # A repeated 2xx: the ACK above was all it needed (13.2.2.4); for a late
+            # offer the ACK goes once the kiosk has answered (complete()).
+            return
         self.ua.register_dialog(self, dialog)
         if self.state in (LegState.CANCELLING, LegState.TERMINATED):
             # The 2xx crossed our CANCEL (15): the call exists now, end it with BYE.
             self.state = LegState.CONFIRMED
-            self.hangup(self.end_cause or 16)
+            self.hangup(self.end_cause or Cause.NORMAL_CLEARING)
             return
         self._peer_allows_update = "UPDATE" in (response.headers.get("allow") or "").upper()
         self.state = LegState.CONFIRMED
         self.session_timer = negotiate_as_uac(response)
         self._arm_session_timer()
         try:
-            answer = parse_sdp(response.body)
+            sdp = parse_sdp(response.body)
         except SdpError as exc:
             log.info("%s: bad SDP in 2xx: %s", self.label, exc)
-            self.hangup(65, "bad SDP answer")
-            self._emit(Disconnected(65, "bad SDP answer"))
-            return
-        if answer is not None:
+            sdp = None
+            if not late:
+                self.hangup(Cause.BEARER_CAPABILITY_NOT_IMPLEMENTED, "bad SDP answer")
+                self._emit(Disconnected(Cause.BEARER_CAPABILITY_NOT_IMPLEMENTED, "bad SDP answer"))
+                return
+        if sdp is not None:
             self.last_remote_sdp = response.body
-        self._emit(Answered(answer))
+        if late:
+            self._ack_pending = self.invite.cseq.seq
+        self._emit(Answered(sdp))
+
+    def _send_ack(self, cseq: int, body: bytes = b"") -> None:
+        """ACK a 2xx to INVITE end to end (13.2.2.4), with the answer to a 2xx's offer."""
+        assert self.dialog is not None
+        if body:
+            ack = self.dialog.new_request(
+                "ACK", self._via(), body=body, content_type=SDP, cseq=cseq
+            )
+        else:
+            ack = self.dialog.ack_for_2xx(cseq, self.ua.endpoint.host, self.ua.endpoint.port)
+        self.ua.endpoint.send_stateless(ack, self.dialog.destination(), self.transport)
+
+    def complete(self, answer: SessionDescription) -> None:
+        """Send the ACK that answers the offer of the station's 2xx (RFC 3261 13.2.1)."""
+        cseq = self._ack_pending
+        if cseq is None or self.dialog is None:
+            return
+        self._ack_pending = None
+        body = answer.serialize()
+        self.last_local_sdp = body
+        self._send_ack(cseq, body)
 
     def resend_ack(self, response: Response) -> None:
         """A 2xx repeated after the INVITE transaction ended: ACK it again (13.2.2.4)."""
-        if self.dialog is not None and self.invite is not None:
-            ack = self.dialog.ack_for_2xx(
-                response.cseq.seq, self.ua.endpoint.host, self.ua.endpoint.port
-            )
-            self.ua.endpoint.send_stateless(ack, self.dialog.destination(), self.transport)
+        if self.dialog is not None and self.invite is not None and self._ack_pending is None:
+            body = self.last_local_sdp if not self.invite.body else b""
+            self._send_ack(response.cseq.seq, body)
 
     def on_timeout(self, key: str) -> None:
         """A client transaction got no answer (Timer B/F) or could not be sent."""
         if key == self.invite_key and not self.uas:
             if self.state in (LegState.PROCEEDING, LegState.EARLY):
                 self._finish()
-                self._emit(Failed(cause=102, sip_status=408, reason="station did not answer"))
+                self._emit(Failed(Cause.RECOVERY_ON_TIMER_EXPIRY, "station did not answer"))
             return
         if key == self.outgoing_update:
             self.outgoing_update = None
@@ -452,7 +522,11 @@ class SipLeg:
             endpoint.send_response(key, make_response(request, 200))
             reason = parse_reason(request.headers.get("reason"))
             self._finish()
-            self._emit(Disconnected(reason[0] if reason else 16, reason[1] if reason else ""))
+            self._emit(
+                Disconnected(reason[0], reason[1])
+                if reason
+                else Disconnected(Cause.NORMAL_CLEARING)
+            )
         elif method in ("INVITE", "UPDATE"):
             self._on_offer(request, key)
         elif method == "INFO":
@@ -515,7 +589,8 @@ class SipLeg:
         key, request = self.pending_update
         self.pending_update = None
         if result.answer is None:
-            status = result.rejected or 488
+            refused = result.refused or Cause.BEARER_CAPABILITY_NOT_IMPLEMENTED
+            status = 491 if refused is _PENDING else sip_from_q850(refused)
             self.ua.endpoint.send_response(key, make_response(request, status))
             return
         self.last_remote_sdp = request.body
@@ -526,7 +601,7 @@ class SipLeg:
     def update(self, offer: SessionDescription) -> None:
         """Send a re-INVITE carrying a new offer from the other side (14.1)."""
         if self.state is not LegState.CONFIRMED or self.dialog is None or self.outgoing_update:
-            self._emit(MediaUpdateAnswer(None, rejected=491))
+            self._emit(MediaUpdateAnswer(None, refused=_PENDING))
             return
         body = offer.serialize()
         self.last_local_sdp = body
@@ -563,7 +638,8 @@ class SipLeg:
             self._arm_session_timer()
             return
         if status >= 300:
-            self._emit(MediaUpdateAnswer(None, rejected=status))
+            refused = _PENDING if status == 491 else q850_from_sip(status)
+            self._emit(MediaUpdateAnswer(None, refused=refused))
             return
         if self.dialog is not None:
             self.dialog.update_target(response)
@@ -572,7 +648,7 @@ class SipLeg:
         except SdpError:
             answer = None
         if answer is None:
-            self._emit(MediaUpdateAnswer(None, rejected=488))
+            self._emit(MediaUpdateAnswer(None, refused=Cause.BEARER_CAPABILITY_NOT_IMPLEMENTED))
             return
         self.last_remote_sdp = response.body
         self._arm_session_timer()
@@ -580,14 +656,14 @@ class SipLeg:
 
     def _end_from_peer_failure(self, why: str) -> None:
         log.info("%s leg %s: %s", self.label, self.side.value, why)
-        self.hangup(41, why)
-        self._emit(Disconnected(41, why))
+        self.hangup(Cause.TEMPORARY_FAILURE, why)
+        self._emit(Disconnected(Cause.TEMPORARY_FAILURE, why))
 
     def send_dtmf(self, event: Dtmf) -> None:
         """Relay a DTMF digit as INFO application/dtmf-relay."""
         self._send_info(DTMF_RELAY, dtmf_relay_body(event))
 
-    def fast_update(self, event: FastUpdate) -> None:
+    def fast_update(self) -> None:
         """Ask the peer's encoder for an intra frame (RFC 5168 INFO)."""
         self._send_info(MEDIA_CONTROL, FAST_UPDATE_BODY)
 
@@ -597,13 +673,17 @@ class SipLeg:
         request = self.dialog.new_request("INFO", self._via(), body=body, content_type=content_type)
         self.ua.send_request(self, request, self.dialog.destination(), self.transport)
 
-    def hangup(self, cause: int = 16, reason: str = "") -> None:
+    def hangup(self, cause: Cause = Cause.NORMAL_CLEARING, reason: str = "") -> None:
         """End the leg whatever its state: BYE, CANCEL or a final response (15)."""
         if self.state is LegState.TERMINATED:
             return
         self.end_cause = cause
+        if self._ack_pending is not None:
+            # A 2xx with an offer never answered: ACK it first, then BYE (RFC 3261 13.2.2.4).
+            cseq, self._ack_pending = self._ack_pending, None
+            self._send_ack(cseq)
         if self.uas and self.state in (LegState.PROCEEDING, LegState.EARLY):
-            self.reject(Failed(cause=cause, reason=reason))
+            self.reject(Failed(cause, reason))
             return
         if not self.uas and self.state in (LegState.PROCEEDING, LegState.EARLY):
             if self.state is LegState.EARLY or self._provisional_seen:
@@ -620,3 +700,34 @@ class SipLeg:
             )
             self.ua.send_request(self, request, self.dialog.destination(), self.transport)
         self._finish()
+
+
+def context_header(key: str) -> str:
+    """The SIP header that carries one item of caller context (``waited`` -> X-Visio-Waited)."""
+    return CONTEXT_PREFIX + "-".join(part.capitalize() for part in key.split("-"))
+
+
+class SipDialer:
+    """Opens outgoing SIP legs towards stations (RFC 3261 8.1.1, 13.2.1)."""
+
+    def __init__(self, ua: SipUserAgent) -> None:
+        self.ua = ua
+
+    def dial(self, target: Target, call: OutgoingCall, label: str, sink: EventSink) -> SipLeg:
+        """Send the INVITE; the caller context travels as ``X-Visio-*`` headers."""
+        dialplan = self.ua.dialplan
+        leg = SipLeg(self.ua, Side.B, transport=target.transport, peer=target.dest)
+        leg.label = label
+        leg.sink = sink
+        display = call.caller_name.replace('"', "'").replace("\\", "/")
+        leg.send_invite(
+            target.uri,
+            from_value=f'"{display}" <sip:{call.caller}@{dialplan.domain}>',
+            to_value=f"<sip:{call.service}@{dialplan.domain}>",
+            sdp=call.offer,
+            max_forwards=call.hops,
+            extra=[(context_header(key), value) for key, value in call.context],
+            session_expires=dialplan.session_timer.expires,
+            min_se=dialplan.session_timer.min_se,
+        )
+        return leg

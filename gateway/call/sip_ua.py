@@ -1,29 +1,36 @@
 """The SIP user-agent core of the gateway: the transaction user of the endpoint.
 
-It dispatches what the transaction layer reports: new INVITEs to the B2BUA, in-dialog
+It dispatches what the transaction layer reports: new INVITEs to the controller, in-dialog
 requests and responses to the leg that owns them, REGISTER to the registrar,
 OPTIONS answered here. Authentication (RFC 3261 22 with RFC 8760 digests) is decided
 here too, so every entry point applies the same rules.
+
+All SIP policy of a new call lives here, not in the controller: loops and Max-Forwards
+(RFC 3261 16.3), unsupported extensions (8.2.2.3), session-timer negotiation and its 422
+(RFC 4028), the SDP offer (488 when it cannot be parsed) and the ``X-Visio-*`` context
+headers. What reaches the controller is a neutral :class:`CallAttempt`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-from gateway.call.sip_leg import ALLOW, SUPPORTED, SipLeg
+from gateway.call.leg import CallLeg
+from gateway.call.scheduler import Scheduler
+from gateway.call.sip_leg import ALLOW, CONTEXT_PREFIX, SUPPORTED, SipLeg
 from gateway.dialplan import Dialplan, Kiosk
 from gateway.edge.sip_transport import SipEndpoint
-from gateway.model.events import Side
+from gateway.model.events import CallAttempt, Side
+from gateway.model.sdp import SdpError, SessionDescription
 from gateway.sip.auth import AuthParseError, AuthResult, DigestAuthenticator, parse_challenge_params
 from gateway.sip.dialog import Dialog, new_call_id
 from gateway.sip.errors import SipParseError
 from gateway.sip.message import Request, Response, make_response
+from gateway.sip.session_timer import TooSmall, negotiate_as_uas
 from gateway.sip.transaction import (
     AckTimeout,
     Address,
@@ -40,6 +47,11 @@ from gateway.state.store import Binding, Store
 log = logging.getLogger(__name__)
 
 SUPPORTED_OPTIONS = frozenset({"timer"})  # option tags we implement (RFC 4028)
+# The context headers the gateway writes itself towards stations: a kiosk's own copies
+# (in any case) are dropped rather than relayed next to ours.
+OWN_CONTEXT = frozenset({"kiosk", "site", "service", "waited"})
+# A kiosk marks a caller who booked this slot; such callers go first in the queue.
+APPOINTMENT = "appointment"
 
 
 class DialogUser(Protocol):
@@ -73,10 +85,10 @@ class SubscribeHandler(Protocol):
 
 
 class InviteHandler(Protocol):
-    """What the UA hands a new, authenticated INVITE to (the B2BUA)."""
+    """What the UA hands a new, authenticated call to (the controller)."""
 
-    def on_invite(self, leg: SipLeg, request: Request, caller: Kiosk) -> None:
-        """A kiosk starts a call; ``leg`` already owns the server transaction."""
+    def on_attempt(self, leg: CallLeg, attempt: CallAttempt) -> None:
+        """A kiosk starts a call; ``leg`` already owns the INVITE's server transaction."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,11 +110,13 @@ class SipUserAgent:
         endpoint: SipEndpoint,
         store: Store,
         dialplan: Dialplan,
+        scheduler: Scheduler,
         *,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.endpoint = endpoint
         self.store = store
+        self.scheduler = scheduler
         self.wall_clock = wall_clock
         self.invite_handler: InviteHandler | None = None
         self.subscribe_handler: SubscribeHandler | None = None
@@ -110,7 +124,6 @@ class SipUserAgent:
         self.dialogs: dict[tuple[str, str], DialogUser] = {}
         self.client_owner: dict[str, DialogUser] = {}
         self.server_invites: dict[str, SipLeg] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
         self.dialplan = dialplan
         self.auth = self._make_auth(dialplan)
         endpoint.tu = self
@@ -153,33 +166,6 @@ class SipUserAgent:
             self.dialogs.pop((leg.dialog.call_id, leg.dialog.local_tag), None)
         if leg.invite_key is not None and leg.uas:
             self.server_invites.pop(leg.invite_key, None)
-
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        """Run a coroutine now, up to its first suspension; a task carries on from there.
-
-        The call logic awaits the media engine, which answers at once for the built-in
-        relay and only over the network for rtpengine. Starting eagerly (as Python 3.12's
-        ``eager_task_factory`` does) spares a task and two loop turns per step of every
-        call when nothing really waits, and keeps the ordering of a plain call.
-        """
-        try:
-            pending = coro.send(None)
-        except StopIteration:
-            return
-        except Exception:  # a call-logic bug must not take the transaction layer down
-            log.exception("call step failed")
-            return
-        task = self.endpoint.loop.create_task(_carry_on(coro, pending))
-        self._tasks.add(task)
-        task.add_done_callback(functools.partial(self._task_done, coro))
-
-    def _task_done(self, coro: Coroutine[Any, Any, None], task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        # A task cancelled before its first step never resumed the coroutine: close it,
-        # so that its cleanup (finally blocks) runs now (a no-op once it has finished).
-        coro.close()
-        if not task.cancelled() and task.exception() is not None:
-            log.error("task failed", exc_info=task.exception())
 
     @property
     def open_dialogs(self) -> int:
@@ -369,16 +355,31 @@ class SipUserAgent:
                     key, make_response(request, 403, to_tag=new_tag_for(request))
                 )
             return
+        st = self.dialplan.session_timer
+        timer = negotiate_as_uas(request, expires=st.expires, min_se=st.min_se)
+        if isinstance(timer, TooSmall):
+            extra = [("Min-SE", str(timer.min_se))]
+            response = make_response(request, 422, to_tag=new_tag_for(request), extra=extra)
+            endpoint.send_response(key, response)
+            return
+        try:
+            offer = SessionDescription.parse(request.body) if request.body else None
+        except SdpError as exc:
+            log.info("INVITE from %s refused: bad SDP offer: %s", outcome.kiosk.id, exc)
+            extra = [("Warning", f'399 vrgw "{exc}"')]
+            response = make_response(request, 488, to_tag=new_tag_for(request), extra=extra)
+            endpoint.send_response(key, response)
+            return
         # No 100 (Trying) here: the server transaction sends one if nothing else has
         # gone out after TRYING_DELAY (RFC 3261 17.2.1); a station that rings at once
         # makes it needless.
         leg = SipLeg(self, Side.A, transport=transport, peer=source)
-        leg.accept_invite(request, key)
+        leg.accept_invite(request, key, timer)
         self.server_invites[key] = leg
         if self.invite_handler is None:
             endpoint.send_response(key, make_response(request, 503, to_tag=leg.local_tag))
             return
-        self.invite_handler.on_invite(leg, request, outcome.kiosk)
+        self.invite_handler.on_attempt(leg, attempt_of(request, outcome.kiosk, offer))
 
     def _on_new_subscribe(
         self, request: Request, key: str, source: Address, transport: str
@@ -405,7 +406,7 @@ class SipUserAgent:
         if outcome is not None:
             self.challenge(request, key, proxy=False, stale=outcome)
             return
-        self.spawn(self._register(request, key, source, transport))
+        self.scheduler.spawn(self._register(request, key, source, transport))
 
     def authenticate_login(self, request: Request) -> bool | None:
         """None when a REGISTER carries valid credentials for its To user; else the stale flag."""
@@ -480,34 +481,27 @@ class SipUserAgent:
         )
 
 
-async def _carry_on(coro: Coroutine[Any, Any, None], pending: object) -> None:
-    """Drive a coroutine that :meth:`SipUserAgent.spawn` started, from its first yield.
-
-    ``pending`` is what it handed to the event loop: a future to wait on, or ``None``
-    for a bare yield (``asyncio.sleep(0)``). The coroutine reads the future's outcome
-    itself when resumed, so a result, an error or a cancellation reaches it as usual.
-    """
-    while True:
-        cancelled: asyncio.CancelledError | None = None
-        try:
-            if isinstance(pending, asyncio.Future):
-                # Taken over as a task takes what its coroutine yields (asyncio.Task.__step).
-                pending._asyncio_future_blocking = False
-                try:
-                    await pending
-                except Exception:
-                    if not pending.done():
-                        raise
-            else:
-                await asyncio.sleep(0)
-        except asyncio.CancelledError as exc:
-            # A cancelled future is the coroutine's to see; a cancelled task is passed on.
-            if not (isinstance(pending, asyncio.Future) and pending.cancelled()):
-                cancelled = exc
-        try:
-            pending = coro.throw(cancelled) if cancelled is not None else coro.send(None)
-        except StopIteration:
-            return
+def attempt_of(request: Request, kiosk: Kiosk, offer: SessionDescription | None) -> CallAttempt:
+    """The neutral call attempt of an authenticated kiosk's INVITE."""
+    context: list[tuple[str, str]] = []
+    appointment = False
+    prefix = len(CONTEXT_PREFIX)
+    for key, _, value in request.headers.starting_with(CONTEXT_PREFIX.lower()):
+        name = key[prefix:]
+        if name == APPOINTMENT:
+            appointment = value.strip().lower() not in ("", "no", "non", "0", "false")
+        if name and name not in OWN_CONTEXT:
+            context.append((name, value))
+    mf = request.headers.get("max-forwards")
+    return CallAttempt(
+        kiosk=kiosk.id,
+        service=request.uri.user_unescaped or "",
+        offer=offer,
+        context=tuple(context),
+        appointment=appointment,
+        # RFC 3261 16.6 step 3: one hop less for the request we send on.
+        hops=max(0, int(mf) - 1) if mf and mf.isdigit() else 69,
+    )
 
 
 def _same_target(a: Uri, b: Uri) -> bool:

@@ -12,13 +12,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from gateway.call.leg import Target
 from gateway.dialplan import Dialplan, Station
 from gateway.sip.dialog import new_tag
 from gateway.sip.message import Headers, Request, Response
-from gateway.sip.transaction import Address, new_branch
+from gateway.sip.transaction import new_branch
 
 if TYPE_CHECKING:
     from gateway.call.sip_ua import SipUserAgent
@@ -27,16 +27,6 @@ log = logging.getLogger(__name__)
 
 FAILURES_OFFLINE = 2  # consecutive unanswered OPTIONS before a station is offline
 SWEEP_INTERVAL = 1.0  # seconds between registration expiry and keep-alive checks
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """One place a call may be offered: a station at a transport address."""
-
-    station: Station
-    request_uri: str
-    dest: Address
-    transport: str
 
 
 class _Probe:
@@ -169,14 +159,14 @@ class StationMonitor:
             uri = f"sip:{station.id}@{addr.hostport}"
             if addr.transport == "tcp":
                 uri += ";transport=tcp"
-            return Target(station, uri, (addr.host, addr.port), addr.transport)
+            return Target(station.id, "sip", uri, (addr.host, addr.port), addr.transport)
         if station.username is None:
             return None
         bindings = await self.ua.store.get_bindings(station.username)
         if not bindings:
             return None
         latest = max(bindings, key=lambda b: b.expires_at)  # the most recent registration
-        return Target(station, latest.contact, latest.source, latest.transport)
+        return Target(station.id, "sip", latest.contact, latest.source, latest.transport)
 
     def _probe(self, station: Station, target: Target, now: float) -> None:
         probe = self.probes.get(station.id)
@@ -200,5 +190,5 @@ class StationMonitor:
                 ("Accept", "application/sdp"),
             ]
         )
-        request = Request("OPTIONS", target.request_uri, headers)
+        request = Request("OPTIONS", target.uri, headers)
         probe.in_flight = self.ua.send_request(probe, request, target.dest, target.transport)

@@ -7,7 +7,7 @@ controller decides on these values only; each protocol maps them at its own edge
 
 from __future__ import annotations
 
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 
 
 class Cause(IntEnum):
@@ -99,3 +99,48 @@ _CLASS_DEFAULT = {
 }
 
 _UNANSWERED = frozenset({Cause.NO_USER_RESPONDING, Cause.NO_ANSWER, Cause.RECOVERY_ON_TIMER_EXPIRY})
+
+
+class Refusal(StrEnum):
+    """Why the gateway itself refused a call; the value keys a phrase of gateway.texts.
+
+    Each refusal releases the caller with one Q.850 cause (:attr:`cause`), which each
+    leg maps to its protocol (RFC 3398 7.2.4.1 for SIP: 31 and 20 -> 480, 17 -> 486).
+    """
+
+    UNKNOWN_SERVICE = "unknown_service"
+    NOT_OFFERED = "not_offered"
+    SITE_CLOSED = "site_closed"
+    CLOSED = "closed"
+    APPOINTMENT_ONLY = "appointment_only"
+    NO_STATION = "no_station"
+    QUEUE_FULL = "queue_full"
+    QUEUE_TIMEOUT = "queue_timeout"
+    ALL_BUSY = "all_busy"
+    NO_ANSWER = "no_answer"
+    MEDIA_UNAVAILABLE = "media_unavailable"
+
+    @property
+    def cause(self) -> Cause:
+        """The Q.850 cause the caller is released with."""
+        return _REFUSAL_CAUSE[self]
+
+    @property
+    def text_key(self) -> str:
+        """The key of its French phrase in gateway.texts."""
+        return f"reason_{self.value}"
+
+
+_REFUSAL_CAUSE = {
+    Refusal.UNKNOWN_SERVICE: Cause.NO_ROUTE_TO_DESTINATION,
+    Refusal.NOT_OFFERED: Cause.CALL_REJECTED,
+    Refusal.SITE_CLOSED: Cause.NORMAL_UNSPECIFIED,
+    Refusal.CLOSED: Cause.NORMAL_UNSPECIFIED,
+    Refusal.APPOINTMENT_ONLY: Cause.NORMAL_UNSPECIFIED,
+    Refusal.NO_STATION: Cause.SUBSCRIBER_ABSENT,
+    Refusal.QUEUE_FULL: Cause.USER_BUSY,
+    Refusal.QUEUE_TIMEOUT: Cause.NO_ANSWER,
+    Refusal.ALL_BUSY: Cause.USER_BUSY,
+    Refusal.NO_ANSWER: Cause.NO_ANSWER,
+    Refusal.MEDIA_UNAVAILABLE: Cause.RESOURCE_UNAVAILABLE,
+}

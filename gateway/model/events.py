@@ -1,17 +1,23 @@
 """Neutral call-control events shared by every kind of call leg.
 
-A leg (SIP today, H.323 later) turns its protocol into these events and the B2BUA
-controller consumes only these, so interworking lives in one place. The vocabulary
-follows the classic try / ring / connect / fail / disconnect split; release causes
-are ITU-T Q.850 cause values, the one code space both SIP (RFC 3326 ``Reason``) and
-H.225.0 understand.
+A leg (SIP today, H.323 next) turns its protocol into these events and the controller
+consumes only these, so interworking lives in one place. The vocabulary follows the
+classic try / ring / connect / fail / disconnect split (sippy's CCEvents); release
+causes are ITU-T Q.850 values (:class:`~gateway.model.causes.Cause`), the one code
+space both SIP (RFC 3326 ``Reason``) and H.225.0 understand.
+
+Offer/answer (RFC 3264) runs across the legs: the offer of a call is in
+:class:`CallAttempt` (early offer) or, when the caller sent none (a SIP INVITE without
+SDP, H.323 slow start), in the called side's :class:`Answered` and the caller's
+:class:`LateAnswer` closes it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
+from gateway.model.causes import Cause
 from gateway.model.sdp import SessionDescription
 
 
@@ -23,17 +29,32 @@ class Side(StrEnum):
 
     @property
     def other(self) -> Side:
+        """The opposite side."""
         return Side.B if self is Side.A else Side.A
+
+
+Context = tuple[tuple[str, str], ...]
+"""What the caller passed for the agent, as (name, value) pairs in lower case without
+any protocol prefix: ``("allocataire", "1234567")`` travels as a SIP header
+``X-Visio-Allocataire`` and in an H.323 display name."""
 
 
 @dataclass(frozen=True, slots=True)
 class CallAttempt:
-    """A new call arrives on a leg ("try"): who calls whom, with the caller's offer."""
+    """A new call ("try"): the only way a call enters the controller.
 
-    caller: str
-    callee: str
+    ``kiosk`` is the authenticated caller's kiosk id, ``service`` what it dialled (a
+    service name or number), ``offer`` its media offer or ``None`` for a late offer,
+    ``hops`` how many more hops the call may take (SIP Max-Forwards, already
+    decremented by the leg).
+    """
+
+    kiosk: str
+    service: str
     offer: SessionDescription | None
-    context: dict[str, str] = field(default_factory=dict)
+    context: Context = ()
+    appointment: bool = False
+    hops: int = 69
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,46 +66,52 @@ class Ringing:
 
 @dataclass(frozen=True, slots=True)
 class Answered:
-    """The far end accepted the call ("connect") with its media answer."""
+    """The far end accepted the call ("connect").
 
-    answer: SessionDescription | None
+    ``sdp`` answers the offer the leg was given; when it was given none (late offer),
+    ``sdp`` is the far end's own offer, and the leg waits for :meth:`CallLeg.complete`.
+    """
+
+    sdp: SessionDescription | None
+
+
+@dataclass(frozen=True, slots=True)
+class LateAnswer:
+    """The caller's answer to the offer it got when the call was answered (SIP ACK body)."""
+
+    answer: SessionDescription
 
 
 @dataclass(frozen=True, slots=True)
 class Failed:
-    """The attempt ended before it was answered ("fail").
+    """The attempt ended before it was answered ("fail"), with a Q.850 cause."""
 
-    ``cause`` is a Q.850 cause value; ``sip_status`` the SIP final status when the
-    failure came from SIP, so that a SIP-to-SIP call can keep the exact code.
-    """
-
-    cause: int
-    sip_status: int | None = None
+    cause: Cause
     reason: str = ""
-    retry_after: int | None = None
+    retry_after: int | None = None  # seconds, when the far end said when to try again
 
 
 @dataclass(frozen=True, slots=True)
 class Disconnected:
     """An established call was released ("disconnect") with a Q.850 cause."""
 
-    cause: int = 16  # normal call clearing
+    cause: Cause = Cause.NORMAL_CLEARING
     reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class MediaUpdate:
-    """A mid-call offer (re-INVITE, UPDATE; hold, resume, codec change)."""
+    """A mid-call offer (re-INVITE, UPDATE; H.245 channels reopened; hold and resume)."""
 
     offer: SessionDescription
 
 
 @dataclass(frozen=True, slots=True)
 class MediaUpdateAnswer:
-    """The answer to a :class:`MediaUpdate`; ``None`` with ``rejected`` set on failure."""
+    """The answer to a :class:`MediaUpdate`; ``answer`` is ``None`` when it was refused."""
 
     answer: SessionDescription | None
-    rejected: int | None = None
+    refused: Cause | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,9 +128,9 @@ class FastUpdate:
 
 
 CallEvent = (
-    CallAttempt
-    | Ringing
+    Ringing
     | Answered
+    | LateAnswer
     | Failed
     | Disconnected
     | MediaUpdate
@@ -111,3 +138,4 @@ CallEvent = (
     | Dtmf
     | FastUpdate
 )
+"""What a leg reports to the controller once a call exists."""

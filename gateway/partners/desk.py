@@ -29,7 +29,7 @@ from enum import StrEnum
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from gateway.model.causes import Cause
+from gateway.model.causes import Refusal
 from gateway.partners.schedule import ClosedReason, Opening, Schedule, ScheduleState
 
 WaitingPolicy = Literal["announcement", "ringing"]
@@ -125,6 +125,17 @@ class StationStatus:
 
 
 @dataclass(slots=True)
+class DeskCall:
+    """What the desk knows of one of its calls, from arrival until answered or ended."""
+
+    kiosk: str
+    appointment: bool
+    station: str | None = None  # the station it rings now
+    tried: set[str] = field(default_factory=set)  # stations that failed it this round
+    queued_since: float | None = None  # first entry in the queue, kept until answered
+
+
+@dataclass(slots=True)
 class Waiting:
     """A caller in the queue."""
 
@@ -155,12 +166,10 @@ class Queued:
 
 @dataclass(frozen=True, slots=True)
 class Refused:
-    """End the caller's attempt: SIP status, Q.850 cause, reason key in :mod:`texts`."""
+    """End the caller's attempt, for a reason that carries its Q.850 cause."""
 
     call_id: str
-    status: int
-    cause: int
-    reason: str  # a key of gateway.texts.FR (reason_*)
+    refusal: Refusal
     retry_after: int | None = None
     waited: float = 0.0
 
@@ -206,10 +215,7 @@ class PartnerDesk:
         }
         self.order = [sid for sid, _ in stations]
         self.queue: deque[Waiting] = deque()
-        self.offers: dict[str, str] = {}  # call id -> station it rings
-        self.tried: dict[str, set[str]] = {}  # call id -> stations that failed it this round
-        self.waited: dict[str, float] = {}  # call id -> queue entry time, kept until answered
-        self.callers: dict[str, tuple[str, bool]] = {}  # call id -> (kiosk, appointment)
+        self.calls: dict[str, DeskCall] = {}  # calls arrived and not yet answered or ended
         self.durations: deque[float] = deque(maxlen=20)
         self.waits: deque[float] = deque(maxlen=100)
         self.version = 0  # bumped on every visible change; presence compares it
@@ -242,13 +248,13 @@ class PartnerDesk:
             return None
         return self.schedule.state_at(self.local(now))
 
-    def _offer(self, call_id: str, sid: str, now: float) -> Offer:
-        st = self.stations[sid]
-        st.ringing.add(call_id)
-        self.offers[call_id] = sid
-        since = self.waited.get(call_id)
+    def _offer(self, call: str, sid: str, now: float) -> Offer:
+        self.stations[sid].ringing.add(call)
+        record = self.calls[call]
+        record.station = sid
+        since = record.queued_since
         self._changed()
-        return Offer(call_id, sid, now - since if since is not None else 0.0)
+        return Offer(call, sid, now - since if since is not None else 0.0)
 
     def _position(self, call_id: str) -> int:
         for i, w in enumerate(self.queue, 1):
@@ -283,9 +289,10 @@ class PartnerDesk:
     # -- a caller arrives -----------------------------------------------------------------
     def arrive(self, call_id: str, kiosk: str, *, appointment: bool, now: float) -> Decision:
         """A kiosk calls this partner: offer to a station, queue, or refuse."""
+        self.calls[call_id] = DeskCall(kiosk, appointment)
         decision = self._arrive(call_id, kiosk, appointment, now)
-        if not isinstance(decision, Refused):
-            self.callers[call_id] = (kiosk, appointment)
+        if isinstance(decision, Refused):
+            del self.calls[call_id]
         return decision
 
     def _arrive(self, call_id: str, kiosk: str, appointment: bool, now: float) -> Decision:
@@ -293,31 +300,27 @@ class PartnerDesk:
         if state is not None and not state.open:
             return Refused(
                 call_id,
-                480,
-                Cause.NORMAL_UNSPECIFIED,
-                "reason_closed",
+                Refusal.CLOSED,
                 retry_after=seconds_until(state.next_opening, now),
             )
         if state is not None and state.kind == "appointment" and not appointment:
             walk_in = self.schedule.next_opening(self.local(now), kind="walk_in")
             return Refused(
                 call_id,
-                480,
-                Cause.NORMAL_UNSPECIFIED,
-                "reason_appointment_only",
+                Refusal.APPOINTMENT_ONLY,
                 retry_after=seconds_until(walk_in, now),
             )
         if not any(st.in_service for st in self.stations.values()):
-            return Refused(call_id, 480, Cause.SUBSCRIBER_ABSENT, "reason_no_station")
+            return Refused(call_id, Refusal.NO_STATION)
         if not self.queue:
             sid = self._free_station(now)
             if sid is not None:
                 return self._offer(call_id, sid, now)
         if len(self.queue) >= self.settings.queue.max_length:
-            return Refused(call_id, 486, Cause.USER_BUSY, "reason_queue_full")
+            return Refused(call_id, Refusal.QUEUE_FULL)
         entry = Waiting(call_id, kiosk, appointment, now, now + self.settings.queue.max_wait)
         self._insert(entry)
-        self.waited[call_id] = now
+        self.calls[call_id].queued_since = now
         self._changed()
         position = self._position(call_id)
         # An appointment may jump the queue while a station is free only for it.
@@ -328,6 +331,28 @@ class PartnerDesk:
         self._pending.extend(decisions)
         return Queued(call_id, position, self.estimated_wait(position))
 
+    def adopt(self, previous: PartnerDesk) -> None:
+        """Carry the live state of the same partner's desk over a dialplan reload.
+
+        Stations that still exist keep their state (with the new call limit); every call
+        keeps its record, so a caller whose offer fails after the reload goes back to
+        the queue as who it is, with its priority.
+        """
+        for sid, status in self.stations.items():
+            kept = previous.stations.get(sid)
+            if kept is not None:
+                kept.max_calls = status.max_calls
+                self.stations[sid] = kept
+        self.queue = previous.queue
+        self.calls = previous.calls
+        self.durations = previous.durations
+        self.waits = previous.waits
+
+    def queued_since(self, call_id: str) -> float | None:
+        """When a caller first entered the queue (kept until answered), if it did."""
+        record = self.calls.get(call_id)
+        return record.queued_since if record is not None else None
+
     def take_pending(self) -> list[Decision]:
         """Decisions produced as a side effect of :meth:`arrive` (offers to other callers)."""
         out, self._pending = self._pending, []
@@ -336,16 +361,15 @@ class PartnerDesk:
     # -- what happened to an offer --------------------------------------------------------
     def answered(self, call_id: str, now: float) -> None:
         """The station answered: it is busy until :meth:`ended`."""
-        sid = self.offers.pop(call_id, None)
-        if sid is None:
+        record = self.calls.get(call_id)
+        if record is None or record.station is None:
             return
-        st = self.stations[sid]
+        del self.calls[call_id]
+        st = self.stations[record.station]
         st.ringing.discard(call_id)
         st.connected.add(call_id)
         st.missed = 0
-        self.tried.pop(call_id, None)
-        self.callers.pop(call_id, None)
-        since = self.waited.pop(call_id, None)
+        since = record.queued_since
         self.waits.append(now - since if since is not None else 0.0)
         self._changed()
 
@@ -356,9 +380,10 @@ class PartnerDesk:
         count towards pausing the station. A refusal (486, 603, ...) holds the station
         off for a few seconds instead, so a station that refuses is not hammered.
         """
-        sid = self.offers.pop(call_id, None)
-        if sid is None:
+        record = self.calls.get(call_id)
+        if record is None or record.station is None:
             return []
+        sid, record.station = record.station, None
         st = self.stations[sid]
         st.ringing.discard(call_id)
         if st.max_calls != 0:
@@ -370,30 +395,30 @@ class PartnerDesk:
             st.missed += 1
             if 0 < self.settings.pause_after <= st.missed and st.paused is None:
                 st.paused = PauseReason.NO_ANSWER
-        tried = self.tried.setdefault(call_id, set())
-        tried.add(sid)
+        record.tried.add(sid)
         self._changed()
-        other = self._free_station(now, exclude=tried)
+        other = self._free_station(now, exclude=record.tried)
         decisions: list[Decision] = []
         if other is not None:
             decisions.append(self._offer(call_id, other, now))
         elif self.settings.queue.max_length == 0 or st.max_calls == 0:
             # No queue for this partner, or a station that is never "busy" (requeueing
             # would only offer it the same call again): the caller learns how it ended.
-            self.tried.pop(call_id, None)
-            self.waited.pop(call_id, None)
-            self.callers.pop(call_id, None)
+            del self.calls[call_id]
             if missed:
-                decisions.append(Refused(call_id, 480, Cause.NO_ANSWER, "reason_no_answer"))
+                decisions.append(Refused(call_id, Refusal.NO_ANSWER))
             else:
-                decisions.append(Refused(call_id, 486, Cause.USER_BUSY, "reason_all_busy"))
+                decisions.append(Refused(call_id, Refusal.ALL_BUSY))
         else:
-            self.tried.pop(call_id, None)
-            since = self.waited.get(call_id, now)
-            self.waited[call_id] = since
-            kiosk, appointment = self.callers.get(call_id, ("", False))
+            record.tried.clear()
+            since = record.queued_since if record.queued_since is not None else now
+            record.queued_since = since
             entry = Waiting(
-                call_id, kiosk, appointment, since, since + self.settings.queue.max_wait
+                call_id,
+                record.kiosk,
+                record.appointment,
+                since,
+                since + self.settings.queue.max_wait,
             )
             self._insert(entry, head=True)
             decisions.append(Queued(call_id, self._position(call_id), self.estimated_wait(1)))
@@ -403,16 +428,13 @@ class PartnerDesk:
     def ended(self, call_id: str, now: float) -> list[Decision]:
         """A call of this partner ended (answered or not, queued or not)."""
         decisions: list[Decision] = []
-        self.tried.pop(call_id, None)
-        self.waited.pop(call_id, None)
-        self.callers.pop(call_id, None)
         if self.leave(call_id):
             return self._dispatch(now)
-        sid = self.offers.pop(call_id, None)
-        if sid is not None:
+        record = self.calls.pop(call_id, None)
+        if record is not None and record.station is not None:
             # An offer withdrawn before the answer: the station stays as idle as it was
             # (idle time counts from its last call, not from its last ring).
-            self.stations[sid].ringing.discard(call_id)
+            self.stations[record.station].ringing.discard(call_id)
             self._changed()
             return self._dispatch(now)
         for st in self.stations.values():
@@ -441,7 +463,7 @@ class PartnerDesk:
         for w in self.queue:
             if w.call_id == call_id:
                 self.queue.remove(w)
-                self.waited.pop(call_id, None)
+                self.calls.pop(call_id, None)
                 self._changed()
                 return True
         return False
@@ -487,14 +509,11 @@ class PartnerDesk:
         out: list[Decision] = []
         while self.queue:
             w = self.queue.popleft()
-            self.waited.pop(w.call_id, None)
-            self.callers.pop(w.call_id, None)
+            self.calls.pop(w.call_id, None)
             out.append(
                 Refused(
                     w.call_id,
-                    480,
-                    Cause.SUBSCRIBER_ABSENT,
-                    "reason_no_station",
+                    Refusal.NO_STATION,
                     waited=now - w.since,
                 )
             )
@@ -527,13 +546,8 @@ class PartnerDesk:
         expired = [w for w in self.queue if now >= w.deadline]
         for w in expired:
             self.queue.remove(w)
-            self.waited.pop(w.call_id, None)
-            self.callers.pop(w.call_id, None)
-            out.append(
-                Refused(
-                    w.call_id, 480, Cause.NO_ANSWER, "reason_queue_timeout", waited=now - w.since
-                )
-            )
+            self.calls.pop(w.call_id, None)
+            out.append(Refused(w.call_id, Refusal.QUEUE_TIMEOUT, waited=now - w.since))
         if expired:
             self._changed()
         out.extend(self._dispatch(now))

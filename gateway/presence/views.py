@@ -141,20 +141,21 @@ class GatewayViews:
             target = call.target
             if target is None or call.b is None:
                 continue
-            if resource.kind == "station" and target.station.id != resource.id:
+            if resource.kind == "station" and target.station != resource.id:
                 continue
-            if resource.kind == "partner" and target.station.partner != resource.partner:
+            if resource.kind == "partner" and call.partner.id != resource.partner:
                 continue
-            dialog = call.b.dialog
+            ids = call.b.dialog_ids
+            # Seen from the station: its tag is the remote one of our leg towards it.
             entries.append(
                 DialogEntry(
                     id=call.id,
                     state="confirmed" if call.state is CallState.CONNECTED else "early",
                     direction="recipient",
-                    call_id=dialog.call_id if dialog is not None else None,
-                    local_tag=dialog.remote_tag if dialog is not None else None,
-                    remote_tag=dialog.local_tag if dialog is not None else None,
-                    local_identity=f"sip:{target.station.id}@{domain}",
+                    call_id=ids[0] if ids is not None else None,
+                    local_tag=ids[2] if ids is not None else None,
+                    remote_tag=ids[1] if ids is not None else None,
+                    local_identity=f"sip:{target.station}@{domain}",
                     remote_identity=f"sip:{call.kiosk.id}@{domain}",
                 )
             )

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.model.causes import Cause, Refusal
 from gateway.partners.desk import (
     DeskSettings,
     Offer,
@@ -110,10 +111,12 @@ def test_queue_full_is_486_and_max_wait_is_480() -> None:
     d.answered("a", T0)
     d.arrive("b", "k2", appointment=False, now=T0)
     full = d.arrive("c", "k3", appointment=False, now=T0)
-    assert isinstance(full, Refused) and (full.status, full.cause) == (486, 17)
+    assert isinstance(full, Refused) and full.refusal is Refusal.QUEUE_FULL
+    assert full.refusal.cause is Cause.USER_BUSY  # 486 for a SIP kiosk (RFC 3398 7.2.4.1)
     expired = d.tick(T0 + 600)
     assert len(expired) == 1 and isinstance(expired[0], Refused)
-    assert expired[0].status == 480 and expired[0].reason == "reason_queue_timeout"
+    assert expired[0].refusal is Refusal.QUEUE_TIMEOUT
+    assert expired[0].refusal.cause is Cause.NO_ANSWER
     assert expired[0].waited == 600
 
 
@@ -151,7 +154,9 @@ def test_no_queue_partner_answers_busy_at_once() -> None:
     d = desk(stations=1, max_length=0)
     d.arrive("a", "k1", appointment=False, now=T0)
     refused = d.offer_failed("a", missed=False, now=T0 + 1)
-    assert len(refused) == 1 and isinstance(refused[0], Refused) and refused[0].status == 486
+    assert len(refused) == 1 and isinstance(refused[0], Refused)
+    assert refused[0].refusal is Refusal.ALL_BUSY and refused[0].refusal.cause is Cause.USER_BUSY
+    assert d.calls == {}
 
 
 def test_unlimited_station_is_not_held_off_and_its_refusal_ends_the_call() -> None:
@@ -160,7 +165,8 @@ def test_unlimited_station_is_not_held_off_and_its_refusal_ends_the_call() -> No
     assert d.arrive("a", "k", appointment=False, now=T0) == Offer("a", "uas", 0.0)
     assert d.arrive("b", "k", appointment=False, now=T0) == Offer("b", "uas", 0.0)
     refused = d.offer_failed("a", missed=False, now=T0 + 1)
-    assert len(refused) == 1 and isinstance(refused[0], Refused) and refused[0].status == 486
+    assert len(refused) == 1 and isinstance(refused[0], Refused)
+    assert refused[0].refusal is Refusal.ALL_BUSY
     # No hold-off: the next caller is offered the station at once.
     assert d.arrive("c", "k", appointment=False, now=T0 + 1) == Offer("c", "uas", 0.0)
 
@@ -170,11 +176,8 @@ def test_offline_and_admin_pause() -> None:
     d.set_reachable("s1", False, T0)
     assert d.availability(T0).status is Status.OFFLINE
     r = d.arrive("a", "k1", appointment=False, now=T0)
-    assert isinstance(r, Refused) and (r.status, r.cause, r.reason) == (
-        480,
-        20,
-        "reason_no_station",
-    )
+    assert isinstance(r, Refused) and r.refusal is Refusal.NO_STATION
+    assert r.refusal.cause is Cause.SUBSCRIBER_ABSENT
     d.set_reachable("s1", True, T0 + 1)
     assert d.availability(T0 + 1).status is Status.OPEN
     d.arrive("b", "k1", appointment=False, now=T0 + 2)
@@ -196,7 +199,8 @@ def test_closed_outside_schedule_with_retry_after_and_next_opening() -> None:
     d.set_reachable("s1", True, T0)
     afternoon = datetime(2026, 11, 25, 14, 0, tzinfo=PARIS).timestamp()
     r = d.arrive("a", "k1", appointment=False, now=afternoon)
-    assert isinstance(r, Refused) and r.status == 480 and r.cause == 31
+    assert isinstance(r, Refused) and r.refusal is Refusal.CLOSED
+    assert r.refusal.cause is Cause.NORMAL_UNSPECIFIED
     opens = datetime(2026, 11, 26, 9, 0, tzinfo=PARIS).timestamp()
     assert r.retry_after == int(opens - afternoon)
     av = d.availability(afternoon)
@@ -212,7 +216,7 @@ def test_appointment_only_slot_refuses_walk_in_callers() -> None:
     d = PartnerDesk("msa", [("s1", 1)], schedule=schedule)
     d.set_reachable("s1", True, T0)
     walk_in = d.arrive("a", "k1", appointment=False, now=T0)
-    assert isinstance(walk_in, Refused) and walk_in.reason == "reason_appointment_only"
+    assert isinstance(walk_in, Refused) and walk_in.refusal is Refusal.APPOINTMENT_ONLY
     # The next walk-in slot is the 4th Friday, 27 November 2026.
     friday = datetime(2026, 11, 27, 9, 0, tzinfo=PARIS).timestamp()
     assert walk_in.retry_after == int(friday - T0)
@@ -287,22 +291,29 @@ def test_random_operations_keep_the_invariants(ops: list[str]) -> None:
             counter += 1
             d.arrive(f"c{counter}", "k", appointment=counter % 4 == 0, now=now)
             d.take_pending()
-        elif op == "answer" and d.offers:
-            d.answered(next(iter(d.offers)), now)
+        elif op == "answer" and (ringing := _ringing(d)):
+            d.answered(ringing[0], now)
         elif op == "end":
             live = [c for s in d.stations.values() for c in (*s.connected, *s.ringing)]
             if live:
                 d.ended(live[0], now)
-        elif op == "fail" and d.offers:
-            d.offer_failed(next(iter(d.offers)), missed=True, now=now)
+        elif op == "fail" and (ringing := _ringing(d)):
+            d.offer_failed(ringing[0], missed=True, now=now)
         elif op == "tick":
             d.tick(now)
         elif op == "leave" and d.queue:
             d.ended(d.queue[-1].call_id, now)
         queued = {w.call_id for w in d.queue}
+        # One record per call the desk still handles: queued or ringing, nothing else.
+        assert set(d.calls) == queued | set(_ringing(d))
         for s in d.stations.values():
             assert len(s.ringing) + len(s.connected) <= 1
             assert not (queued & (s.ringing | s.connected))
         assert len(d.queue) <= 5
         appts = [w.appointment for w in d.queue]
         assert appts == sorted(appts, reverse=True), "appointments first"
+
+
+def _ringing(d: PartnerDesk) -> list[str]:
+    """The calls a desk has offered to a station and not yet seen answered."""
+    return [c for c, record in d.calls.items() if record.station is not None]

@@ -1,0 +1,55 @@
+"""What is kept of a call once it ended: the call record and its outcome label."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.media.engine import SessionStats
+from gateway.model.causes import Cause, Refusal
+
+# The outcome of a call that never connected, by the cause it was released with.
+_OUTCOME_OF_CAUSE = {
+    Cause.USER_BUSY: "busy",
+    Cause.NO_USER_RESPONDING: "unavailable",
+    Cause.NO_ANSWER: "unavailable",
+    Cause.SUBSCRIBER_ABSENT: "unavailable",
+    Cause.NORMAL_UNSPECIFIED: "unavailable",
+    Cause.UNALLOCATED_NUMBER: "not_found",
+    Cause.NO_ROUTE_TO_DESTINATION: "not_found",
+    Cause.CALL_REJECTED: "forbidden",
+}
+
+
+def outcome_of(*, connected: bool, cause: Cause, rejected: bool) -> str:
+    """The outcome label of a call (metrics and records; a bounded set of values)."""
+    if connected:
+        return "completed"
+    if not rejected:
+        return "abandoned"
+    return _OUTCOME_OF_CAUSE.get(cause, "failed")
+
+
+@dataclass(slots=True)
+class CallRecord:
+    """One ended call (exported by the admin API and counted by the metrics)."""
+
+    id: str
+    kiosk: str
+    site: str
+    service: str
+    partner: str
+    station: str | None
+    started: float
+    answered: float | None
+    ended: float
+    outcome: str
+    cause: Cause
+    refusal: Refusal | None = None  # when the gateway itself refused the call
+    media: SessionStats | None = None
+    waited: float = 0.0  # seconds spent in the partner's queue
+    queued: bool = False
+
+    @property
+    def duration(self) -> float:
+        """Seconds between answer and end (0 when never answered)."""
+        return self.ended - self.answered if self.answered is not None else 0.0
