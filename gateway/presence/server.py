@@ -20,12 +20,12 @@ The server is the transaction user of its dialogs; the content comes from a
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from gateway.call.scheduler import Timer
 from gateway.call.sip_ua import Watcher
 from gateway.sip.dialog import Dialog, new_tag
 from gateway.sip.errors import SipParseError
@@ -200,8 +200,8 @@ class PresenceServer:
         self.now = now
         self.subscriptions: dict[tuple[str, str], Subscription] = {}
         self._dirty: set[str] = set()  # partners whose resources may have changed
-        self._flush_handle: asyncio.Handle | None = None
-        self._expiry: asyncio.TimerHandle | None = None
+        self._flush_handle: Timer | None = None
+        self._expiry: Timer | None = None
         self.notifies_sent = 0
         ua.subscribe_handler = self
 
@@ -337,14 +337,14 @@ class PresenceServer:
             return  # the common case under load: nobody watches, nothing to render
         self._dirty.add(partner)
         if self._flush_handle is None:
-            self._flush_handle = asyncio.get_running_loop().call_soon(self.flush)
+            self._flush_handle = self.ua.scheduler.call_later(0.0, self.flush)
 
     def changed_all(self) -> None:
         """Everything may have changed (dialplan reload, clock set by a test)."""
         for sub in self.subscriptions.values():
             self._dirty.add(sub.resource.partner)
         if self._flush_handle is None and self._dirty:
-            self._flush_handle = asyncio.get_running_loop().call_soon(self.flush)
+            self._flush_handle = self.ua.scheduler.call_later(0.0, self.flush)
 
     def flush(self) -> None:
         """Send the NOTIFYs of every subscription whose body changed."""
@@ -368,7 +368,7 @@ class PresenceServer:
             return
         soonest = min(s.expires_at for s in self.subscriptions.values())
         delay = max(0.0, soonest - self.now())
-        self._expiry = asyncio.get_running_loop().call_later(delay + 0.01, self.expire)
+        self._expiry = self.ua.scheduler.call_later(delay + 0.01, self.expire)
 
     def expire(self) -> None:
         """End the subscriptions not refreshed in time (RFC 6665 4.2.2, reason=timeout)."""

@@ -13,6 +13,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from fakes import ANSWER, OFFER, RELAY_HOST, FakeDialer, FakeLeg, FakeMedia, FakeScheduler
 
 from gateway.call.b2bua import B2BUA, CallState
 from gateway.call.leg import Target
@@ -32,8 +33,6 @@ from gateway.model.events import (
     Side,
 )
 from gateway.partners.desk import StationState
-
-from .fakes import ANSWER, OFFER, RELAY_HOST, FakeDialer, FakeLeg, FakeMedia, FakeScheduler
 
 MONDAY_10H = datetime(2026, 9, 21, 10, 0, tzinfo=ZoneInfo("Europe/Paris")).timestamp()
 

@@ -370,16 +370,17 @@ def test_refusals_cancel_and_ring_timeout(gateway_factory: Any, tmp_path: Path) 
     assert capture.problems() == []
 
     # Every attempt leaves a record, the ones refused before routing (403, 404) too.
-    ended = [(r["service"], r["outcome"], r["sip_status"]) for r in records(gw)]
+    # The gateway's own refusals name their reason; the causes map to the 403/404/480 above.
+    ended = [(r["service"], r["outcome"], r["refusal"], r["cause"]) for r in records(gw)]
     assert ended == [
-        ("urssaf", "forbidden", 403),
-        ("impots", "not_found", 404),
-        ("cpam", "unavailable", 480),
-        ("caf", "abandoned", None),
-        ("urssaf", "abandoned", None),
-        ("msa", "unavailable", 480),
-        ("urssaf", "unavailable", 480),
-        ("caf", "completed", None),
+        ("urssaf", "forbidden", "not_offered", 21),
+        ("impots", "not_found", "unknown_service", 3),
+        ("cpam", "unavailable", "no_station", 20),
+        ("caf", "abandoned", None, 16),
+        ("urssaf", "abandoned", None, 16),
+        ("msa", "unavailable", "no_answer", 19),
+        ("urssaf", "unavailable", "no_answer", 19),
+        ("caf", "completed", None, 16),
     ], ended
     stations_seen = [r["station"] for r in records(gw)]
     assert stations_seen[:2] == [None, None]
@@ -517,9 +518,10 @@ def test_busy_station_hunting_and_one_call_per_station(
     assert round2["accounts"]["msa1"]["incoming"] == ["msa1:in1"], round2["accounts"]["msa1"]
 
     ended = records(gw)[-3:]
-    assert [(r["service"], r["outcome"], r["sip_status"]) for r in ended] == [
-        ("caf", "busy", 486),
-        ("msa", "busy", 486),
-        ("msa", "completed", None),
+    # Busy is cause 17 whichever protocol said it (486 here): the kiosks got 486 above.
+    assert [(r["service"], r["outcome"], r["cause"]) for r in ended] == [
+        ("caf", "busy", 17),
+        ("msa", "busy", 17),
+        ("msa", "completed", 16),
     ], ended
     assert ended[1]["kiosk"] == "carentan" and ended[2]["station"] == "msa-1", ended

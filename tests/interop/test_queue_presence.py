@@ -290,7 +290,7 @@ def test_closed_partner_refuses_with_retry_after_and_presence_says_when(
     )
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        if any(r["sip_status"] == 480 for r in gw.http("/api/v1/calls")["ended"]):
+        if any(r["refusal"] == "closed" for r in gw.http("/api/v1/calls")["ended"]):
             break
         time.sleep(0.2)
     before = datetime(2026, 11, 27, 8, 59, 58, tzinfo=PARIS)
@@ -440,7 +440,7 @@ def test_kiosk_site_closed_outside_its_own_opening_hours(
     assert find_call(result, "c")["last_status"] == 480
     record = gw.http("/api/v1/calls")["ended"][-1]
     # Cause 31 (closed), not 20 (no station): the site's hours are checked first.
-    assert (record["sip_status"], record["cause"], record["kiosk"]) == (480, 31, "lessay")
+    assert (record["refusal"], record["cause"], record["kiosk"]) == ("site_closed", 31, "lessay")
     rows = capture.fields("sip.Status-Code == 480", "sip.Retry-After", "sip.Reason")
     monday = datetime(2026, 11, 23, 8, 30, tzinfo=PARIS).timestamp() - sunday.timestamp()
     assert rows and abs(int(rows[0][0]) - monday) <= 30, rows

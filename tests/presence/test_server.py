@@ -7,9 +7,10 @@ The same flows run over real sockets in tests/interop/test_presence_wire.py.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from typing import Any
+
+from fakes import FakeScheduler
 
 from gateway.presence.server import (
     EventName,
@@ -57,6 +58,7 @@ class Ua:
     sent: list[tuple[Any, Request]] = field(default_factory=list)
     dialogs: dict[tuple[str, str], Any] = field(default_factory=dict)
     subscribe_handler: Any = None
+    scheduler: FakeScheduler = field(default_factory=lambda: FakeScheduler(1000.0))
 
     def send_request(self, owner: Any, request: Request, dest: Any, transport: str) -> str:
         self.sent.append((owner, request))
@@ -83,18 +85,10 @@ def subscribe(
     return msg
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-async def make() -> tuple[PresenceServer, Ua, Views, Clock]:
-    ua, views, clock = Ua(), Views(), Clock()
-    server = PresenceServer(ua, views, now=clock)  # type: ignore[arg-type]
-    return server, ua, views, clock
+def make() -> tuple[PresenceServer, Ua, Views, FakeScheduler]:
+    ua, views = Ua(), Views()
+    server = PresenceServer(ua, views, now=ua.scheduler.now)  # type: ignore[arg-type]
+    return server, ua, views, ua.scheduler
 
 
 def only_sub(server: PresenceServer) -> Subscription:
@@ -107,8 +101,8 @@ def answer(ua: Ua, index: int, status: int = 200) -> None:
     owner.on_response(make_response(request, status), f"key{index + 1}")
 
 
-async def test_subscribe_notify_and_expiry() -> None:
-    server, ua, views, clock = await make()
+def test_subscribe_notify_and_expiry() -> None:
+    server, ua, views, clock = make()
     server.on_subscribe(subscribe(120), "t1", ("127.0.0.9", 5062), "udp", Watcher("k1", None))
     assert ua.endpoint.responses[-1].status == 200
     assert ua.endpoint.responses[-1].headers.get("expires") == "120"
@@ -118,50 +112,48 @@ async def test_subscribe_notify_and_expiry() -> None:
     answer(ua, 0)
     # Nothing changed: no NOTIFY. A change: one NOTIFY, even if announced twice.
     server.changed("caf")
-    await asyncio.sleep(0)
+    clock.advance(0)
     assert len(ua.sent) == 1
     views.note = "Occupé"
     server.changed("caf")
     server.changed("caf")
-    await asyncio.sleep(0)
+    clock.advance(0)
     assert len(ua.sent) == 2 and b"Occup" in ua.sent[1][1].body
     answer(ua, 1)
-    # Expiry: 120 s later the subscription ends with reason=timeout.
-    clock.t += 119
-    server.expire()
+    # Expiry: 120 s later the subscription ends with reason=timeout, by its own timer.
+    clock.advance(119)
     assert server.count == 1
-    clock.t += 1
-    server.expire()
+    clock.advance(1.1)
     assert server.count == 0
     assert ua.sent[-1][1].headers.get("subscription-state") == "terminated;reason=timeout"
     answer(ua, len(ua.sent) - 1)
     assert ua.dialogs == {}
 
 
-async def test_one_notify_in_flight_then_the_latest_state() -> None:
-    server, ua, views, _clock = await make()
+def test_one_notify_in_flight_then_the_latest_state() -> None:
+    server, ua, views, clock = make()
     server.on_subscribe(subscribe(), "t1", ("127.0.0.9", 5062), "udp", Watcher("k1", None))
     views.note = "Occupé - 1"
     server.changed("caf")
-    await asyncio.sleep(0)
+    clock.advance(0)
     views.note = "Occupé - 2"
     server.changed("caf")
-    await asyncio.sleep(0)
+    clock.advance(0)
     assert len(ua.sent) == 1  # the first NOTIFY is still unanswered
     answer(ua, 0)
     assert len(ua.sent) == 2 and b"Occup\xc3\xa9 - 2" in ua.sent[1][1].body
 
 
-async def test_refresh_and_481_and_timeout() -> None:
-    server, ua, _views, clock = await make()
+def test_refresh_and_481_and_timeout() -> None:
+    server, ua, _views, clock = make()
     server.on_subscribe(subscribe(300), "t1", ("127.0.0.9", 5062), "udp", Watcher("k1", None))
     sub = only_sub(server)
     answer(ua, 0)
     refresh = subscribe(600, cseq=2)
-    clock.t += 200
+    clock.advance(200)
     sub.on_request(refresh, "t2")
     assert ua.endpoint.responses[-1].status == 200
-    assert sub.expires_at == clock.t + 600
+    assert sub.expires_at == clock.now() + 600
     assert len(ua.sent) == 2  # a NOTIFY follows every refresh
     answer(ua, 1, status=481)
     assert server.count == 0 and ua.dialogs == {}
@@ -172,8 +164,8 @@ async def test_refresh_and_481_and_timeout() -> None:
     assert server.count == 0
 
 
-async def test_refusals() -> None:
-    server, ua, _views, _clock = await make()
+def test_refusals() -> None:
+    server, ua, _views, _clock = make()
     cases = [
         (subscribe(event="message-summary"), 489),
         (subscribe(user="impots"), 404),
@@ -187,16 +179,16 @@ async def test_refusals() -> None:
     assert server.count == 0 and not ua.sent
 
 
-async def test_dialog_versions_count_documents_sent() -> None:
-    server, ua, views, _clock = await make()
+def test_dialog_versions_count_documents_sent() -> None:
+    server, ua, views, clock = make()
     server.on_subscribe(
         subscribe(event="dialog"), "t1", ("127.0.0.9", 5062), "udp", Watcher("k1", None)
     )
     answer(ua, 0)
     server.changed("caf")
-    await asyncio.sleep(0)
+    clock.advance(0)
     assert len(ua.sent) == 1  # the version number alone is no change
     views.note = "x"
     server.changed("caf")
-    await asyncio.sleep(0)
+    clock.advance(0)
     assert [r.body for _, r in ua.sent] == [b"dialog:Disponible:1", b"dialog:x:2"]
