@@ -67,14 +67,14 @@ def create_app(gw: Gateway) -> FastAPI:
         """Calls in progress (with live media counters) and the last ended ones."""
         live = []
         for call in gw.b2bua.calls.values():
-            stats = gw.media.stats(call.id)
+            stats = await gw.media.stats(call.id)
             live.append(
                 {
                     "id": call.id,
                     "kiosk": call.kiosk.id,
                     "service": call.service.name,
                     "state": call.state.value,
-                    "station": call.target.station.id if call.target else None,
+                    "station": call.target.station if call.target else None,
                     "media": asdict(stats) if stats else None,
                 }
             )

@@ -1,15 +1,22 @@
 """The codec catalogue: what each codec is called in SDP and in H.245, as validated data.
 
-The data lives in ``codecs/catalogue.yaml`` at the project root (see its README); this
-module loads it with pydantic, refuses an inconsistent file with the entry and field at
-fault, and answers the lookups SDP and H.245 code need: by name, by RFC 3551 static
-payload type, by ``a=rtpmap`` encoding and clock rate, and by H.245 capability.
+The data lives in ``codecs/catalogue.yaml`` at the project root (see its README), a data
+folder rather than a package (a package named ``codecs`` would shadow the standard
+library's). A wheel installs it as a data file under
+``<prefix>/share/visio-relais-gateway/codecs/``; :func:`find_catalogue` says where it
+is. This module loads it with pydantic, refuses an inconsistent file with the entry and
+field at fault, and answers the lookups SDP and H.245 code need: by name, by RFC 3551
+static payload type, by ``a=rtpmap`` encoding and clock rate (RFC 4566 6), and by H.245
+capability.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import os
+import sys
+import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -17,11 +24,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-import gateway
 from gateway.model.sdp import MediaDescription
 
-PROJECT_ROOT = Path(gateway.__file__).resolve().parent.parent
-DEFAULT_CATALOGUE = PROJECT_ROOT / "codecs" / "catalogue.yaml"
+ENV_VAR = "VRGW_CODECS"  # the path of a catalogue to use instead of the shipped one
+# In a source checkout (an editable install too): <root>/gateway/media/codecs.py.
+SOURCE_CATALOGUE = Path(__file__).resolve().parents[2] / "codecs" / "catalogue.yaml"
+# Under an install prefix: where pyproject.toml's [tool.setuptools.data-files] puts it.
+INSTALLED_CATALOGUE = Path("share", "visio-relais-gateway", "codecs", "catalogue.yaml")
 
 
 class CatalogueError(ValueError):
@@ -195,9 +204,51 @@ def _describe(loc: tuple[int | str, ...], raw: Any) -> str:
     return "".join(parts)
 
 
+def _install_prefixes() -> list[Path]:
+    """Prefixes a wheel may have been installed under, most likely first.
+
+    ``sys.prefix`` (a virtual environment, or the interpreter's own prefix), then where
+    this interpreter's installer puts data files when that differs (Debian's system
+    Python: ``/usr/local``, not ``/usr``), then the user's (``pip install --user``).
+    """
+    prefixes = [Path(sys.prefix)]
+    for scheme in (sysconfig.get_default_scheme(), sysconfig.get_preferred_scheme("user")):
+        data = Path(sysconfig.get_path("data", scheme))
+        if data not in prefixes:
+            prefixes.append(data)
+    return prefixes
+
+
+def catalogue_locations() -> list[Path]:
+    """Every place :func:`find_catalogue` looks, in order.
+
+    When :data:`ENV_VAR` is set, its path alone: a catalogue named on purpose that is
+    missing must not be replaced by another one without a word.
+    """
+    explicit = os.environ.get(ENV_VAR)
+    if explicit:
+        return [Path(explicit)]
+    return [SOURCE_CATALOGUE, *(prefix / INSTALLED_CATALOGUE for prefix in _install_prefixes())]
+
+
+def find_catalogue() -> Path:
+    """The catalogue file to load: :data:`ENV_VAR`, else the source checkout's, else the
+    one installed with the distribution; :class:`CatalogueError` lists where it looked."""
+    looked = catalogue_locations()
+    for path in looked:
+        if path.is_file():
+            return path
+    origin = f" (from {ENV_VAR})" if os.environ.get(ENV_VAR) else ""
+    raise CatalogueError(
+        f"no codec catalogue{origin}: looked in " + ", ".join(str(p) for p in looked)
+    )
+
+
 def load_catalogue(path: Path | None = None) -> CodecCatalogue:
-    """Load and validate the catalogue (default: ``codecs/catalogue.yaml`` at the root)."""
-    path = path or DEFAULT_CATALOGUE
+    """Load and validate the catalogue at ``path``, by default the one :func:`find_catalogue`
+    finds."""
+    if path is None:
+        path = find_catalogue()
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:

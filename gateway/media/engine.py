@@ -1,9 +1,16 @@
-"""The media-engine interface the B2BUA talks to.
+"""The media-engine interface the call controller talks to.
 
-It mirrors the offer/answer verbs of rtpengine's "ng" control protocol so that the
-built-in relay and rtpengine are interchangeable: the controller hands the engine an
-SDP coming from one side of a call and gets back the SDP to forward to the other
-side, rewritten to the relay's own addresses and ports.
+It mirrors the verbs of rtpengine's "ng" control protocol (``offer``, ``answer``,
+``delete``, ``query``, ``play media``, ``stop media``) so that the built-in relay
+(:mod:`gateway.media.relay`) and an rtpengine driven over ng are interchangeable: the
+controller hands the engine an SDP (RFC 4566) coming from one side of a call and gets
+back the SDP to forward to the other side, rewritten to the engine's own addresses and
+ports (RFC 3264 offer/answer, with the engine in the middle).
+
+Every method is a coroutine, even where the built-in relay never waits, because an
+external engine answers over the network. Every failure comes out as
+:class:`MediaError`, whatever the engine is made of, so the controller needs one
+``except`` for all of them.
 """
 
 from __future__ import annotations
@@ -12,18 +19,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from gateway.media.prompts import Prompt
 from gateway.model.events import Side
 from gateway.model.sdp import SessionDescription
 
 
 class MediaError(Exception):
-    """The engine could not allocate or update a relay session (no ports, bad SDP)."""
+    """What a media engine could not do (no ports, SDP it cannot relay, no session, no
+    announcement): the only exception its methods raise for a failure. The underlying
+    error, when there is one (``SdpError``, ``PromptError``, ``OSError``, a timeout of
+    the control channel), is chained as ``__cause__``."""
 
 
 @dataclass(slots=True)
 class DirectionStats:
-    """Counters for one direction of one stream (RTP and RTCP counted apart)."""
+    """Counters for one direction of one stream (RTP and RTCP counted apart, RFC 3550)."""
 
     rtp_packets: int = 0
     rtp_bytes: int = 0
@@ -55,13 +64,17 @@ TimeoutHandler = Callable[[str], None]
 
 
 class MediaEngine(Protocol):
-    """Allocates, updates and releases relay sessions for calls.
+    """Allocates, updates and releases the media sessions of calls.
 
-    ``call_id`` is the controller's own call identifier (not a SIP Call-ID).
+    ``call_id`` is the controller's own call identifier (not a SIP Call-ID). Every
+    method raises :class:`MediaError`, and nothing else, when it cannot do its job
+    (an implementation wraps its own errors with ``raise MediaError(...) from exc``);
+    any other exception is a bug. A failed ``offer`` or ``answer`` leaves a running
+    session as it was.
     """
 
     async def start(self) -> None:
-        """Open control channels or sockets the engine needs before the first call."""
+        """Open the control channels or sockets the engine needs before the first call."""
 
     async def close(self) -> None:
         """Release every session and socket."""
@@ -69,24 +82,33 @@ class MediaEngine(Protocol):
     async def offer(
         self, call_id: str, sdp: SessionDescription, *, from_side: Side
     ) -> SessionDescription:
-        """Relay an offer from ``from_side``; return the SDP for the other side."""
+        """Relay an offer from ``from_side``; return the SDP for the other side (RFC 3264 5).
+
+        The first offer of a call creates its session; ``sdp`` itself is not modified.
+        """
 
     async def answer(
         self, call_id: str, sdp: SessionDescription, *, from_side: Side
     ) -> SessionDescription:
-        """Relay the answer from ``from_side``; return the SDP for the other side."""
+        """Relay the answer from ``from_side``; return the SDP for the other side (RFC 3264 6)."""
 
     async def delete(self, call_id: str) -> SessionStats | None:
-        """Release the call's ports and return its final counters (``None`` if unknown)."""
+        """Release the call's media and return its final counters (``None`` if unknown)."""
 
-    def stats(self, call_id: str) -> SessionStats | None:
-        """Current counters of a live call."""
+    async def stats(self, call_id: str) -> SessionStats | None:
+        """Current counters of a live call (``None`` if unknown)."""
 
-    def play(self, call_id: str, prompt: Prompt) -> bool:
-        """Loop ``prompt`` towards side A (rtpengine's "play media"); False if impossible."""
+    async def play(self, call_id: str, prompt: str, *, to_side: Side = Side.A) -> None:
+        """Loop the announcement ``prompt`` (a name of ``gateway/media/prompts``) to ``to_side``.
 
-    def stop_playing(self, call_id: str) -> None:
-        """Stop the announcement of a call, if any."""
+        The engine picks the codec: a G.711 format (RFC 3551 PCMU or PCMA) that
+        ``to_side`` negotiated in this call's session. Replaces an announcement
+        already playing. Raises :class:`MediaError` when there is no session, no G.711
+        negotiated towards that side, or no such prompt.
+        """
+
+    async def stop_playing(self, call_id: str) -> None:
+        """Stop the call's announcement, if one is playing."""
 
     def set_timeout_handler(self, handler: TimeoutHandler) -> None:
         """Register the callback run with ``call_id`` when a call's media stops."""
@@ -101,4 +123,4 @@ class MediaEngine(Protocol):
 
     @property
     def session_count(self) -> int:
-        """How many relay sessions are live."""
+        """How many media sessions are live."""

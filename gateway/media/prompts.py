@@ -18,6 +18,7 @@ negotiated: the kiosk treats the 183's SDP as the answer and ignores the one in 
 from __future__ import annotations
 
 import functools
+import re
 import wave
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ PROMPT_DIR = Path(__file__).parent / "prompts"
 SAMPLE_RATE = 8000
 FRAME_SAMPLES = 160  # 20 ms at 8 kHz (RFC 3551 4.5: the default packetisation)
 STATIC_G711 = {0: "PCMU", 8: "PCMA"}  # RFC 3551 table 4
+_PROMPT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 
 
 class PromptError(Exception):
@@ -114,6 +116,9 @@ def read_wav(path: Path) -> bytes:
 @functools.lru_cache(maxsize=16)
 def load_prompt(name: str, codec: str, payload_type: int, lang: str = "fr") -> Prompt:
     """A shipped prompt encoded for ``codec`` (cached: encoding happens once)."""
+    if not _PROMPT_NAME.fullmatch(name) or not _PROMPT_NAME.fullmatch(lang):
+        # A name is a file name in PROMPT_DIR, never a path that could leave it.
+        raise PromptError(f"{name!r} ({lang!r}) is not a prompt name")
     pcm = read_wav(PROMPT_DIR / lang / f"{name}.wav")
     # One second of silence between two play-throughs, so the loop can be told apart.
     pcm += bytes(2 * SAMPLE_RATE)
@@ -125,14 +130,25 @@ def load_prompt(name: str, codec: str, payload_type: int, lang: str = "fr") -> P
     return Prompt(name, codec, payload_type, frames)
 
 
-def _g711_choice(media: MediaDescription) -> tuple[int, str] | None:
-    """The first G.711 payload type in an audio offer (static or mapped by rtpmap)."""
+def g711_formats(media: MediaDescription) -> list[tuple[int, str]]:
+    """The G.711 payload types of an m= line with their codec, in its preference order.
+
+    A payload type is G.711 by its ``a=rtpmap`` encoding name, else by its RFC 3551
+    static number (0 PCMU, 8 PCMA).
+    """
     rtpmap = media.rtpmap()
+    found: list[tuple[int, str]] = []
     for pt in media.payload_types:
         name = rtpmap[pt][0].upper() if pt in rtpmap else STATIC_G711.get(pt)
         if name in ("PCMU", "PCMA"):
-            return pt, name
-    return None
+            found.append((pt, name))
+    return found
+
+
+def _g711_choice(media: MediaDescription) -> tuple[int, str] | None:
+    """The first G.711 payload type in an audio offer (static or mapped by rtpmap)."""
+    found = g711_formats(media)
+    return found[0] if found else None
 
 
 def _keep_formats(media: MediaDescription, keep: list[int]) -> None:

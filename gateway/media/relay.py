@@ -1,28 +1,19 @@
-"""The built-in media relay: RTP/RTCP anchoring for calls bridged by the B2BUA.
+"""The built-in media engine: RTP/RTCP anchoring for calls bridged by the controller.
 
-Each relayed stream (one m= line) owns up to four UDP sockets: an RTP/RTCP port pair
-facing side A (what A sends to, and what A receives from) and a pair facing side B. An
-SDP from side X is rewritten to carry the pair facing the *other* side, since that is
-the SDP the other side reads. A datagram arriving on the X-facing socket is sent out of
-the matching socket facing the other side, to that side's address.
+A call's session holds one stream per m= line of its SDP, and each stream a leg per
+side (:class:`~gateway.media.forwarding.Leg`). An SDP from side X is rewritten to carry
+the port pair facing the *other* side, since that is the SDP the other side reads
+(RFC 3264 offer/answer with the relay in the middle); the addresses in X's SDP tell
+where X's media goes until X's own packets say otherwise. This module keeps that
+bookkeeping, rewrites the descriptions (RFC 4566 / RFC 8866) and watches for dead
+calls; the rest of the relay is in its own modules:
 
-That address starts as the one in the SDP and is then *latched* to the source of the
-first packet actually received from the side (symmetric RTP, RFC 4961; the usual NAT
-traversal for anchored media), separately for RTP and RTCP. Latching re-arms when a
-side's SDP moves its media elsewhere. After latching, packets from other sources are
-still relayed but do not move the destination.
+- :mod:`gateway.media.ports`: the even/odd UDP port pairs, bound on demand and pooled;
+- :mod:`gateway.media.forwarding`: the hot path, latching (RFC 4961) and counters;
+- :mod:`gateway.media.player`: the announcement looped to a waiting caller.
 
-Sockets are plain non-blocking sockets watched with ``loop.add_reader``: each wake-up
-drains the socket with ``recvfrom_into`` into one shared buffer. A released port pair
-stays bound and watched in a bounded pool, and goes to a later call once it has been
-quiet for :data:`REUSE_QUIET` seconds: creating, binding and watching four sockets per
-call, then closing them, cost about a tenth of a call's CPU on the signalling path.
-
-Measured on the project's machines (burst forwarding, one process): about 8 us of CPU
-per packet under both asyncio and uvloop, against 40 us (asyncio) and 10 us (uvloop) for
-datagram endpoints, which hand over one datagram per callback. The hot path does no clock
-read: one watcher task per engine compares packet totals between checks to find dead
-calls (a packet to a pooled pair reads the clock, to keep that pair out of use longer).
+The hot path reads no clock: one watcher task per engine compares the packet totals of
+answered calls between checks to find those whose media stopped.
 """
 
 from __future__ import annotations
@@ -32,10 +23,7 @@ import contextlib
 import functools
 import ipaddress
 import logging
-import os
 import socket
-import struct
-from collections import deque
 
 from gateway.media.engine import (
     DirectionStats,
@@ -44,12 +32,16 @@ from gateway.media.engine import (
     StreamStats,
     TimeoutHandler,
 )
-from gateway.media.prompts import FRAME_SAMPLES, SAMPLE_RATE, Prompt
+from gateway.media.forwarding import Address, Forwarder, Leg, PortPair
+from gateway.media.player import Player, negotiated_g711
+from gateway.media.ports import PortPool
+from gateway.media.prompts import PromptError, load_prompt
 from gateway.model.events import Side
 from gateway.model.sdp import (
     Connection,
     Direction,
     MediaDescription,
+    SdpError,
     SessionDescription,
 )
 
@@ -70,59 +62,6 @@ ICE_ATTRIBUTES = frozenset(
     }
 )
 
-_BURST = 64  # datagrams drained per wake-up, so one busy socket cannot starve the others
-_BUFFER_SIZE = 65536  # the largest UDP payload fits; recvfrom_into never allocates
-# A pooled pair is handed to a new call only after this long without a packet, so that
-# late packets of the previous call cannot latch (RFC 4961) the new call's streams.
-REUSE_QUIET = 1.0
-POOL_MAX = 512  # idle pairs kept bound at most (two descriptors each)
-
-Address = tuple[str, int]
-
-
-class _Leg:
-    """One side of one stream: the sockets facing that side and where that side is."""
-
-    __slots__ = (
-        "pair",
-        "port",
-        "rtcp_dest",
-        "rtcp_latched",
-        "rtcp_sdp",
-        "rtcp_sock",
-        "rtp_dest",
-        "rtp_latched",
-        "rtp_sdp",
-        "rtp_sock",
-        "rx",
-    )
-
-    def __init__(self, rx: DirectionStats) -> None:
-        self.rx = rx  # counters of what this side sends (received on these sockets)
-        self.pair: _PortPair | None = None
-        self.port: int | None = None
-        self.rtp_sock: socket.socket | None = None
-        self.rtcp_sock: socket.socket | None = None
-        self.rtp_sdp: Address | None = None
-        self.rtcp_sdp: Address | None = None
-        self.rtp_dest: Address | None = None
-        self.rtcp_dest: Address | None = None
-        self.rtp_latched = False
-        self.rtcp_latched = False
-
-    def set_sdp_addresses(self, rtp: Address | None, rtcp: Address | None) -> None:
-        """Take the side's addresses from its latest SDP (RFC 3264 8.3.1: it may move)."""
-        if rtp != self.rtp_sdp:
-            if self.rtp_sdp is not None or not self.rtp_latched:
-                self.rtp_latched = False
-                self.rtp_dest = rtp
-            self.rtp_sdp = rtp
-        if rtcp != self.rtcp_sdp:
-            if self.rtcp_sdp is not None or not self.rtcp_latched:
-                self.rtcp_latched = False
-                self.rtcp_dest = rtcp
-            self.rtcp_sdp = rtcp
-
 
 class _Stream:
     """One relayed m= line with both of its legs."""
@@ -133,7 +72,7 @@ class _Stream:
         self.index = index
         self.kind = kind
         self.stats = StreamStats(index=index, kind=kind)
-        self.legs = {Side.A: _Leg(self.stats.a_to_b), Side.B: _Leg(self.stats.b_to_a)}
+        self.legs = {Side.A: Leg(self.stats.a_to_b), Side.B: Leg(self.stats.b_to_a)}
         self.active = False
         self.held = False
 
@@ -143,6 +82,8 @@ class _Stream:
 
 
 class _Session:
+    """One call's streams and what the media-timeout watcher knows of them."""
+
     __slots__ = ("answered", "call_id", "last_activity", "last_total", "streams", "timed_out")
 
     def __init__(self, call_id: str) -> None:
@@ -163,79 +104,6 @@ class _Session:
         """Every live stream is inactive: silence is expected, not a dead call."""
         live = [s for s in self.streams if s.active]
         return bool(live) and all(s.held for s in live)
-
-
-class _PortPair:
-    """An RTP/RTCP socket pair, bound and watched for as long as the engine keeps it.
-
-    ``facing`` is the leg whose side sends to these sockets and ``other`` the leg the
-    packets go on to; both are ``None`` while the pair waits in the pool.
-    """
-
-    __slots__ = ("facing", "other", "port", "quiet_since", "rtcp", "rtp")
-
-    def __init__(self, port: int, rtp: socket.socket, rtcp: socket.socket) -> None:
-        self.port = port
-        self.rtp = rtp
-        self.rtcp = rtcp
-        self.facing: _Leg | None = None
-        self.other: _Leg | None = None
-        self.quiet_since = 0.0
-
-
-class _Player:
-    """Loops a prompt as RTP (RFC 3550 5.1 header, one SSRC) out of a leg's RTP socket."""
-
-    def __init__(self, leg: _Leg, prompt: Prompt, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.leg = leg
-        self.prompt = prompt
-        self.ssrc = int.from_bytes(os.urandom(4), "big")
-        self.seq = int.from_bytes(os.urandom(2), "big")
-        self.timestamp = int.from_bytes(os.urandom(4), "big")
-        self.index = 0
-        self.sent = 0
-        self.handle: asyncio.TimerHandle | None = None
-        self.next_at = 0.0
-
-    def start(self) -> None:
-        self.next_at = self.loop.time()
-        self._tick()
-
-    def stop(self) -> None:
-        if self.handle is not None:
-            self.handle.cancel()
-            self.handle = None
-
-    def _tick(self) -> None:
-        loop = self.loop
-        sock, dest = self.leg.rtp_sock, self.leg.rtp_dest
-        if sock is None:
-            self.handle = None
-            return
-        frames = self.prompt.frames
-        if dest is not None:
-            marker = 0x80 if self.sent == 0 else 0
-            header = struct.pack(
-                "!BBHII",
-                0x80,
-                marker | self.prompt.payload_type,
-                self.seq,
-                self.timestamp,
-                self.ssrc,
-            )
-            with contextlib.suppress(OSError):
-                sock.sendto(header + frames[self.index], dest)
-            self.sent += 1
-        self.seq = (self.seq + 1) & 0xFFFF
-        self.timestamp = (self.timestamp + FRAME_SAMPLES) & 0xFFFFFFFF
-        self.index = (self.index + 1) % len(frames)
-        # Absolute schedule: a late wake-up does not slow the stream down.
-        self.next_at += FRAME_SAMPLES / SAMPLE_RATE
-        now = loop.time()
-        if self.next_at < now - 0.2:
-            self.next_at = now  # the loop stalled: skip ahead rather than burst
-        self.handle = loop.call_at(self.next_at, self._tick)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -289,9 +157,6 @@ class RelayEngine:
             raise ValueError(f"bind_host must be an IP address, got {bind_host!r}") from exc
         if bind_ip.is_unspecified and advertise_host is None:
             raise ValueError(f"bind_host {bind_host} is a wildcard: set advertise_host")
-        first = port_min + (port_min % 2)
-        if not (0 < port_min <= port_max <= 65535) or first + 1 > port_max:
-            raise ValueError(f"port range {port_min}-{port_max} holds no even/odd port pair")
         self.bind_host = bind_host
         self.advertise_host = advertise_host or bind_host
         # Immutable: every rewritten description shares it.
@@ -299,17 +164,22 @@ class RelayEngine:
         self.port_min = port_min
         self.port_max = port_max
         self.timeout = timeout
-        self._family = socket.AF_INET6 if bind_ip.version == 6 else socket.AF_INET
-        self._free: deque[int] = deque(range(first, port_max, 2))
-        self._idle: deque[_PortPair] = deque()  # released pairs, oldest first
+        self._ipv6 = bind_ip.version == 6
+        self._forwarder = Forwarder(self._now)
+        self._pool = PortPool(
+            bind_host=bind_host,
+            family=socket.AF_INET6 if self._ipv6 else socket.AF_INET,
+            port_min=port_min,
+            port_max=port_max,
+            relay_rtp=self._forwarder.relay_rtp,
+            relay_rtcp=self._forwarder.relay_rtcp,
+            loop=self._running_loop,
+            clock=self._now,
+        )
         self._sessions: dict[str, _Session] = {}
-        self._ports_in_use = 0
         self._handler: TimeoutHandler | None = None
         self._watcher: asyncio.Task[None] | None = None
-        self.send_errors = 0  # datagrams dropped because sendto failed
-        self._buffer = bytearray(_BUFFER_SIZE)
-        self._view = memoryview(self._buffer)
-        self._players: dict[str, _Player] = {}
+        self._players: dict[str, Player] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # --- MediaEngine protocol ----------------------------------------------------------
@@ -322,8 +192,7 @@ class RelayEngine:
         """Release every session, close every socket and stop the watcher."""
         for call_id in list(self._sessions):
             await self.delete(call_id)
-        while self._idle:
-            self._close_pair(self._idle.popleft())
+        self._pool.close()
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -336,25 +205,31 @@ class RelayEngine:
     ) -> SessionDescription:
         """Relay an offer from ``from_side``: allocate the other side's ports, rewrite the SDP."""
         self._ensure_running()
-        return self._negotiate(call_id, sdp, from_side, answer=False)
+        try:
+            return self._negotiate(call_id, sdp, from_side, answer=False)
+        except (SdpError, OSError) as exc:
+            raise MediaError(f"call {call_id}: offer from {from_side.name}: {exc}") from exc
 
     async def answer(
         self, call_id: str, sdp: SessionDescription, *, from_side: Side
     ) -> SessionDescription:
         """Relay the answer from ``from_side`` (RFC 3264 6); arms the media timeout."""
         self._ensure_running()
-        return self._negotiate(call_id, sdp, from_side, answer=True)
+        try:
+            return self._negotiate(call_id, sdp, from_side, answer=True)
+        except (SdpError, OSError) as exc:
+            raise MediaError(f"call {call_id}: answer from {from_side.name}: {exc}") from exc
 
     async def delete(self, call_id: str) -> SessionStats | None:
         """Give the call's ports back (to the pool) and return the final counters."""
-        self.stop_playing(call_id)
+        self._stop_player(call_id)
         session = self._sessions.pop(call_id, None)
         if session is None:
             return None
         final: list[StreamStats] = []
         for stream in session.streams:
             for leg in stream.legs.values():
-                self._release(leg)
+                self._pool.release(leg)
             # Released sockets count nothing more: the live counters are final, no copy.
             stats = stream.stats
             stats.a_peer = stream.legs[Side.A].rtp_dest
@@ -363,57 +238,83 @@ class RelayEngine:
         logger.debug("call %s: media relay released", call_id)
         return SessionStats(call_id, final)
 
-    def stats(self, call_id: str) -> SessionStats | None:
+    async def stats(self, call_id: str) -> SessionStats | None:
         """A snapshot of a live call's counters and latched peers."""
         session = self._sessions.get(call_id)
         if session is None:
             return None
         return SessionStats(call_id, [_snapshot(s) for s in session.streams])
 
+    async def play(self, call_id: str, prompt: str, *, to_side: Side = Side.A) -> None:
+        """Loop ``prompt`` to ``to_side`` from the first audio stream that negotiated G.711.
+
+        Sent from the RTP socket facing that side, in the side's preferred G.711 codec
+        that the other side agreed to (:func:`~gateway.media.player.negotiated_g711`).
+        """
+        session = self._sessions.get(call_id)
+        if session is None:
+            raise MediaError(f"call {call_id}: no media session to play {prompt!r} in")
+        for stream in session.streams:
+            leg = stream.legs[to_side]
+            if stream.kind != "audio" or not stream.active or leg.rtp_sock is None:
+                continue
+            codec = negotiated_g711(leg.media, stream.legs[to_side.other].media)
+            if codec is None:
+                continue
+            pt, name = codec
+            try:
+                loaded = load_prompt(prompt, name, pt)
+            except PromptError as exc:
+                raise MediaError(f"call {call_id}: cannot play {prompt!r}: {exc}") from exc
+            self._stop_player(call_id)
+            player = Player(leg, loaded, self._running_loop())
+            self._players[call_id] = player
+            player.start()
+            return
+        raise MediaError(
+            f"call {call_id}: no audio stream towards side {to_side.name} "
+            f"negotiated G.711 (PCMU or PCMA) to play {prompt!r} with"
+        )
+
+    async def stop_playing(self, call_id: str) -> None:
+        """Stop a call's announcement (the station's media takes over)."""
+        self._stop_player(call_id)
+
     def set_timeout_handler(self, handler: TimeoutHandler) -> None:
         """Register the callback run with ``call_id`` when a call's media stops."""
         self._handler = handler
 
-    def play(self, call_id: str, prompt: Prompt) -> bool:
-        """Loop ``prompt`` to side A from the first audio stream's A-facing RTP socket."""
-        session = self._sessions.get(call_id)
-        if session is None:
-            return False
-        for stream in session.streams:
-            leg = stream.legs[Side.A]
-            if stream.kind == "audio" and stream.active and leg.rtp_sock is not None:
-                self.stop_playing(call_id)
-                player = _Player(leg, prompt, self._running_loop())
-                self._players[call_id] = player
-                player.start()
-                return True
-        return False
+    @property
+    def ports_in_use(self) -> int:
+        """UDP ports held by calls right now (two per allocated leg)."""
+        return self._pool.in_use
 
-    def stop_playing(self, call_id: str) -> None:
-        """Stop a call's announcement (the station's media takes over)."""
-        player = self._players.pop(call_id, None)
-        if player is not None:
-            player.stop()
+    @property
+    def ports_idle(self) -> int:
+        """UDP ports bound but held by no call: the pool that later calls draw on."""
+        return self._pool.idle
+
+    @property
+    def session_count(self) -> int:
+        """Live relay sessions."""
+        return len(self._sessions)
+
+    # --- beyond the protocol -----------------------------------------------------------
+
+    @property
+    def send_errors(self) -> int:
+        """Datagrams dropped because sending them on failed."""
+        return self._forwarder.send_errors
 
     def played_packets(self, call_id: str) -> int:
         """Announcement packets sent to a call so far (0 when none is playing)."""
         player = self._players.get(call_id)
         return player.sent if player is not None else 0
 
-    @property
-    def ports_in_use(self) -> int:
-        """UDP ports held by calls right now (two per allocated leg)."""
-        return self._ports_in_use
-
-    @property
-    def ports_idle(self) -> int:
-        """UDP ports bound but held by no call: the pool that later calls draw on."""
-        return 2 * len(self._idle)
-
-    @property
-    def session_count(self) -> int:
-        """Live relay sessions."""
-        return len(self._sessions)
+    def _stop_player(self, call_id: str) -> None:
+        player = self._players.pop(call_id, None)
+        if player is not None:
+            player.stop()
 
     # --- offer/answer ------------------------------------------------------------------
 
@@ -429,7 +330,7 @@ class RelayEngine:
             session = _Session(call_id)
         streams = list(session.streams)
         relayable: list[bool] = []
-        needed: list[tuple[_Leg, _Leg]] = []
+        needed: list[tuple[Leg, Leg]] = []
         for i, media in enumerate(sdp.media):
             ok = self._relayable(media)
             relayable.append(ok)
@@ -443,26 +344,28 @@ class RelayEngine:
             if legs[to_side].port is None:
                 needed.append((legs[to_side], legs[from_side]))
 
-        # Allocate everything before changing anything, so a failure leaks no port.
-        pairs: list[_PortPair] = []
+        # Read and allocate everything before changing anything, so a failure leaks no
+        # port and leaves a running session as it was.
+        out = sdp.copy()
+        pool = self._pool
+        pairs: list[PortPair] = []
         try:
             for _ in needed:
-                pairs.append(self._take_pair())
-        except MediaError:
+                pairs.append(pool.take())
+        except MediaError as exc:
             for pair in pairs:
-                self._give_back(pair)
+                pool.give_back(pair)
             raise MediaError(
                 f"call {call_id}: needed {len(needed)} port pairs, "
-                f"found {len(pairs)} in {self.port_min}-{self.port_max}"
-            ) from None
+                f"found {len(pairs)} in {self.port_min}-{self.port_max} ({exc})"
+            ) from exc
 
         session.streams = streams
         if new_session:
             self._sessions[call_id] = session
         for (leg, other), pair in zip(needed, pairs, strict=True):
-            self._attach(pair, leg, other)
+            pool.attach(pair, leg, other)
 
-        out = sdp.copy()
         for i, media in enumerate(sdp.media):
             stream = streams[i]
             if stream.kind != media.kind:  # RFC 3264 8.3: a freed slot may change media
@@ -477,7 +380,11 @@ class RelayEngine:
             assert conn is not None  # checked above
             stream.held = effective is Direction.INACTIVE or conn.is_unspecified
             rtp_dest, rtcp_dest = self._sdp_addresses(conn, media)
-            stream.legs[from_side].set_sdp_addresses(rtp_dest, rtcp_dest)
+            leg = stream.legs[from_side]
+            leg.set_sdp_addresses(rtp_dest, rtcp_dest)
+            # A copy: the caller's description may change after we return. Only audio,
+            # because only an announcement reads it (to pick its codec).
+            leg.media = media.copy() if media.kind == "audio" else None
             self._rewrite_media(out.media[i], stream.legs[to_side])
         if out.connection is not None:
             out.connection = self._advertised
@@ -497,7 +404,7 @@ class RelayEngine:
                 call_id,
                 "answer" if answer else "offer",
                 from_side.name,
-                self._ports_in_use,
+                pool.in_use,
             )
         return out
 
@@ -507,7 +414,7 @@ class RelayEngine:
         # refused with port 0, the way RFC 3264 6 rejects a stream.
         return media.port != 0 and not media.proto.upper().startswith("TCP")
 
-    def _rewrite_media(self, media: MediaDescription, leg: _Leg) -> None:
+    def _rewrite_media(self, media: MediaDescription, leg: Leg) -> None:
         assert leg.port is not None
         media.port = leg.port
         media.port_count = None
@@ -526,7 +433,7 @@ class RelayEngine:
         self, conn: Connection, media: MediaDescription
     ) -> tuple[Address | None, Address | None]:
         """Where a side's SDP says it receives RTP and RTCP (RFC 3605 for ``a=rtcp``)."""
-        rtp_host = self._usable_host(conn.address)
+        rtp_host = _usable_host(conn.address, self._ipv6)
         rtcp_host = rtp_host
         rtcp_port = media.port + 1
         value = media.get_attr("rtcp")
@@ -535,183 +442,21 @@ class RelayEngine:
             if parts[0].isascii() and parts[0].isdigit() and 0 < int(parts[0]) <= 65535:
                 rtcp_port = int(parts[0])
                 if len(parts) >= 4:
-                    rtcp_host = self._usable_host(parts[3])
+                    rtcp_host = _usable_host(parts[3], self._ipv6)
             else:
                 logger.info("ignoring malformed a=rtcp:%s", value)
         rtp = (rtp_host, media.port) if rtp_host is not None else None
-        rtcp = (rtcp_host, rtcp_port) if rtcp_host is not None else None
+        # RTP on 65535 leaves no port for RTCP: wait for latching rather than send nowhere.
+        rtcp = (rtcp_host, rtcp_port) if rtcp_host is not None and rtcp_port <= 65535 else None
         return rtp, rtcp
-
-    def _usable_host(self, address: str) -> str | None:
-        """An address we can send to from our sockets; ``None`` leaves it to latching."""
-        return _usable_host(address, self._family == socket.AF_INET6)
-
-    # --- ports and sockets -------------------------------------------------------------
-
-    def _take_pair(self) -> _PortPair:
-        """A port pair for a call: a quiet one from the pool, else a newly bound one."""
-        idle = self._idle
-        if idle and idle[0].quiet_since <= self._now() - REUSE_QUIET:
-            pair = idle.popleft()
-        else:
-            try:
-                pair = self._bind_pair()
-            except MediaError:
-                if not idle:
-                    raise
-                pair = idle.popleft()  # the range is exhausted: better a recent pair than none
-        self._ports_in_use += 2
-        return pair
-
-    def _bind_pair(self) -> _PortPair:
-        for _ in range(len(self._free)):
-            port = self._free.popleft()
-            try:
-                rtp = self._bind(port)
-            except OSError as exc:
-                logger.info("RTP port %d unavailable (%s): skipped", port, exc.strerror)
-                self._free.append(port)
-                continue
-            try:
-                rtcp = self._bind(port + 1)
-            except OSError as exc:
-                logger.info("RTCP port %d unavailable (%s): skipped", port + 1, exc.strerror)
-                rtp.close()
-                self._free.append(port)
-                continue
-            pair = _PortPair(port, rtp, rtcp)
-            loop = self._running_loop()
-            # Watched once for the pair's whole life; the callbacks look up its legs.
-            loop.add_reader(rtp.fileno(), self._relay_rtp, pair)
-            loop.add_reader(rtcp.fileno(), self._relay_rtcp, pair)
-            return pair
-        raise MediaError(f"no free RTP/RTCP port pair in {self.port_min}-{self.port_max}")
-
-    def _bind(self, port: int) -> socket.socket:
-        sock = socket.socket(self._family, socket.SOCK_DGRAM)
-        try:
-            sock.setblocking(False)
-            sock.bind((self.bind_host, port))
-        except OSError:
-            sock.close()
-            raise
-        return sock
-
-    def _give_back(self, pair: _PortPair) -> None:
-        """A pair a call no longer holds: into the pool, or closed when the pool is full."""
-        self._ports_in_use -= 2
-        pair.facing = pair.other = None
-        pair.quiet_since = self._now()
-        self._idle.append(pair)
-        if len(self._idle) > POOL_MAX:
-            self._close_pair(self._idle.popleft())
-
-    def _close_pair(self, pair: _PortPair) -> None:
-        loop = self._running_loop()
-        loop.remove_reader(pair.rtp.fileno())
-        loop.remove_reader(pair.rtcp.fileno())
-        pair.rtp.close()
-        pair.rtcp.close()
-        # Freed ports go to the back of the queue: stale packets of the old call
-        # should not land in the next one.
-        self._free.append(pair.port)
-
-    def _attach(self, pair: _PortPair, leg: _Leg, other: _Leg) -> None:
-        pair.facing, pair.other = leg, other
-        leg.pair = pair
-        leg.port, leg.rtp_sock, leg.rtcp_sock = pair.port, pair.rtp, pair.rtcp
-
-    def _release(self, leg: _Leg) -> None:
-        pair = leg.pair
-        if pair is None:
-            return
-        leg.pair = leg.port = leg.rtp_sock = leg.rtcp_sock = None
-        self._give_back(pair)
 
     def _deactivate(self, stream: _Stream) -> None:
         """A stream refused or removed (port 0): free its ports until it comes back."""
         stream.active = False
         for leg in stream.legs.values():
-            self._release(leg)
+            self._pool.release(leg)
 
-    # --- the hot path ------------------------------------------------------------------
-
-    def _relay_rtp(self, pair: _PortPair) -> None:
-        """Drain a pair's RTP socket; forward to the other leg (RFC 5761 demux counts)."""
-        sock, src, dst = pair.rtp, pair.facing, pair.other
-        if src is None or dst is None:
-            self._drain_idle(pair, sock)
-            return
-        buf = self._buffer
-        view = self._view
-        rx = src.rx
-        for _ in range(_BURST):
-            try:
-                size, addr = sock.recvfrom_into(buf)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                logger.debug("RTP receive failed: %s", exc)
-                return
-            if not src.rtp_latched:
-                src.rtp_dest = addr
-                src.rtp_latched = True
-            # rtcp-mux: RTCP types 192-223 fill the byte holding RTP's marker and PT
-            if size >= 8 and 192 <= buf[1] <= 223:
-                rx.rtcp_packets += 1
-                rx.rtcp_bytes += size
-            else:
-                rx.rtp_packets += 1
-                rx.rtp_bytes += size
-            out = dst.rtp_sock
-            dest = dst.rtp_dest
-            if out is not None and dest is not None:
-                try:
-                    out.sendto(view[:size], dest)
-                except OSError:
-                    # a full socket buffer or an unreachable peer: drop, as the network would
-                    self.send_errors += 1
-
-    def _relay_rtcp(self, pair: _PortPair) -> None:
-        """Drain a pair's RTCP socket; forward to the other leg's RTCP address."""
-        sock, src, dst = pair.rtcp, pair.facing, pair.other
-        if src is None or dst is None:
-            self._drain_idle(pair, sock)
-            return
-        buf = self._buffer
-        view = self._view
-        rx = src.rx
-        for _ in range(_BURST):
-            try:
-                size, addr = sock.recvfrom_into(buf)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                logger.debug("RTCP receive failed: %s", exc)
-                return
-            if not src.rtcp_latched:
-                src.rtcp_dest = addr
-                src.rtcp_latched = True
-            rx.rtcp_packets += 1
-            rx.rtcp_bytes += size
-            out = dst.rtcp_sock
-            dest = dst.rtcp_dest
-            if out is not None and dest is not None:
-                try:
-                    out.sendto(view[:size], dest)
-                except OSError:
-                    self.send_errors += 1
-
-    def _drain_idle(self, pair: _PortPair, sock: socket.socket) -> None:
-        """Packets for a pooled pair belong to no call: drop them, and keep it quiet longer."""
-        pair.quiet_since = self._now()
-        for _ in range(_BURST):
-            try:
-                sock.recvfrom_into(self._buffer)
-            except OSError:  # BlockingIOError included: drained
-                return
-
-    # --- media timeout -----------------------------------------------------------------
+    # --- loop, clock and media timeout -------------------------------------------------
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         # Kept: asyncio.get_running_loop() makes a getpid system call on Python 3.11.

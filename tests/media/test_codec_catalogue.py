@@ -1,16 +1,27 @@
-"""The codec catalogue (codecs/catalogue.yaml): RFC 3551 facts, H.245 mappings, validation."""
+"""The codec catalogue (codecs/catalogue.yaml): RFC 3551 facts, H.245 mappings, validation,
+where the loader finds it, and that a wheel ships it."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 from harness import ROOT, VECTORS
 
+from gateway.media import codecs
 from gateway.media.codecs import (
-    DEFAULT_CATALOGUE,
+    ENV_VAR,
+    INSTALLED_CATALOGUE,
+    SOURCE_CATALOGUE,
     CatalogueError,
+    catalogue_locations,
     default_catalogue,
+    find_catalogue,
     load_catalogue,
 )
 from gateway.model.sdp import MediaDescription, SessionDescription
@@ -34,8 +45,10 @@ RFC3551_STATIC = [
 ]
 
 
-def test_default_path_is_the_project_data_folder() -> None:
-    assert DEFAULT_CATALOGUE == ROOT / "codecs" / "catalogue.yaml"
+def test_a_source_checkout_uses_its_own_data_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    assert SOURCE_CATALOGUE == ROOT / "codecs" / "catalogue.yaml"
+    assert catalogue_locations()[0] == SOURCE_CATALOGUE == find_catalogue()
     assert default_catalogue() is default_catalogue()
     assert len(load_catalogue()) == len(default_catalogue()) >= 20
 
@@ -205,3 +218,115 @@ def test_yaml_syntax_error_has_a_line(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(CatalogueError, match="cannot read"):
         load_catalogue(tmp_path / "nope.yaml")
+
+
+# --- where the catalogue is found ---------------------------------------------------------
+
+
+def test_the_environment_names_the_catalogue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _write(tmp_path, GOOD)
+    monkeypatch.setenv(ENV_VAR, str(path))
+    assert catalogue_locations() == [path] == [find_catalogue()]
+    assert [c.name for c in load_catalogue()] == ["PCMU"]
+    # Named on purpose but missing: an error, not the shipped catalogue in its place.
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "missing.yaml"))
+    with pytest.raises(CatalogueError, match=f"from {ENV_VAR}.*missing.yaml"):
+        load_catalogue()
+
+
+def test_found_nowhere_lists_every_place_looked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    monkeypatch.setattr(codecs, "SOURCE_CATALOGUE", tmp_path / "src" / "catalogue.yaml")
+    monkeypatch.setattr(codecs, "_install_prefixes", lambda: [tmp_path / "a", tmp_path / "b"])
+    with pytest.raises(CatalogueError) as info:
+        find_catalogue()
+    looked = [
+        tmp_path / "src" / "catalogue.yaml",
+        tmp_path / "a" / INSTALLED_CATALOGUE,
+        tmp_path / "b" / INSTALLED_CATALOGUE,
+    ]
+    assert catalogue_locations() == looked
+    assert str(info.value) == "no codec catalogue: looked in " + ", ".join(map(str, looked))
+
+
+def test_an_install_prefix_is_searched_after_the_source_checkout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    installed = tmp_path / INSTALLED_CATALOGUE
+    installed.parent.mkdir(parents=True)
+    shutil.copy(SOURCE_CATALOGUE, installed)
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    assert find_catalogue() == SOURCE_CATALOGUE  # a checkout wins over an install
+    monkeypatch.setattr(codecs, "SOURCE_CATALOGUE", tmp_path / "no-checkout" / "catalogue.yaml")
+    assert catalogue_locations()[1] == installed == find_catalogue()
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A wheel built from a copy of the sources (the build writes into its source tree)."""
+    src = tmp_path_factory.mktemp("src")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    for name in ("gateway", "codecs"):
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    out = tmp_path_factory.mktemp("wheels")
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), "."],
+        cwd=src,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert build.returncode == 0, build.stderr[-4000:]
+    (built,) = out.glob("*.whl")
+    return built
+
+
+def test_the_wheel_ships_the_catalogue_as_shared_data(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as whl:
+        names = whl.namelist()
+        (data,) = (n for n in names if n.endswith(".data/data/" + INSTALLED_CATALOGUE.as_posix()))
+        assert whl.read(data) == SOURCE_CATALOGUE.read_bytes()
+    assert "gateway/media/codecs.py" in names
+    assert not any(n.startswith("codecs/") for n in names)  # never a top-level package
+
+
+def test_the_installed_loader_finds_the_catalogue_under_sys_prefix(
+    wheel: Path, tmp_path: Path
+) -> None:
+    # Laid out as an installer does (PEP 427: .data/data/ goes to the prefix), with no
+    # pip install: that would replace the editable install of the environment running us.
+    site, prefix = tmp_path / "site", tmp_path / "prefix"
+    with zipfile.ZipFile(wheel) as whl:
+        for name in whl.namelist():
+            data = name.partition(".data/data/")[2]
+            target = prefix / data if data else site / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(whl.read(name))
+    script = (
+        "import sys; sys.prefix = sys.argv[1]; sys.path.insert(0, sys.argv[2]); "
+        "from gateway.media import codecs; "
+        "print(codecs.__file__); print(codecs.find_catalogue()); "
+        "print(len(codecs.load_catalogue()))"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in (ENV_VAR, "PYTHONPATH")}
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(prefix), str(site)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    module, found, count = run.stdout.split()
+    assert Path(module) == site / "gateway" / "media" / "codecs.py"  # the wheel's code
+    assert Path(found) == prefix / INSTALLED_CATALOGUE
+    assert int(count) == len(default_catalogue())

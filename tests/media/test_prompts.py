@@ -7,20 +7,23 @@ import struct
 
 import pytest
 
+from gateway.media.player import negotiated_g711
 from gateway.media.prompts import (
     FRAME_SAMPLES,
     PROMPT_DIR,
+    PromptError,
     alaw_decode,
     alaw_encode,
     early_answer,
     encode_g711,
+    g711_formats,
     load_prompt,
     read_wav,
     restrict_offer,
     ulaw_decode,
     ulaw_encode,
 )
-from gateway.model.sdp import SessionDescription
+from gateway.model.sdp import MediaDescription, SessionDescription
 
 # Facts of ITU-T G.711: the codes of silence and of the extremes.
 KNOWN = [
@@ -120,3 +123,46 @@ def test_restricted_offer_matches_what_the_kiosk_was_told() -> None:
 def test_no_g711_means_no_announcement() -> None:
     g722_only = OFFER.replace("RTP/AVP 9 0 8 101", "RTP/AVP 9")
     assert early_answer(SessionDescription.parse(g722_only)) is None
+
+
+@pytest.mark.parametrize("name", ["introuvable", "../fr/attente", "fr/attente", "", "Attente"])
+def test_only_shipped_prompt_names_load(name: str) -> None:
+    with pytest.raises(PromptError):
+        load_prompt(name, "PCMU", 0)
+
+
+def audio(formats: str, *rtpmaps: str) -> MediaDescription:
+    media = MediaDescription.parse_media_line(f"audio 4000 RTP/AVP {formats}")
+    for value in rtpmaps:
+        media.add_attr("rtpmap", value)
+    return media
+
+
+def test_g711_formats_by_rtpmap_then_static_number() -> None:
+    offer = SessionDescription.parse(OFFER)
+    assert g711_formats(offer.media[0]) == [(0, "PCMU"), (8, "PCMA")]
+    # rtpmap names win over RFC 3551 numbers, and compare case-insensitively (RFC 4855 3)
+    assert g711_formats(audio("8 0 97", "0 G722/8000", "97 pcmu/8000")) == [
+        (8, "PCMA"),
+        (97, "PCMU"),
+    ]
+    assert g711_formats(audio("9 18")) == []
+
+
+@pytest.mark.parametrize(
+    ("receiver", "sender", "expected"),
+    [
+        (audio("0 8"), audio("8"), (8, "PCMA")),
+        (audio("0 8"), audio("8 0"), (0, "PCMU")),  # the receiver's preference decides
+        (audio("96 0", "96 PCMA/8000"), audio("8"), (96, "PCMA")),  # the receiver's number
+        (audio("9 0"), audio("9"), None),  # G.722 agreed, no G.711 to play with
+        (audio("0"), None, None),  # the other side has not answered
+        (None, audio("0"), None),
+    ],
+)
+def test_the_announcement_codec_is_one_both_sides_listed(
+    receiver: MediaDescription | None,
+    sender: MediaDescription | None,
+    expected: tuple[int, str] | None,
+) -> None:
+    assert negotiated_g711(receiver, sender) == expected

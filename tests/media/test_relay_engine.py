@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -10,12 +11,13 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import uvloop
 
-from gateway.media import relay as relay_module
+from gateway.media import ports as ports_module
 from gateway.media.engine import MediaEngine, MediaError
+from gateway.media.prompts import PromptError, load_prompt
 from gateway.media.relay import RelayEngine
 from gateway.media.rtp import RtpPacket, parse_rtp
 from gateway.model.events import Side
-from gateway.model.sdp import Direction, SessionDescription
+from gateway.model.sdp import Direction, SdpError, SessionDescription
 
 HOST = "127.0.0.1"
 RTCP_RR = bytes([0x80, 201, 0, 1, 0, 0, 0x12, 0x34])  # empty receiver report (RFC 3550 6.4.2)
@@ -87,6 +89,8 @@ def sdp_for(
     video_port: int | None = None,
     with_ice: bool = False,
     rtcp_attr: bool = True,
+    formats: str = "0 101",
+    rtpmaps: tuple[str, ...] = ("101 telephone-event/8000",),
 ) -> SessionDescription:
     rtp_port = port if port is not None else (peer.rtp_port if peer else 0)
     lines = [
@@ -95,9 +99,9 @@ def sdp_for(
         "s=-",
         f"c=IN IP4 {HOST}",
         "t=0 0",
-        f"m=audio {rtp_port} RTP/AVP 0 101",
+        f"m=audio {rtp_port} RTP/AVP {formats}",
         f"c=IN IP4 {HOST}",
-        "a=rtpmap:101 telephone-event/8000",
+        *(f"a=rtpmap:{value}" for value in rtpmaps),
     ]
     if rtcp_attr and peer is not None:
         lines.append(f"a=rtcp:{peer.rtcp_port} IN IP4 {HOST}")
@@ -171,7 +175,7 @@ async def test_rtp_and_rtcp_flow_both_ways_with_exact_counters(
     a.rtp.sendto(RTCP_RR, (HOST, a_port))
     assert (await recv(b.rtp))[0] == RTCP_RR
 
-    stats = engine.stats("call-1")
+    stats = await engine.stats("call-1")
     assert stats is not None and len(stats.streams) == 1
     stream = stats.streams[0]
     assert (stream.index, stream.kind) == (0, "audio")
@@ -243,7 +247,7 @@ async def test_latching_follows_the_real_source_and_rearms_on_a_new_sdp(
         await recv(b.rtcp)
         b.rtcp.sendto(RTCP_RR, (HOST, b_port + 1))
         assert (await recv(actual.rtcp))[0] == RTCP_RR
-        stats = engine.stats("call-1")
+        stats = await engine.stats("call-1")
         assert stats is not None and stats.streams[0].a_peer == (HOST, actual.rtp_port)
 
         # a stranger cannot steal the latched destination
@@ -389,7 +393,7 @@ async def test_delete_pools_every_port_and_close_releases_them(peers: tuple[Peer
     assert final is not None and [s.kind for s in final.streams] == ["audio", "video"]
     assert engine.ports_in_use == 0 and engine.session_count == 0
     assert engine.ports_idle == 8  # kept bound for later calls
-    assert await engine.delete("call-1") is None and engine.stats("call-1") is None
+    assert await engine.delete("call-1") is None and await engine.stats("call-1") is None
     await engine.close()
     assert engine.ports_idle == 0
     assert_unbound(used)
@@ -399,7 +403,7 @@ async def test_a_pooled_pair_serves_a_later_call_only_once_quiet(
     peers: tuple[Peer, Peer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     a, b = peers
-    monkeypatch.setattr(relay_module, "REUSE_QUIET", 0.3)
+    monkeypatch.setattr(ports_module, "REUSE_QUIET", 0.3)
     engine = RelayEngine(bind_host=HOST, port_min=31700, port_max=31799, timeout=0)
     try:
         first = (await engine.offer("one", sdp_for(a), from_side=Side.A)).media[0].port
@@ -423,7 +427,7 @@ async def test_a_pooled_pair_serves_a_later_call_only_once_quiet(
         b.rtp.sendto(rtp(7), (HOST, fourth))
         data, _ = await recv(a.rtp)
         assert parse_rtp(data).sequence == 7
-        stats = engine.stats("four")
+        stats = await engine.stats("four")
         assert stats is not None and stats.streams[0].b_to_a.rtp_packets == 1
     finally:
         await engine.close()
@@ -434,7 +438,7 @@ async def test_the_pool_is_bounded_and_an_exhausted_range_falls_back_on_it(
     peers: tuple[Peer, Peer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     a, _ = peers
-    monkeypatch.setattr(relay_module, "POOL_MAX", 1)
+    monkeypatch.setattr(ports_module, "POOL_MAX", 1)
     engine = RelayEngine(bind_host=HOST, port_min=31800, port_max=31805, timeout=0)
     try:
         ports = []
@@ -503,7 +507,7 @@ async def test_bad_requests_leak_nothing(engine: RelayEngine, peers: tuple[Peer,
         assert tiny.ports_in_use == 2 and tiny.session_count == 1
         b.rtp.sendto(rtp(1), (HOST, out.media[0].port))
         await asyncio.sleep(0.05)
-        stats = tiny.stats("c")
+        stats = await tiny.stats("c")
         assert stats is not None and stats.streams[0].b_to_a.rtp_packets == 1
     finally:
         await tiny.close()
@@ -518,6 +522,138 @@ def test_constructor_refuses_nonsense() -> None:
     with pytest.raises(ValueError, match="no even/odd port pair"):
         RelayEngine(port_min=31001, port_max=31001)
     RelayEngine(bind_host="0.0.0.0", advertise_host="192.0.2.1")
+
+
+# --- announcements -----------------------------------------------------------------------
+
+TE = "101 telephone-event/8000"
+
+
+def drain(sock: socket.socket) -> None:
+    while True:
+        try:
+            sock.recvfrom(65536)
+        except BlockingIOError:
+            return
+
+
+@pytest.mark.parametrize(
+    ("offered", "rtpmaps", "answered", "expected"),
+    [
+        ("8 101", (TE,), "8 101", (8, "PCMA")),
+        ("0 101", (TE,), "0 101", (0, "PCMU")),
+        ("0 8 101", (TE,), "8", (8, "PCMA")),  # A prefers PCMU; only PCMA was agreed
+        ("8 0", (), "0 8", (8, "PCMA")),  # both agreed: A's own preference decides
+        ("96 101", ("96 PCMA/8000", TE), "96", (96, "PCMA")),  # A's own dynamic number
+    ],
+)
+async def test_play_sends_the_g711_codec_the_side_negotiated(
+    engine: RelayEngine,
+    peers: tuple[Peer, Peer],
+    offered: str,
+    rtpmaps: tuple[str, ...],
+    answered: str,
+    expected: tuple[int, str],
+) -> None:
+    a, b = peers
+    await engine.offer("call-1", sdp_for(a, formats=offered, rtpmaps=rtpmaps), from_side=Side.A)
+    to_a = await engine.answer(
+        "call-1", sdp_for(b, formats=answered, rtpmaps=rtpmaps), from_side=Side.B
+    )
+    await engine.play("call-1", "attente")
+    pt, codec = expected
+    frames = load_prompt("attente", codec, pt).frames
+    data, source = await recv(a.rtp)
+    assert source == (HOST, to_a.media[0].port)  # from the port A sends to: symmetric
+    first = parse_rtp(data)
+    second = parse_rtp((await recv(a.rtp))[0])
+    assert (first.payload_type, first.marker, first.payload) == (pt, True, frames[0])
+    assert (second.payload_type, second.marker, second.payload) == (pt, False, frames[1])
+    assert second.ssrc == first.ssrc and second.sequence == (first.sequence + 1) & 0xFFFF
+    assert second.timestamp == (first.timestamp + 160) & 0xFFFFFFFF  # 20 ms at 8 kHz
+    assert engine.played_packets("call-1") >= 2
+
+    await engine.stop_playing("call-1")
+    drain(a.rtp)
+    await assert_silent(a.rtp)
+    assert engine.played_packets("call-1") == 0
+    await engine.stop_playing("call-1")  # stopping twice is no error
+    await assert_silent(b.rtp, wait=0)  # nothing went the other way
+
+
+async def test_play_towards_b_and_delete_stops_it(
+    engine: RelayEngine, peers: tuple[Peer, Peer]
+) -> None:
+    a, b = peers
+    await engine.offer("call-1", sdp_for(a, formats="0 8"), from_side=Side.A)
+    await engine.answer("call-1", sdp_for(b, formats="8"), from_side=Side.B)
+    await engine.play("call-1", "attente", to_side=Side.B)
+    assert parse_rtp((await recv(b.rtp))[0]).payload_type == 8
+    await engine.play("call-1", "attente", to_side=Side.B)  # replaces the first player
+    packet = parse_rtp((await recv(b.rtp))[0])
+    assert packet.marker and packet.payload_type == 8
+    await engine.delete("call-1")
+    drain(b.rtp)
+    await assert_silent(b.rtp)
+    await assert_silent(a.rtp, wait=0)
+
+
+async def test_play_failures_raise_media_error(
+    engine: RelayEngine, peers: tuple[Peer, Peer]
+) -> None:
+    a, b = peers
+    with pytest.raises(MediaError, match="no media session"):
+        await engine.play("nobody", "attente")
+
+    g722 = ("9 G722/8000",)
+    await engine.offer("call-1", sdp_for(a, formats="9 0", rtpmaps=g722), from_side=Side.A)
+    # Only A has spoken: no port faces A yet, and B has not said what it receives.
+    for side in Side:
+        with pytest.raises(MediaError, match=r"negotiated G\.711"):
+            await engine.play("call-1", "attente", to_side=side)
+    await engine.answer("call-1", sdp_for(b, formats="9", rtpmaps=g722), from_side=Side.B)
+    with pytest.raises(MediaError, match=r"negotiated G\.711"):
+        await engine.play("call-1", "attente")
+
+    await engine.offer("call-2", sdp_for(a), from_side=Side.A)
+    await engine.answer("call-2", sdp_for(b), from_side=Side.B)
+    for name in ("introuvable", "../fr/attente", ""):
+        with pytest.raises(MediaError, match="cannot play") as info:
+            await engine.play("call-2", name)
+        assert isinstance(info.value.__cause__, PromptError)
+    assert engine.played_packets("call-1") == engine.played_packets("call-2") == 0
+    await assert_silent(a.rtp, wait=0.05)
+
+
+async def test_model_and_system_errors_come_out_as_media_errors(
+    engine: RelayEngine, peers: tuple[Peer, Peer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, _ = peers
+
+    def refused(self: SessionDescription) -> SessionDescription:
+        raise SdpError("a description the model refuses")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(SessionDescription, "copy", refused)
+        with pytest.raises(MediaError, match="the model refuses") as info:
+            await engine.offer("call-1", sdp_for(a), from_side=Side.A)
+    assert isinstance(info.value.__cause__, SdpError)
+    assert engine.ports_in_use == 0 and engine.session_count == 0
+
+    # An address that is not this host's fails on every port: no search of the range.
+    elsewhere = RelayEngine(bind_host="192.0.2.1", port_min=31900, port_max=31999, timeout=0)
+    try:
+        with pytest.raises(MediaError, match="cannot bind UDP port 31900") as info:
+            await elsewhere.offer("call-1", sdp_for(a), from_side=Side.A)
+        cause = info.value.__cause__
+        assert isinstance(cause, MediaError) and isinstance(cause.__cause__, OSError)
+        assert cause.__cause__.errno == errno.EADDRNOTAVAIL
+        assert elsewhere.ports_in_use == 0 and elsewhere.session_count == 0
+    finally:
+        await elsewhere.close()
+
+    for unknown in (engine.delete("x"), engine.stats("x"), engine.stop_playing("x")):
+        assert await unknown is None  # unknown calls are no failure
 
 
 # --- uvloop ------------------------------------------------------------------------------

@@ -1,0 +1,197 @@
+"""The relay's hot path: every RTP and RTCP datagram of every call goes through here.
+
+A relayed stream (one m= line) has two legs, one per side of the call. A leg holds the
+port pair facing its side (what that side sends to, and what it receives from), where
+that side's media goes, and the counters of what it sends. A datagram arriving on the
+pair facing side X is counted on X's leg and sent out of the matching socket of the
+other leg, to the other side's address, so each side sees the relay as its only peer.
+
+That address starts as the one in the side's SDP and is then *latched* to the source
+of the first packet actually received from the side (symmetric RTP, RFC 4961; the usual
+NAT traversal for anchored media), separately for RTP and RTCP. Latching re-arms when a
+side's SDP moves its media elsewhere. After latching, packets from other sources are
+still relayed but do not move the destination.
+
+Sockets are plain non-blocking sockets watched with ``loop.add_reader``: each wake-up
+drains the socket with ``recvfrom_into`` into one shared buffer, and each datagram is
+sent on from a view of it, so forwarding allocates nothing but the source address.
+Measured on the project's machines (burst forwarding, one process): about 8 us of CPU
+per packet under both asyncio and uvloop, against 40 us (asyncio) and 10 us (uvloop) for
+datagram endpoints, which hand over one datagram per callback. No clock is read here
+for a call's packets: the engine finds dead calls by comparing packet totals between
+checks.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+
+from gateway.media.engine import DirectionStats
+from gateway.model.sdp import MediaDescription
+
+logger = logging.getLogger(__name__)
+
+BURST = 64  # datagrams drained per wake-up, so one busy socket cannot starve the others
+BUFFER_SIZE = 65536  # the largest UDP payload fits: recvfrom_into never allocates
+
+Address = tuple[str, int]
+
+
+class Leg:
+    """One side of one stream: the sockets facing that side and where that side is.
+
+    ``media`` is the side's own m= line from its latest SDP, which lists what the side
+    receives (RFC 3264 5.1); only the announcement player reads it, to pick a codec.
+    """
+
+    __slots__ = (
+        "media",
+        "pair",
+        "port",
+        "rtcp_dest",
+        "rtcp_latched",
+        "rtcp_sdp",
+        "rtcp_sock",
+        "rtp_dest",
+        "rtp_latched",
+        "rtp_sdp",
+        "rtp_sock",
+        "rx",
+    )
+
+    def __init__(self, rx: DirectionStats) -> None:
+        self.rx = rx  # counters of what this side sends (received on these sockets)
+        self.pair: PortPair | None = None
+        self.port: int | None = None
+        self.rtp_sock: socket.socket | None = None
+        self.rtcp_sock: socket.socket | None = None
+        self.rtp_sdp: Address | None = None
+        self.rtcp_sdp: Address | None = None
+        self.rtp_dest: Address | None = None
+        self.rtcp_dest: Address | None = None
+        self.rtp_latched = False
+        self.rtcp_latched = False
+        self.media: MediaDescription | None = None
+
+    def set_sdp_addresses(self, rtp: Address | None, rtcp: Address | None) -> None:
+        """Take the side's addresses from its latest SDP (RFC 3264 8.3.1: it may move)."""
+        if rtp != self.rtp_sdp:
+            if self.rtp_sdp is not None or not self.rtp_latched:
+                self.rtp_latched = False
+                self.rtp_dest = rtp
+            self.rtp_sdp = rtp
+        if rtcp != self.rtcp_sdp:
+            if self.rtcp_sdp is not None or not self.rtcp_latched:
+                self.rtcp_latched = False
+                self.rtcp_dest = rtcp
+            self.rtcp_sdp = rtcp
+
+
+class PortPair:
+    """An RTP/RTCP socket pair (RFC 3550 11: even port, then the next odd one).
+
+    ``facing`` is the leg whose side sends to these sockets and ``other`` the leg the
+    packets go on to; both are ``None`` while the pair waits in the pool, and
+    ``quiet_since`` is when it last heard anything then (see :mod:`gateway.media.ports`).
+    """
+
+    __slots__ = ("facing", "other", "port", "quiet_since", "rtcp", "rtp")
+
+    def __init__(self, port: int, rtp: socket.socket, rtcp: socket.socket) -> None:
+        self.port = port
+        self.rtp = rtp
+        self.rtcp = rtcp
+        self.facing: Leg | None = None
+        self.other: Leg | None = None
+        self.quiet_since = 0.0
+
+
+class Forwarder:
+    """The reader callbacks of every port pair: latch, count, send on.
+
+    ``clock`` is read only for a packet that reaches a pooled pair (no call holds it):
+    such a packet keeps the pair out of use longer.
+    """
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self.send_errors = 0  # datagrams dropped because sendto failed
+        self._buffer = bytearray(BUFFER_SIZE)
+        self._view = memoryview(self._buffer)
+
+    def relay_rtp(self, pair: PortPair) -> None:
+        """Drain a pair's RTP socket; forward to the other leg (RFC 5761 demux counts)."""
+        sock, src, dst = pair.rtp, pair.facing, pair.other
+        if src is None or dst is None:
+            self._drain_idle(pair, sock)
+            return
+        buf = self._buffer
+        view = self._view
+        rx = src.rx
+        for _ in range(BURST):
+            try:
+                size, addr = sock.recvfrom_into(buf)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                logger.debug("RTP receive failed: %s", exc)
+                return
+            if not src.rtp_latched:
+                src.rtp_dest = addr
+                src.rtp_latched = True
+            # rtcp-mux: RTCP types 192-223 fill the byte holding RTP's marker and PT
+            if size >= 8 and 192 <= buf[1] <= 223:
+                rx.rtcp_packets += 1
+                rx.rtcp_bytes += size
+            else:
+                rx.rtp_packets += 1
+                rx.rtp_bytes += size
+            out = dst.rtp_sock
+            dest = dst.rtp_dest
+            if out is not None and dest is not None:
+                try:
+                    out.sendto(view[:size], dest)
+                except OSError:
+                    # a full socket buffer or an unreachable peer: drop, as the network would
+                    self.send_errors += 1
+
+    def relay_rtcp(self, pair: PortPair) -> None:
+        """Drain a pair's RTCP socket; forward to the other leg's RTCP address."""
+        sock, src, dst = pair.rtcp, pair.facing, pair.other
+        if src is None or dst is None:
+            self._drain_idle(pair, sock)
+            return
+        buf = self._buffer
+        view = self._view
+        rx = src.rx
+        for _ in range(BURST):
+            try:
+                size, addr = sock.recvfrom_into(buf)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                logger.debug("RTCP receive failed: %s", exc)
+                return
+            if not src.rtcp_latched:
+                src.rtcp_dest = addr
+                src.rtcp_latched = True
+            rx.rtcp_packets += 1
+            rx.rtcp_bytes += size
+            out = dst.rtcp_sock
+            dest = dst.rtcp_dest
+            if out is not None and dest is not None:
+                try:
+                    out.sendto(view[:size], dest)
+                except OSError:
+                    self.send_errors += 1
+
+    def _drain_idle(self, pair: PortPair, sock: socket.socket) -> None:
+        """Packets for a pooled pair belong to no call: drop them, and keep it quiet longer."""
+        pair.quiet_since = self._clock()
+        for _ in range(BURST):
+            try:
+                sock.recvfrom_into(self._buffer)
+            except OSError:  # BlockingIOError included: drained
+                return
