@@ -10,7 +10,7 @@ dialer, and register the dialer with the controller under the protocol's name.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from gateway.model.causes import Cause
@@ -77,7 +77,8 @@ class Target:
     uri: str
     dest: tuple[str, int]
     transport: str = "udp"
-    credentials: tuple[str, str] | None = None  # (username, password) if it challenges us
+    # (username, password) for a station that challenges us; never shown in a repr.
+    credentials: tuple[str, str] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,10 @@ Offer/answer (RFC 3264, RFC 3261 13.2.1): an INVITE without SDP is a late offer;
 kiosk's leg then puts our offer in its 2xx and reports the ACK's answer
 (:class:`~gateway.model.events.LateAnswer`), and a station's leg that sent no offer
 holds its ACK until :meth:`SipLeg.complete` gives it the answer to carry.
+
+Towards a station the leg also acknowledges reliable provisional responses with PRACK
+(RFC 3262), and answers a 401/407 to its INVITE once with the station's credentials
+from the dialplan (RFC 3261 22.2).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from gateway.model.events import (
     Side,
 )
 from gateway.model.sdp import SdpError, SessionDescription
+from gateway.sip.auth import CHALLENGE_HEADER, CREDENTIALS_HEADER, answer_challenge
 from gateway.sip.causes import parse_reason, q850_from_sip, reason_header, sip_from_q850
 from gateway.sip.dialog import Dialog, DialogState, new_tag
 from gateway.sip.info import (
@@ -45,6 +50,7 @@ from gateway.sip.info import (
     parse_info,
 )
 from gateway.sip.message import Headers, Request, Response, make_response
+from gateway.sip.reliable import Arrival, ReliableProvisionals, rack_for
 from gateway.sip.session_timer import SessionTimer, negotiate_as_uac
 from gateway.sip.transaction import Address, new_branch
 
@@ -55,6 +61,9 @@ log = logging.getLogger(__name__)
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER, SUBSCRIBE"
 SUPPORTED = "timer"
+# What our INVITEs to stations support: we PRACK reliable provisionals (RFC 3262), though
+# we never send any ourselves, so responses and kiosk-side messages keep SUPPORTED.
+UAC_SUPPORTED = "100rel, timer"
 SDP = "application/sdp"
 CONTEXT_PREFIX = "X-Visio-"
 # A mid-call offer refused for a moment (glare, an offer already under way) is answered
@@ -117,6 +126,14 @@ class SipLeg:
         self._provisional_seen = False  # UAC: any 1xx, 100 included, allows a CANCEL (9.1)
         self._ack_pending: int | None = None  # UAC late offer: CSeq of the 2xx awaiting ACK
         self._offer_in_2xx = False  # UAS late offer: our 2xx carried the offer
+        # UAC: the station's login for its 401/407 (RFC 3261 22.2), answered only once.
+        self.credentials: tuple[str, str] | None = None
+        self.peer_name = ""  # the station id, for logs
+        self._challenged = False
+        # UAC: reliable provisionals of the current INVITE (RFC 3262 4), and the early
+        # dialogs of forks other than self.dialog's, by To tag (their PRACKs' CSeq spaces).
+        self._reliable = ReliableProvisionals()
+        self._early_dialogs: dict[str, Dialog] = {}
 
     # -- helpers ----------------------------------------------------------------------
     def _emit(self, event: CallEvent) -> None:
@@ -338,7 +355,7 @@ class SipLeg:
                 ("CSeq", "1 INVITE"),
                 ("Contact", f"<{self._contact()}>"),
                 ("Allow", ALLOW),
-                ("Supported", SUPPORTED),
+                ("Supported", UAC_SUPPORTED),
                 ("Session-Expires", str(session_expires)),
                 ("Min-SE", str(min_se)),
                 *extra,
@@ -377,8 +394,8 @@ class SipLeg:
             self._on_invite_response(response)
         elif key == self.outgoing_update:
             self._on_update_response(response)
-        # BYE, CANCEL, INFO answers need nothing more than logging.
-        elif response.status >= 300 and method in ("INFO", "BYE"):
+        # BYE, CANCEL, INFO, PRACK answers need nothing more than logging.
+        elif response.status >= 300 and method in ("INFO", "BYE", "PRACK"):
             log.debug("%s: %s answered %d", self.label, method, response.status)
 
     def _on_invite_response(self, response: Response) -> None:
@@ -394,8 +411,14 @@ class SipLeg:
                 return
             if self.state is LegState.TERMINATED:
                 return
-            if response.to.tag and self.dialog is None:
-                self.dialog = Dialog.as_uac(self.invite, response, self.peer, self.transport)
+            early_dialog = self._early_dialog(response)
+            arrival = self._reliable.receive(response)
+            if arrival is Arrival.REPEAT or arrival is Arrival.GAP:
+                # A retransmission (our PRACK is its own transaction and retransmits
+                # itself) or one out of order, which the UAS sends again (RFC 3262 4).
+                return
+            if arrival is Arrival.NEW and early_dialog is not None:
+                self._send_prack(response, early_dialog)
             self.state = LegState.EARLY
             try:
                 early = parse_sdp(response.body)
@@ -413,6 +436,8 @@ class SipLeg:
             self.ua.forget_leg(self)
             self.state = LegState.TERMINATED
             return
+        if status in (401, 407) and self._resend_with_credentials(response):
+            return
         self._finish()
         reason = parse_reason(response.headers.get("reason"))
         retry = response.headers.get("retry-after")
@@ -426,11 +451,99 @@ class SipLeg:
             )
         )
 
+    def _early_dialog(self, response: Response) -> Dialog | None:
+        """The early dialog a tagged 1xx belongs to (12.1.2), made on its first response."""
+        assert self.invite is not None
+        tag = response.to.tag
+        if not tag:
+            return None
+        if self.dialog is None:
+            self.dialog = Dialog.as_uac(self.invite, response, self.peer, self.transport)
+        if tag == self.dialog.remote_tag:
+            return self.dialog
+        fork = self._early_dialogs.get(tag)
+        if fork is None:
+            fork = Dialog.as_uac(self.invite, response, self.peer, self.transport)
+            self._early_dialogs[tag] = fork
+        return fork
+
+    def _send_prack(self, response: Response, dialog: Dialog) -> None:
+        """Acknowledge a reliable provisional response in its early dialog (RFC 3262 4)."""
+        rack = rack_for(response)
+        assert rack is not None
+        if response.body and self.invite is not None and not self.invite.body:
+            # RFC 3262 5: a PRACK must answer an offer in the 1xx; the answer comes from
+            # the kiosk only after the call is answered, so this one goes unanswered.
+            log.info(
+                "%s: reliable %d carries an offer we cannot answer in PRACK",
+                self.label,
+                response.status,
+            )
+        dialog.update_target(response)
+        request = dialog.new_request("PRACK", self._via(), extra=[("RAck", rack)])
+        self.ua.send_request(self, request, dialog.destination(), self.transport)
+
+    def _resend_with_credentials(self, response: Response) -> bool:
+        """Answer a station's 401/407 once: the INVITE again with credentials (22.2).
+
+        Same Call-ID, From tag and To, the next CSeq and a new branch (8.1.3.5); False when
+        there is nothing to answer with, and the challenge then ends the offer.
+        """
+        invite = self.invite
+        assert invite is not None
+        status = response.status
+        who = self.peer_name or f"{self.peer[0]}:{self.peer[1]}"
+        if self._challenged:
+            log.info(
+                "%s: station %s challenged the authenticated INVITE (%d)", self.label, who, status
+            )
+            return False
+        if self.credentials is None:
+            log.info(
+                "%s: station %s asks for authentication (%d), no credentials in the dialplan",
+                self.label,
+                who,
+                status,
+            )
+            return False
+        username, password = self.credentials
+        value = answer_challenge(
+            response.headers.get_all(CHALLENGE_HEADER[status].lower()),
+            method="INVITE",
+            uri=invite.uri_text,
+            username=username,
+            password=password,
+        )
+        if value is None:
+            log.info(
+                "%s: station %s sent no digest challenge we can answer (%d)",
+                self.label,
+                who,
+                status,
+            )
+            return False
+        self._challenged = True
+        headers = invite.headers.copy()
+        headers.set("Via", self._via())
+        headers.set("CSeq", f"{invite.cseq.seq + 1} INVITE")
+        headers.add(CREDENTIALS_HEADER[status], value)
+        self.invite = Request("INVITE", invite.uri_text, headers, invite.body)
+        # A new transaction: what its predecessor's provisionals set up does not carry over.
+        self.dialog = None
+        self._early_dialogs.clear()
+        self._reliable = ReliableProvisionals()
+        self._provisional_seen = False
+        self.state = LegState.PROCEEDING
+        self.invite_key = self.ua.send_request(self, self.invite, self.peer, self.transport)
+        return True
+
     def _on_invite_2xx(self, response: Response) -> None:
         assert self.invite is not None
         first = self.dialog is None or self.dialog.state is not DialogState.CONFIRMED
         if self.dialog is None or (response.to.tag and response.to.tag != self.dialog.remote_tag):
-            self.dialog = Dialog.as_uac(self.invite, response, self.peer, self.transport)
+            # The answering fork: its early dialog keeps the CSeq of the PRACKs it had.
+            fork = self._early_dialogs.pop(response.to.tag or "", None)
+            self.dialog = fork or Dialog.as_uac(self.invite, response, self.peer, self.transport)
         dialog = self.dialog
         dialog.update_target(response)
         dialog.state = DialogState.CONFIRMED
@@ -719,6 +832,8 @@ class SipDialer:
         leg = SipLeg(self.ua, Side.B, transport=target.transport, peer=target.dest)
         leg.label = label
         leg.sink = sink
+        leg.credentials = target.credentials
+        leg.peer_name = target.station
         display = call.caller_name.replace('"', "'").replace("\\", "/")
         leg.send_invite(
             target.uri,

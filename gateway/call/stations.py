@@ -154,19 +154,25 @@ class StationMonitor:
             self.on_change(station_id, reachable)
 
     async def _locate(self, station: Station) -> Target | None:
+        # The gateway's own login, should the station challenge its INVITE (RFC 3261 22.2).
+        credentials = self.dialplan.outbound_credentials(station.id)
         if station.address is not None:
             addr = station.address
             uri = f"sip:{station.id}@{addr.hostport}"
             if addr.transport == "tcp":
                 uri += ";transport=tcp"
-            return Target(station.id, "sip", uri, (addr.host, addr.port), addr.transport)
+            return Target(
+                station.id, "sip", uri, (addr.host, addr.port), addr.transport, credentials
+            )
         if station.username is None:
             return None
         bindings = await self.ua.store.get_bindings(station.username)
         if not bindings:
             return None
         latest = max(bindings, key=lambda b: b.expires_at)  # the most recent registration
-        return Target(station.id, "sip", latest.contact, latest.source, latest.transport)
+        return Target(
+            station.id, "sip", latest.contact, latest.source, latest.transport, credentials
+        )
 
     def _probe(self, station: Station, target: Target, now: float) -> None:
         probe = self.probes.get(station.id)

@@ -412,6 +412,13 @@ class ServiceDoc(_Doc):
     label: Text | None = None
 
 
+class StationAuthDoc(_Doc):
+    """A station's ``auth``: the gateway's login when the station challenges it (RFC 3261 22.2)."""
+
+    username: Username
+    password: Password
+
+
 class StationDoc(_Doc):
     """One item of a partner's ``stations``."""
 
@@ -422,6 +429,7 @@ class StationDoc(_Doc):
     transport: TransportText | None = None
     max_calls: int = Field(default=1, ge=0)
     keepalive: float = Field(default=30.0, ge=0, le=3600)  # OPTIONS interval; 0 = none
+    auth: StationAuthDoc | None = None
 
 
 class PartnerDoc(_Doc):
@@ -919,6 +927,8 @@ def _check_references(doc: DialplanDoc, problems: _Problems) -> None:
         _check_login(problems, what, station.username, station.password, loc)
         if station.transport is not None and station.address is None:
             problems.at((*loc, "transport"), f"{what}: transport applies to a static address only")
+        if station.auth is not None and station.auth.password is None:
+            problems.at((*loc, "auth", "password"), f"{what}: auth needs a password")
 
 
 def _check_schedule(problems: _Problems, doc: ScheduleDoc, loc: Loc) -> None:
@@ -966,6 +976,7 @@ def _schedule(doc: ScheduleDoc | None, tz: str) -> Schedule | None:
 
 def _build(doc: DialplanDoc, source: Path, secrets: _SecretSource, problems: _Problems) -> Dialplan:
     credentials: dict[str, SecretStr] = {}
+    station_secrets: dict[str, SecretStr] = {}
 
     def login(username: str | None, password: SecretRefDoc | None, loc: Loc) -> None:
         if username is not None and password is not None:
@@ -1000,6 +1011,12 @@ def _build(doc: DialplanDoc, source: Path, secrets: _SecretSource, problems: _Pr
         stations = []
         for s, st in enumerate(partner.stations):
             login(st.username, st.password, ("partners", p, "stations", s))
+            if st.auth is not None and st.auth.password is not None:
+                secret = secrets.resolve(
+                    st.auth.password, ("partners", p, "stations", s, "auth", "password")
+                )
+                if secret is not None:
+                    station_secrets[st.id] = secret
             address = None
             if st.address is not None:
                 host, port = parse_hostport(st.address)
@@ -1012,6 +1029,7 @@ def _build(doc: DialplanDoc, source: Path, secrets: _SecretSource, problems: _Pr
                     address=address,
                     max_calls=st.max_calls,
                     keepalive=st.keepalive,
+                    auth_username=None if st.auth is None else st.auth.username,
                 )
             )
         built_partners[partner.id] = Partner(
@@ -1059,6 +1077,7 @@ def _build(doc: DialplanDoc, source: Path, secrets: _SecretSource, problems: _Pr
         services=services,
         partners=built_partners,
         credentials=credentials,
+        station_secrets=station_secrets,
     )
 
 

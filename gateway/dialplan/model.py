@@ -168,6 +168,9 @@ class Station:
     address: StaticAddress | None
     max_calls: int = 1
     keepalive: float = 30.0  # seconds between OPTIONS checks; 0 = never
+    # The gateway's own login when this station challenges its INVITEs with 401/407
+    # (RFC 3261 22.2); the password is in Dialplan.station_secrets.
+    auth_username: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,11 +199,15 @@ class Dialplan:
     services: Mapping[str, Service] = field(default_factory=dict)
     partners: Mapping[str, Partner] = field(default_factory=dict)
     credentials: Mapping[str, SecretStr] = field(default_factory=dict, repr=False)
+    # Passwords of the stations' ``auth_username`` logins, by station id: a namespace apart
+    # from ``credentials``, which holds the logins kiosks and stations use towards us.
+    station_secrets: Mapping[str, SecretStr] = field(default_factory=dict, repr=False)
 
     _kiosk_by_user: Mapping[str, Kiosk] = field(init=False, repr=False)
     _kiosk_by_address: Mapping[str, Kiosk] = field(init=False, repr=False)
     _station_by_user: Mapping[str, tuple[Partner, Station]] = field(init=False, repr=False)
     _service_by_key: Mapping[str, Service] = field(init=False, repr=False)
+    _outbound_by_station: Mapping[str, tuple[str, SecretStr]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         # Frozen views, so that a shared dialplan cannot be edited behind the B2BUA's back.
@@ -211,6 +218,7 @@ class Dialplan:
         freeze("services", self.services)
         freeze("partners", self.partners)
         freeze("credentials", self.credentials)
+        freeze("station_secrets", self.station_secrets)
         freeze(
             "_kiosk_by_user",
             {k.username: k for k in self.kiosks.values() if k.username is not None},
@@ -234,6 +242,15 @@ class Dialplan:
             by_key[service.name.lower()] = service
             by_key[service.number] = service
         freeze("_service_by_key", by_key)
+        freeze(
+            "_outbound_by_station",
+            {
+                station.id: (station.auth_username, self.station_secrets[station.id])
+                for partner in self.partners.values()
+                for station in partner.stations
+                if station.auth_username is not None and station.id in self.station_secrets
+            },
+        )
 
     def kiosk_for_user(self, username: str) -> Kiosk | None:
         """The kiosk that logs in as ``username`` (user parts compare exactly, RFC 3261 19.1.4)."""
@@ -255,6 +272,15 @@ class Dialplan:
         """The digest password of a kiosk or station login, or None for an unknown user."""
         secret = self.credentials.get(username)
         return None if secret is None else secret.get_secret_value()
+
+    def outbound_credentials(self, station_id: str) -> tuple[str, str] | None:
+        """(username, password) the gateway answers this station's challenges with, or None.
+
+        RFC 3261 22.2: a UAC resends a challenged request with credentials for the realm;
+        a station without ``auth`` in the dialplan gets none, and its 401/407 ends the call.
+        """
+        found = self._outbound_by_station.get(station_id)
+        return None if found is None else (found[0], found[1].get_secret_value())
 
     def resolve_service(self, user_part: str) -> Service | None:
         """The service a kiosk dialled: by name (case-insensitive) or by number."""

@@ -9,7 +9,9 @@ and unforgeable (a timestamp, a random salt and an HMAC over both and the realm)
 verifies credentials against them, refusing replayed nonce counts.
 
 Client side, :func:`choose_challenge` picks the strongest challenge we can answer and
-:func:`build_authorization` answers it.
+:func:`build_authorization` answers it; :func:`answer_challenge` does both for the
+challenges of one 401/407 (RFC 3261 22.2, 22.3), and :data:`CREDENTIALS_HEADER` names
+the header that carries the answer.
 
 Decision on RFC 2069 style responses (no ``qop``): the server refuses them. We always
 offer ``qop="auth"``; RFC 7616 section 3.3 makes qop mandatory for compliant
@@ -35,9 +37,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "CHALLENGE_HEADER",
+    "CREDENTIALS_HEADER",
     "AuthParseError",
     "AuthResult",
     "DigestAuthenticator",
+    "answer_challenge",
     "build_authorization",
     "choose_challenge",
     "parse_challenge_params",
@@ -577,3 +582,44 @@ def choose_challenge(values: Sequence[str]) -> str | None:
         if best is None or alg.strength > best[0]:
             best = (alg.strength, value)
     return None if best is None else best[1]
+
+
+# RFC 3261 22.2 and 22.3: a 401 challenges in WWW-Authenticate and is answered in
+# Authorization; a 407 (from a proxy) in Proxy-Authenticate and Proxy-Authorization.
+CHALLENGE_HEADER: dict[int, str] = {401: "WWW-Authenticate", 407: "Proxy-Authenticate"}
+CREDENTIALS_HEADER: dict[int, str] = {401: "Authorization", 407: "Proxy-Authorization"}
+
+
+def answer_challenge(
+    challenges: Sequence[str],
+    *,
+    method: str,
+    uri: str,
+    username: str,
+    password: str,
+    cnonce: str | None = None,
+    nc: int = 1,
+    body: bytes = b"",
+) -> str | None:
+    """The credentials answering the strongest challenge we support, or None (RFC 3261 22.2).
+
+    ``challenges`` are the WWW-/Proxy-Authenticate values of one response; ``uri`` is the
+    Request-URI of the request being resent. Never raises on what the peer sent: None
+    when no challenge is a Digest one we can answer (unknown algorithm, missing nonce).
+    """
+    chosen = choose_challenge(challenges)
+    if chosen is None:
+        return None
+    try:
+        return build_authorization(
+            chosen,
+            method=method,
+            uri=uri,
+            username=username,
+            password=password,
+            cnonce=cnonce,
+            nc=nc,
+            body=body,
+        )
+    except AuthParseError:
+        return None
