@@ -96,7 +96,7 @@ def station_response(request: bytes, status: bytes, tag: bytes | None, body: byt
 
 # Empty loop turns after each message: enough for the controller step it started (a
 # task) and any step that one starts in turn to run to their end.
-TURNS = 3
+TURNS = 1
 
 
 def run(calls: int, profile: Path | None) -> float:

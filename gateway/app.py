@@ -64,6 +64,7 @@ class Settings:
     tcp: bool = True
     ring_timeout: float = 60.0
     test_clock: bool = False  # let PUT /api/v1/clock move the schedules' clock
+    sip_t1: float = 0.5  # RFC 3261 T1 in seconds; shorter only for tests (--sip-t1)
 
 
 class Gateway:
@@ -81,7 +82,7 @@ class Gateway:
             port_max=m.port_max,
             timeout=m.timeout,
         )
-        self.endpoint = SipEndpoint(settings.sip_host, settings.sip_port)
+        self.endpoint = SipEndpoint(settings.sip_host, settings.sip_port, t1=settings.sip_t1)
         self.clock = Clock(adjustable=settings.test_clock)
         self.scheduler = LoopScheduler(self.clock.now)
         self.ua = SipUserAgent(self.endpoint, self.store, dialplan, self.scheduler)

@@ -4,14 +4,31 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvloop
 
 from gateway.dialplan import DialplanError, load_dialplan
+from gateway.sip.transaction import T1
+
+if TYPE_CHECKING:
+    from gateway.app import Settings
 
 DEFAULT_DIALPLAN = Path(__file__).resolve().parent.parent / "dialplans" / "example.yaml"
+
+
+def _positive_seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,10 +47,37 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="let PUT /api/v1/clock set the schedules' clock (tests and demos only)",
     )
+    run.add_argument(
+        "--sip-t1",
+        type=_positive_seconds,
+        default=T1,
+        metavar="SECONDS",
+        help=f"SIP timer T1 (RFC 3261 17, default {T1}); T2, T4 and the 64*T1 transaction "
+        "timeouts follow it. For tests only: a shorter T1 ends transactions sooner and "
+        "retransmits more often over UDP",
+    )
     run.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     check = sub.add_parser("check", help="validate a dialplan and exit")
     check.add_argument("path", type=Path)
     return parser
+
+
+def run_settings(args: argparse.Namespace) -> Settings:
+    """The gateway's settings from the arguments of ``vrgw run``."""
+    # Imported here: ``vrgw check`` needs none of the gateway's components.
+    from gateway.app import Settings
+
+    return Settings(
+        dialplan=args.dialplan,
+        sip_host=args.sip_host,
+        sip_port=args.sip_port,
+        http_host=args.http_host,
+        http_port=args.http_port,
+        tcp=not args.no_tcp,
+        ring_timeout=args.ring_timeout,
+        test_clock=args.test_clock,
+        sip_t1=args.sip_t1,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,21 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     except DialplanError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    from gateway.app import Gateway, Settings
+    from gateway.app import Gateway
 
-    settings = Settings(
-        dialplan=args.dialplan,
-        sip_host=args.sip_host,
-        sip_port=args.sip_port,
-        http_host=args.http_host,
-        http_port=args.http_port,
-        tcp=not args.no_tcp,
-        ring_timeout=args.ring_timeout,
-        test_clock=args.test_clock,
-    )
     try:
         # uvloop: the same asyncio API on libuv, markedly cheaper per datagram.
-        uvloop.run(Gateway(settings, dialplan).run_forever())
+        uvloop.run(Gateway(run_settings(args), dialplan).run_forever())
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

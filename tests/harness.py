@@ -50,6 +50,15 @@ def _shared_dir() -> Path:
 VECTORS = _shared_dir() / "vectors"
 sys.path.insert(0, str(ROOT / "tests" / "peers"))
 
+# SIP timer T1 of the gateways tests start (vrgw run --sip-t1). A finished UDP transaction
+# lingers 64*T1 (Timers H, J, L, M: 32 s at the RFC's 500 ms), and most interop tests end
+# by waiting for the gateway to hold none: at 50 ms that wait is 3.2 s. The peers (SIPp,
+# pjsua2) keep their RFC timers.
+TEST_T1 = 0.05
+RFC_T1 = 0.5  # RFC 3261 17.1.1.1, for tests that count messages on the wire
+# On top of the longest timer: the poll interval, the 50 ms timer grid, a loaded machine.
+IDLE_SLACK = 8.0
+
 
 def ports_free(
     ports: Iterable[int], kinds: Iterable[int] = (socket.SOCK_DGRAM, socket.SOCK_STREAM)
@@ -87,6 +96,7 @@ class GatewayProcess:
     http_port: int
     log_path: Path
     dialplan: Path
+    sip_t1: float = RFC_T1
     env: dict[str, str] = field(default_factory=dict)
 
     def http(self, path: str, method: str = "GET") -> Any:
@@ -110,12 +120,22 @@ class GatewayProcess:
         result: dict[str, Any] = self.http("/api/v1/status")
         return result
 
-    def wait_idle(self, timeout: float = 45.0) -> dict[str, Any]:
+    def idle_within(self) -> float:
+        """How long after its last message the gateway may rightly hold transactions.
+
+        UDP transactions linger 64*T1 once done (Timers D, H, J, L, M, RFC 3261 17 and
+        RFC 6026) and T4 = 10*T1 in Timers I and K.
+        """
+        return 64 * self.sip_t1 + IDLE_SLACK
+
+    def wait_idle(self, timeout: float | None = None) -> dict[str, Any]:
         """Wait until no call, transaction, dialog or relay port is left; return the status.
 
-        UDP server transactions linger 64*T1 = 32 s in Completed (Timer J, RFC 3261 17.2.2).
+        It returns as soon as the gateway is idle; after ``timeout`` (default: the
+        gateway's own :meth:`idle_within`) it returns what is still held, for the caller
+        to fail on.
         """
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + (self.idle_within() if timeout is None else timeout)
         status = self.status()
         while time.monotonic() < deadline:
             status = self.status()
@@ -144,8 +164,12 @@ def start_gateway(
     sip_port: int | None = None,
     extra: list[str] | None = None,
     env: dict[str, str] | None = None,
+    sip_t1: float = TEST_T1,
 ) -> GatewayProcess:
-    """Start ``python -m gateway run`` and wait for its health check."""
+    """Start ``python -m gateway run`` and wait for its health check.
+
+    The gateway runs on ``sip_t1`` (:data:`TEST_T1` unless a test needs the RFC's).
+    """
     sip_port = sip_port or free_port()
     http_port = free_port(socket.SOCK_STREAM)
     log_path = tmp_path / f"vrgw-{sip_port}.log"
@@ -160,6 +184,8 @@ def start_gateway(
         str(sip_port),
         "--http-port",
         str(http_port),
+        "--sip-t1",
+        str(sip_t1),
         *(extra or []),
     ]
     full_env = {**os.environ, **(env or {})}
@@ -172,7 +198,7 @@ def start_gateway(
             env=full_env,
             start_new_session=True,
         )
-    gw = GatewayProcess(proc, sip_port, http_port, log_path, dialplan)
+    gw = GatewayProcess(proc, sip_port, http_port, log_path, dialplan, sip_t1)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -310,3 +336,17 @@ def dialplan_variant(tmp_path: Path, source: Path, name: str, edits: list[tuple[
     path = folder / f"{name}.yaml"
     path.write_text(text)
     return path
+
+
+LOADTEST = ROOT / "dialplans" / "loadtest.yaml"
+# The station address in loadtest.yaml, where bench/ runs SIPp's uas. A test moves it to
+# a free port of its own, so that two runs on one host never share a station.
+LOADTEST_STATION = 'address: "127.0.0.1:5070"'
+
+
+def loadtest_variant(
+    tmp_path: Path, name: str, station_port: int, edits: list[tuple[str, str]] | None = None
+) -> Path:
+    """A copy of loadtest.yaml with its station on ``station_port`` (and more edits)."""
+    station = (LOADTEST_STATION, f'address: "127.0.0.1:{station_port}"')
+    return dialplan_variant(tmp_path, LOADTEST, name, [station, *(edits or [])])

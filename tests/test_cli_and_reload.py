@@ -2,10 +2,12 @@
 
 A broken dialplan is refused with file, line and reason, by ``vrgw check`` and by a
 reload, and a failed reload keeps the running dialplan (BRIEF: configuration is data).
+``--sip-t1`` reaches the transaction layer, and only a positive number of seconds passes.
 """
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import subprocess
 import sys
@@ -13,7 +15,14 @@ import urllib.error
 from pathlib import Path
 from typing import Any
 
+import pytest
 from harness import ROOT, GatewayProcess
+
+from gateway import cli
+from gateway.app import Gateway
+from gateway.dialplan import load_dialplan
+from gateway.sip.message import Request, parse_message
+from gateway.sip.transaction import T1, T2, T4, TransactionTimeout
 
 EXAMPLE = ROOT / "dialplans" / "example.yaml"
 
@@ -70,3 +79,54 @@ def test_failed_reload_keeps_the_running_dialplan(gateway_factory: Any, tmp_path
     plan.write_text(good.replace("  - id: conde-sur-vire", "  - id: conde-sur-vire-2", 1))
     assert gw.http("/api/v1/reload", method="POST")["status"] == "reloaded"
     assert "dialplan reloaded" in gw.log()
+
+
+def gateway_with(*flags: str) -> Gateway:
+    """A gateway built (sockets unopened) from ``vrgw run`` arguments."""
+    args = cli._parser().parse_args(["run", "--dialplan", str(EXAMPLE), *flags])
+    return Gateway(cli.run_settings(args), load_dialplan(EXAMPLE))
+
+
+def test_sip_t1_defaults_to_the_rfc_timers() -> None:
+    layer = gateway_with().endpoint.layer
+    assert (layer.t1, layer.t2, layer.t4) == (T1, T2, T4) == (0.5, 4.0, 5.0)
+
+
+def test_sip_t1_sets_the_transaction_timers_of_the_gateway() -> None:
+    """T2 and T4 follow T1; an unanswered request repeats on T1 and times out at 64*T1.
+
+    The gateway's own layer, on a fake clock: nothing is sent and no time passes.
+    """
+    layer = gateway_with("--sip-t1", "0.05").endpoint.layer
+    assert (layer.t1, layer.t2, layer.t4) == pytest.approx((0.05, 0.4, 0.5))
+    request = parse_message(
+        b"OPTIONS sip:caf-1@127.0.0.1:9 SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-t1-test;rport\r\n"
+        b"Max-Forwards: 70\r\nFrom: <sip:vrgw@127.0.0.1>;tag=t1\r\n"
+        b"To: <sip:caf-1@127.0.0.1>\r\nCall-ID: t1-test\r\nCSeq: 1 OPTIONS\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
+    assert isinstance(request, Request)
+    key = layer.send_request(request, ("127.0.0.1", 9), "udp", 0.0)
+    sent = [0.0 for _ in layer.datagrams_to_send()]
+    timeouts: list[tuple[float, object]] = []
+    while not timeouts and (when := layer.next_timer()) is not None:
+        layer.handle_timer(when)
+        sent += [when for _ in layer.datagrams_to_send()]
+        timeouts += [(when, e) for e in iter(layer.next_event, None)]
+    # Timer E doubles from T1 up to T2 (RFC 3261 17.1.2.2), Timer F ends it at 64*T1.
+    assert sent[:6] == pytest.approx([0.0, 0.05, 0.15, 0.35, 0.75, 1.15])
+    assert all(b - a == pytest.approx(0.4) for a, b in itertools.pairwise(sent[4:]))
+    assert timeouts == [(pytest.approx(3.2), TransactionTimeout(key, "OPTIONS", client=True))]
+    assert len(layer) == 0
+
+
+@pytest.mark.parametrize("value", ["0", "-0.5", "nan", "inf", "half"])
+def test_sip_t1_must_be_a_positive_number_of_seconds(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["run", "--dialplan", str(EXAMPLE), "--sip-t1", value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --sip-t1:" in err and repr(value) in err, err

@@ -24,7 +24,7 @@ from gateway.sip.message import (
     salvage_error_response,
 )
 from gateway.sip.timers import DEFAULT_TICK
-from gateway.sip.transaction import Address, TransactionEvent, TransactionLayer
+from gateway.sip.transaction import T1, T2, T4, Address, TransactionEvent, TransactionLayer
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,20 @@ UDP_BATCH = 64  # datagrams read per wake-up before yielding to other callbacks
 # timers are 100 ms (the 100 Trying) and up, so firing up to 50 ms late changes nothing
 # on the wire, while it gathers the many deadlines of a busy gateway into a few wake-ups.
 TIMER_GRID = DEFAULT_TICK
+
+
+def transaction_layer(t1: float = T1) -> TransactionLayer:
+    """A transaction layer on timer T1 (seconds), with T2 and T4 kept in the RFC's ratios.
+
+    RFC 3261 17.1.1.1 lets a closed network choose a T1 below 500 ms; tests do, so that
+    a UDP transaction ends in seconds rather than the 32 s of 64*T1 (Timers B, F, H, J,
+    L, M). T2 (the cap of the doubling retransmissions) and T4 (Timers I and K) follow,
+    8 and 10 times T1 as in Table 4, so every wait shrinks alike. Timer D is not a
+    multiple of T1 in the layer (17.1.1.2 asks for at least 32 s): it stays 32 s.
+    """
+    if not (math.isfinite(t1) and t1 > 0):
+        raise ValueError(f"T1 must be a positive number of seconds, not {t1!r}")
+    return TransactionLayer(t1=t1, t2=t1 * (T2 / T1), t4=t1 * (T4 / T1))
 
 
 class TransactionUser(Protocol):
@@ -93,10 +107,16 @@ class _TcpConnection(asyncio.Protocol):
 class SipEndpoint:
     """UDP and TCP listeners plus the transaction layer and its timer."""
 
-    def __init__(self, host: str, port: int, *, layer: TransactionLayer | None = None) -> None:
+    def __init__(
+        self, host: str, port: int, *, layer: TransactionLayer | None = None, t1: float = T1
+    ) -> None:
+        """``t1`` sets the timers of the layer built here (see :func:`transaction_layer`)."""
+        if layer is not None and t1 != T1:
+            raise ValueError("give either a transaction layer or its T1, not both")
         self.host = host
         self.port = port
-        self.layer = layer or TransactionLayer()
+        # Not ``layer or ...``: an empty layer is falsy (it has a length).
+        self.layer = layer if layer is not None else transaction_layer(t1)
         self.counters = EndpointCounters()
         self.tu: TransactionUser | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

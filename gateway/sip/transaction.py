@@ -344,7 +344,9 @@ class TransactionLayer:
                     self._enter(tx, TxState.COMPLETED)
                     tx.out = self._ack_for(request, response).serialize()
                     self._send(tx, tx.out)
-                    self._arm(tx, 0 if tx.reliable else 32.0, "D", now)
+                    # RFC 3261 17.1.1.2: "at least 32 s" over UDP, which is 64*T1 at the
+                    # RFC's T1; a layer given a shorter T1 (test gateways) scales it too.
+                    self._arm(tx, 0 if tx.reliable else 64 * self.t1, "D", now)
                     self._retire(tx)
                 self._events.append(ResponseReceived(response, tx.key, request))
             elif tx.state is TxState.ACCEPTED and 200 <= status < 300:

@@ -14,19 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import ROOT, GatewayProcess, free_port, start_capture
+from harness import RFC_T1, GatewayProcess, free_port, loadtest_variant, start_capture
 
 pytestmark = pytest.mark.interop
 
 
 def test_call_without_media_is_ended_by_the_timeout(gateway_factory: Any, tmp_path: Path) -> None:
     uas_port = free_port()
-    plan = tmp_path / "timeout.yaml"
-    text = (ROOT / "dialplans" / "loadtest.yaml").read_text()
-    plan.write_text(
-        text.replace("timeout: 0", "timeout: 2").replace("127.0.0.1:5070", f"127.0.0.1:{uas_port}")
-    )
-    gw: GatewayProcess = gateway_factory(plan)
+    plan = loadtest_variant(tmp_path, "timeout", uas_port, [("timeout: 0", "timeout: 2")])
+    # The RFC's T1: the BYEs are counted on the wire below, and a short T1 would let a
+    # retransmission in whenever SIPp took more than 50 ms to answer one.
+    gw: GatewayProcess = gateway_factory(plan, sip_t1=RFC_T1)
     capture = start_capture(tmp_path / "timeout.pcapng", [gw.sip_port, uas_port])
     uas = subprocess.Popen(
         ["sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", str(uas_port), "-nostdin", "-m", "1"],

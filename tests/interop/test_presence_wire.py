@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import GatewayProcess, free_port, start_capture
+from harness import RFC_T1, GatewayProcess, free_port, start_capture
 from lxml import etree
 
 from gateway.sip.message import Request, Response, make_response, parse_message
@@ -136,7 +136,9 @@ def plan(tmp_path: Path, station_port: int) -> Path:
 
 def test_subscriptions_follow_a_call_and_validate(gateway_factory: Any, tmp_path: Path) -> None:
     station_port = free_port()
-    gw: GatewayProcess = gateway_factory(plan(tmp_path, station_port))
+    # The RFC's T1: the kiosk keeps every NOTIFY it reads, repeats included, and reads
+    # none while it waits for SIPp's call to end; a short T1 would repeat them meanwhile.
+    gw: GatewayProcess = gateway_factory(plan(tmp_path, station_port), sip_t1=RFC_T1)
     capture = start_capture(tmp_path / "presence.pcapng", [gw.sip_port])
     pidf = etree.XMLSchema(etree.parse(str(SCHEMAS / "presence-all.xsd")))
     dialog_info = etree.XMLSchema(etree.parse(str(SCHEMAS / "dialog-info.xsd")))

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import csv
 import signal
-import socket
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import ROOT, GatewayProcess, free_port, start_capture
+from harness import GatewayProcess, free_port, loadtest_variant, start_capture
 
 pytestmark = pytest.mark.interop
-
-LOADTEST = ROOT / "dialplans" / "loadtest.yaml"
-UAS_PORT = 5070  # fixed by dialplans/loadtest.yaml
 
 
 def last_stats(path: Path) -> dict[str, str]:
@@ -25,12 +21,11 @@ def last_stats(path: Path) -> dict[str, str]:
 
 
 def test_sipp_thousand_calls_at_fifty_per_second(gateway_factory: Any, tmp_path: Path) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", UAS_PORT))  # fails loudly if something holds the station port
-    gw: GatewayProcess = gateway_factory(LOADTEST)
-    capture = start_capture(tmp_path / "load.pcapng", [gw.sip_port, UAS_PORT])
+    uas_port = free_port()
+    gw: GatewayProcess = gateway_factory(loadtest_variant(tmp_path, "load", uas_port))
+    capture = start_capture(tmp_path / "load.pcapng", [gw.sip_port, uas_port])
     uas = subprocess.Popen(
-        ["sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", str(UAS_PORT), "-nostdin"],
+        ["sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", str(uas_port), "-nostdin"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         cwd=tmp_path,

@@ -3,12 +3,14 @@
 No gateway is involved: these prove that the peer the gateway's interop tests rely on
 really places, answers, rejects and measures calls (RFC 3261 flows, RFC 3550 counters,
 RFC 4733 and SIP INFO DTMF, RFC 3264 hold, RFC 3261 section 22 digest registration).
-Ports 32000-32999 only.
+SIP and SIPp's media on ports free at the time; pjsua2's RTP in 32100-32699, where it
+moves on past a port in use.
 """
 
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import free_port, ports_free
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import find_call, run_pjagent, start_pjagent, state_names
@@ -40,6 +43,15 @@ def _assert_tone(call: dict[str, Any], hz: float, min_seconds: float) -> None:
     assert rec["rms_active"] > MIN_RMS, rec
     assert rec["active_seconds"] >= min_seconds, rec
     assert rec["freq_hz"] == pytest.approx(hz, rel=0.05), rec
+
+
+def _free_echo_port() -> int:
+    """A UDP port whose neighbour two above is free too: SIPp's RTP echo binds both."""
+    for _ in range(50):
+        port = free_port()
+        if ports_free([port + 2], [socket.SOCK_DGRAM]):
+            return port
+    raise RuntimeError("no free pair of ports for SIPp's RTP echo")
 
 
 def _udp_bound(port: int) -> bool:
@@ -81,9 +93,10 @@ def _sipp(args: list[str], port: int, workdir: Path) -> Iterator[subprocess.Pope
 
 def test_direct_call_two_processes_audio_both_ways(tmp_path: Path) -> None:
     """A kiosk process calls a station process by IP; tones cross both ways; kiosk hangs up."""
+    station_port = free_port()
     station_sc = {
         "deadline": 14,
-        "transports": [{"type": "udp", "port": 32010}],
+        "transports": [{"type": "udp", "port": station_port}],
         "rtp": {"port": 32100, "range": 100},
         "accounts": [
             _account(
@@ -97,11 +110,16 @@ def test_direct_call_two_processes_audio_both_ways(tmp_path: Path) -> None:
     }
     kiosk_sc = {
         "deadline": 12,
-        "transports": [{"type": "udp", "port": 32012}],
+        "transports": [{"type": "udp", "port": free_port()}],
         "rtp": {"port": 32200, "range": 100},
         "accounts": [_account("kiosk", "kiosk", tone_hz=KIOSK_HZ)],
         "actions": [
-            {"do": "call", "account": "kiosk", "dest": "sip:station@127.0.0.1:32010", "name": "c1"},
+            {
+                "do": "call",
+                "account": "kiosk",
+                "dest": f"sip:station@127.0.0.1:{station_port}",
+                "name": "c1",
+            },
             {"do": "wait_state", "call": "c1", "state": "CONFIRMED"},
             {"do": "hangup", "call": "c1", "after": 2.0},
             {"do": "wait_state", "call": "c1", "state": "DISCONNECTED"},
@@ -109,7 +127,7 @@ def test_direct_call_two_processes_audio_both_ways(tmp_path: Path) -> None:
     }
     with start_pjagent(station_sc, timeout=20, workdir=tmp_path, name="station") as station:
         ready = station.wait_ready()
-        assert ready["transports"][0]["port"] == 32010
+        assert ready["transports"][0]["port"] == station_port
         kiosk = run_pjagent(kiosk_sc, timeout=20, workdir=tmp_path, name="kiosk")
         st = station.wait()
 
@@ -124,7 +142,7 @@ def test_direct_call_two_processes_audio_both_ways(tmp_path: Path) -> None:
     assert "CONFIRMED" in state_names(inc)
     assert state_names(inc)[-1] == "DISCONNECTED"
     assert inc["hung_up_by"] == "remote"
-    assert inc["invite"].startswith("INVITE sip:station@127.0.0.1:32010 SIP/2.0")
+    assert inc["invite"].startswith(f"INVITE sip:station@127.0.0.1:{station_port} SIP/2.0")
 
     for call, peer in ((out, inc), (inc, out)):
         totals = call["rtp_totals"]
@@ -139,16 +157,22 @@ def test_direct_call_two_processes_audio_both_ways(tmp_path: Path) -> None:
 
 def test_station_rejects_486_same_process(tmp_path: Path) -> None:
     """Kiosk and station as two accounts of one process; the station answers 486."""
+    port = free_port()
     sc = {
         "deadline": 10,
-        "transports": [{"type": "udp", "port": 32020}],
+        "transports": [{"type": "udp", "port": port}],
         "rtp": {"port": 32300, "range": 100},
         "accounts": [
             _account("kiosk", "kiosk"),
             _account("station", "station", answer={"mode": "reject", "code": 486}),
         ],
         "actions": [
-            {"do": "call", "account": "kiosk", "dest": "sip:station@127.0.0.1:32020", "name": "c1"},
+            {
+                "do": "call",
+                "account": "kiosk",
+                "dest": f"sip:station@127.0.0.1:{port}",
+                "name": "c1",
+            },
             {"do": "wait_state", "call": "c1", "state": "DISCONNECTED"},
         ],
     }
@@ -168,17 +192,18 @@ def test_station_rejects_486_same_process(tmp_path: Path) -> None:
 
 def test_call_against_sipp_uas_with_rtp_echo(tmp_path: Path) -> None:
     """SIPp's built-in UAS answers; its RTP echo returns the kiosk's own tone."""
+    sipp_port, echo_port = free_port(), _free_echo_port()
     args = [
         "-sn",
         "uas",
         "-i",
         "127.0.0.1",
         "-p",
-        "32032",
+        str(sipp_port),
         "-mi",
         "127.0.0.1",
         "-mp",
-        "32034",
+        str(echo_port),
         "-rtp_echo",
         "-m",
         "1",
@@ -189,16 +214,21 @@ def test_call_against_sipp_uas_with_rtp_echo(tmp_path: Path) -> None:
     ]
     sc = {
         "deadline": 10,
-        "transports": [{"type": "udp", "port": 32030}],
+        "transports": [{"type": "udp", "port": free_port()}],
         "rtp": {"port": 32400, "range": 100},
         "accounts": [_account("kiosk", "kiosk", tone_hz=KIOSK_HZ)],
         "actions": [
-            {"do": "call", "account": "kiosk", "dest": "sip:service@127.0.0.1:32032", "name": "c1"},
+            {
+                "do": "call",
+                "account": "kiosk",
+                "dest": f"sip:service@127.0.0.1:{sipp_port}",
+                "name": "c1",
+            },
             {"do": "hangup", "call": "c1", "after": 1.5},
             {"do": "wait_state", "call": "c1", "state": "DISCONNECTED"},
         ],
     }
-    with _sipp(args, 32032, tmp_path) as sipp:
+    with _sipp(args, sipp_port, tmp_path) as sipp:
         res = run_pjagent(sc, timeout=15, workdir=tmp_path)
         assert sipp.wait(timeout=5) == 0, (tmp_path / "sipp-out.txt").read_text()[-2000:]
     out = find_call(res, "c1")
@@ -206,7 +236,7 @@ def test_call_against_sipp_uas_with_rtp_echo(tmp_path: Path) -> None:
     assert out["responses"][-2:] == [180, 200]
     assert out["hung_up_by"] == "local"
     stream = out["streams"][-1]
-    assert stream["remote_rtp"] == "127.0.0.1:32034"
+    assert stream["remote_rtp"] == f"127.0.0.1:{echo_port}"
     assert out["rtp_totals"]["tx_packets"] >= 50
     assert out["rtp_totals"]["rx_packets"] >= 50
     _assert_tone(out, KIOSK_HZ, 0.8)
@@ -214,16 +244,22 @@ def test_call_against_sipp_uas_with_rtp_echo(tmp_path: Path) -> None:
 
 def test_dtmf_both_methods_and_hold_unhold(tmp_path: Path) -> None:
     """RFC 4733 and SIP INFO digits reach the station; hold/unhold re-INVITEs are seen."""
+    port = free_port()
     sc: dict[str, Any] = {
         "deadline": 12,
-        "transports": [{"type": "udp", "port": 32040}],
+        "transports": [{"type": "udp", "port": port}],
         "rtp": {"port": 32500, "range": 100},
         "accounts": [
             _account("kiosk", "kiosk"),
             _account("station", "station", answer={"delay": 0.1}),
         ],
         "actions": [
-            {"do": "call", "account": "kiosk", "dest": "sip:station@127.0.0.1:32040", "name": "c1"},
+            {
+                "do": "call",
+                "account": "kiosk",
+                "dest": f"sip:station@127.0.0.1:{port}",
+                "name": "c1",
+            },
             {"do": "wait_state", "call": "c1", "state": "CONFIRMED"},
             {"do": "dtmf", "call": "c1", "digits": "12", "method": "rfc2833", "delay": 0.3},
             {"do": "wait_dtmf", "call": "station:in1", "count": 2},
@@ -312,13 +348,14 @@ def test_digest_registration_against_sipp_registrar(
 ) -> None:
     """REGISTER is challenged (401) and retried with digest; final 200, or 403 when wrong."""
     (tmp_path / "registrar.xml").write_text(REGISTRAR_XML)
+    registrar_port = free_port()
     args = [
         "-sf",
         "registrar.xml",
         "-i",
         "127.0.0.1",
         "-p",
-        "32050",
+        str(registrar_port),
         "-m",
         "1",
         "-nostdin",
@@ -328,14 +365,14 @@ def test_digest_registration_against_sipp_registrar(
     ]
     sc = {
         "deadline": 10,
-        "transports": [{"type": "udp", "port": 32052}],
+        "transports": [{"type": "udp", "port": free_port()}],
         "rtp": {"port": 32600, "range": 100},
         "accounts": [
             _account(
                 "kiosk",
                 "kiosk",
                 register=True,
-                registrar="sip:127.0.0.1:32050",
+                registrar=f"sip:127.0.0.1:{registrar_port}",
                 username="kiosk",
                 password=password,
                 expires=60,
@@ -343,7 +380,7 @@ def test_digest_registration_against_sipp_registrar(
         ],
         "actions": [{"do": "wait_registered"}, {"do": "sleep", "seconds": 0.2}],
     }
-    with _sipp(args, 32050, tmp_path) as sipp:
+    with _sipp(args, registrar_port, tmp_path) as sipp:
         res = run_pjagent(sc, timeout=15, workdir=tmp_path)
         assert sipp.wait(timeout=5) == 0, (tmp_path / "sipp-out.txt").read_text()[-2000:]
     regs = res["accounts"]["kiosk"]["registrations"]

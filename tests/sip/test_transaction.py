@@ -1012,3 +1012,14 @@ def test_any_loss_pattern_ends_with_one_outcome_and_empty_layers(
         assert all(t >= answered + wait for t, _ in new_requests[1:]), new_requests
     if transport == "tcp":
         assert len(finals) == 1
+
+
+@pytest.mark.parametrize(("t1", "timer_d"), [(0.5, 32.0), (0.05, 3.2)])
+def test_timer_d_is_64_t1_after_a_failed_invite(t1: float, timer_d: float) -> None:
+    """RFC 3261 17.1.1.2: Completed lasts Timer D, 32 s at the RFC's T1, then ends."""
+    net = Net(client=TransactionLayer(t1=t1, t2=8 * t1), on_server=answering_tu(486))
+    net.send(request())
+    net.run(until=timer_d - 0.1)
+    assert len(net.client) == 1  # still absorbing repeats of the 486
+    net.run(until=timer_d + 0.1)  # the 50 ms timer grid at most
+    assert len(net.client) == 0
