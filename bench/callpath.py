@@ -94,8 +94,8 @@ def station_response(request: bytes, status: bytes, tag: bytes | None, body: byt
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
-# Empty loop turns after each message: enough for the controller step it started (a
-# task) and any step that one starts in turn to run to their end.
+# Empty loop turns after each message: one lets the controller step it started (a
+# task) run to its end, as the real loop does right after the datagram is read.
 TURNS = 1
 
 
