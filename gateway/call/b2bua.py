@@ -19,7 +19,7 @@ import itertools
 import logging
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 from gateway.call.leg import CallLeg, Dialer, OutgoingCall, Target
@@ -102,9 +102,13 @@ class Call:
     answered: float | None = None
     ring_timer: Timer | None = None
     progress_timer: Timer | None = None  # repeats the 18x of a waiting caller
-    b_offer: SessionDescription | None = None  # the kiosk's offer, anchored by the media
-    media_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    media_open: bool = False  # the media engine holds a session for this call
+    # The first offer as the engine rewrote it: the kiosk's for the station (or, for a late
+    # offer, the station's for the kiosk).
+    b_offer: SessionDescription | None = None
+    # Set while the engine allocates the call's session: an announcement and a dial (or
+    # the release at the end) that come meanwhile wait for it rather than race it.
+    anchoring: asyncio.Event | None = None
+    media_open: bool = False  # the media engine holds (or is making) a session
     early: SessionDescription | None = None  # the SDP of our 183 while the caller waits
     early_plan: SessionDescription | None = None  # the formats that 183 answers with
     queued: bool = False  # the caller waited in the queue at some point
@@ -363,12 +367,23 @@ class B2BUA:
         offer = call.attempt.offer
         if offer is None:
             return None
-        async with call.media_lock:  # an announcement and a dial may both ask at once
-            if call.b_offer is None:
-                # Set before the await: a call that ends meanwhile still releases it.
-                call.media_open = True
-                call.b_offer = await self.media.offer(call.id, offer, from_side=Side.A)
+        if call.b_offer is None:
+            await self._anchor(call, offer, Side.A)
         return call.b_offer
+
+    async def _anchor(self, call: Call, sdp: SessionDescription, side: Side) -> None:
+        """Give the engine the call's first offer, once, whoever asks first."""
+        if call.anchoring is not None:
+            await call.anchoring.wait()  # another step is at it: its result is ours
+            if call.b_offer is None:
+                raise MediaError("the media session could not be made")
+            return
+        call.anchoring = asyncio.Event()
+        call.media_open = True  # before the await: a call that ends meanwhile releases it
+        try:
+            call.b_offer = await self.media.offer(call.id, sdp, from_side=side)
+        finally:
+            call.anchoring.set()
 
     def _ring_timeout(self, call: Call, target: Target) -> None:
         call.ring_timer = None
@@ -600,9 +615,8 @@ class B2BUA:
                 raise MediaError("the station answered a late offer without an offer of its own")
             return None
         if call.late_offer:
-            async with call.media_lock:
-                call.media_open = True
-                return await self.media.offer(call.id, sdp, from_side=Side.B)
+            await self._anchor(call, sdp, Side.B)
+            return call.b_offer
         return await self.media.answer(call.id, sdp, from_side=Side.B)
 
     async def _late_answer(self, call: Call, answer: SessionDescription) -> None:
@@ -729,8 +743,9 @@ class B2BUA:
     async def _release_media(self, call: Call, record: CallRecord) -> None:
         """Free the call's relay session; its final counters go into the record."""
         try:
-            async with call.media_lock:
-                record.media = await self.media.delete(call.id)
+            if call.anchoring is not None:
+                await call.anchoring.wait()  # delete what an offer under way is making
+            record.media = await self.media.delete(call.id)
         except MediaError as exc:
             log.warning("%s: media release failed: %s", call.id, exc)
         self._keep(record)

@@ -9,11 +9,8 @@ when told, so that a queue timeout or a ring-out runs in microseconds and in ord
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
-
-log = logging.getLogger(__name__)
 
 Step = Coroutine[Any, Any, None]
 
@@ -39,7 +36,13 @@ class Scheduler(Protocol):
 
 
 class LoopScheduler:
-    """The asyncio loop as a :class:`Scheduler`, with the gateway's (adjustable) clock."""
+    """The asyncio loop as a :class:`Scheduler`, with the gateway's (adjustable) clock.
+
+    The gateway is built before its loop runs, so the loop is taken on first use; from
+    then on ``call_later`` is the loop's own method and tasks are the loop's own.
+    """
+
+    call_later: Callable[..., Timer]
 
     def __init__(
         self, clock: Callable[[], float], loop: asyncio.AbstractEventLoop | None = None
@@ -47,29 +50,34 @@ class LoopScheduler:
         self.now = clock
         self._loop = loop
         self._tasks: set[asyncio.Task[None]] = set()
+        self.call_later = self._first_call_later
+        if loop is not None:
+            self._bind(loop)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
-        """The running loop, taken on first use (the gateway is built before it runs)."""
+        """The loop it runs on."""
         if self._loop is None:
-            self._loop = asyncio.get_running_loop()
+            self._bind(asyncio.get_running_loop())
+        assert self._loop is not None
         return self._loop
 
-    def call_later(self, delay: float, callback: Callable[..., object], *args: Any) -> Timer:
-        """:meth:`asyncio.loop.call_later`."""
+    def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.call_later = loop.call_later
+
+    def _first_call_later(self, delay: float, callback: Callable[..., object], *args: Any) -> Timer:
         return self.loop.call_later(delay, callback, *args)
 
     def spawn(self, step: Step) -> None:
-        """A task of its own; kept referenced until done, its failure logged."""
+        """A task of its own, kept referenced until done.
+
+        A step that fails is reported by asyncio itself ("Task exception was never
+        retrieved", through the loop's exception handler, logged at error level).
+        """
         task = self.loop.create_task(step)
         self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            # A call-logic bug must not go unseen, nor take the transaction layer down.
-            log.error("call step failed", exc_info=task.exception())
+        task.add_done_callback(self._tasks.discard)
 
     async def drain(self) -> None:
         """Wait for the steps under way (shutdown)."""

@@ -382,9 +382,10 @@ class RelayEngine:
             rtp_dest, rtcp_dest = self._sdp_addresses(conn, media)
             leg = stream.legs[from_side]
             leg.set_sdp_addresses(rtp_dest, rtcp_dest)
-            # A copy: the caller's description may change after we return. Only audio,
-            # because only an announcement reads it (to pick its codec).
-            leg.media = media.copy() if media.kind == "audio" else None
+            # Kept as handed over (callers never change a description they gave the
+            # engine: the controller makes new ones). Only audio, because only an
+            # announcement reads it (to pick its codec).
+            leg.media = media if media.kind == "audio" else None
             self._rewrite_media(out.media[i], stream.legs[to_side])
         if out.connection is not None:
             out.connection = self._advertised
