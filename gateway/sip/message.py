@@ -333,7 +333,7 @@ class Headers:
         cls, items: list[tuple[str, str, str]], index: dict[str, list[str]] | None = None
     ) -> Headers:
         """Headers around (canonical name, name, value) items built by the caller."""
-        h = object.__new__(cls)
+        h = cls()  # the normal constructor: what mypyc (scripts/build-core) can compile
         h._items = items
         h._index = index
         return h
