@@ -18,6 +18,9 @@ Grammar (RFC 8866 section 9), which the parser checks line by line::
 
 Interop leniency, on purpose: bare LF line ends, a missing last line end, blank lines,
 known lines out of order within their section, and a missing ``t=`` are accepted.
+
+Constructors take optional fields by keyword only (``Origin`` and ``TimeDescription``
+every field): ``MediaDescription("audio", 4000, "RTP/AVP", ["0"], connection=...)``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import logging
 from collections.abc import Iterable, Set
 from dataclasses import KW_ONLY, dataclass, field
 from enum import StrEnum
+
+from gateway.model.memo import Memo
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +64,6 @@ class Direction(StrEnum):
 
 _DIRECTIONS = frozenset(d.value for d in Direction)
 _DIRECTION_OF = {d.value: d for d in Direction}  # cheaper than Direction(value)
-_CONNECTIONS: dict[str, Connection] = {}  # c= values already parsed (Connection.parse)
 
 
 def _number(text: str, what: str, line: int | None) -> int:
@@ -69,7 +73,7 @@ def _number(text: str, what: str, line: int | None) -> int:
     return int(text)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class Origin:
     """The ``o=`` line: who created the session and its version (RFC 8866 5.2)."""
 
@@ -90,8 +94,25 @@ class Origin:
                 f"address), got {len(parts)}",
                 line,
             )
-        version = _number(parts[2], "o= sess-version", line)
-        return cls(parts[0], parts[1], version, parts[3], parts[4], parts[5])
+        return cls(
+            username=parts[0],
+            sess_id=parts[1],
+            sess_version=_number(parts[2], "o= sess-version", line),
+            nettype=parts[3],
+            addrtype=parts[4],
+            address=parts[5],
+        )
+
+    def copy(self) -> Origin:
+        """A copy, so that one description's version is bumped alone (RFC 3264 8)."""
+        return Origin(
+            username=self.username,
+            sess_id=self.sess_id,
+            sess_version=self.sess_version,
+            nettype=self.nettype,
+            addrtype=self.addrtype,
+            address=self.address,
+        )
 
     def serialize(self) -> str:
         """The value of the ``o=`` line."""
@@ -124,42 +145,17 @@ class Connection:
         """An ``IN IP4`` or ``IN IP6`` connection for a unicast address literal."""
         return cls("IN", "IP6" if ":" in address else "IP4", address=address)
 
-    @classmethod
-    def parse(cls, value: str, line: int | None = None) -> Connection:
-        """Parse the value of a ``c=`` line (``IP4 addr/ttl/num``, ``IP6 addr/num``).
+    @staticmethod
+    def parse(value: str, line: int | None = None) -> Connection:
+        """Parse the value of a ``c=`` line (RFC 8866 5.7: ``IP4 addr/ttl/num``, ``IP6 addr/num``).
 
-        Immutable, so kept by text: a kiosk or a station sends the same ``c=`` in every
-        description. Errors are never kept (they name the line).
+        Memoised by text (a kiosk or a station sends the same ``c=`` in every
+        description); an error names ``line``.
         """
-        known = _CONNECTIONS.get(value)
-        if known is not None:
-            return known
-        conn = cls._parse(value, line)
-        if len(_CONNECTIONS) >= 1024:
-            _CONNECTIONS.clear()
-        _CONNECTIONS[value] = conn
-        return conn
-
-    @classmethod
-    def _parse(cls, value: str, line: int | None) -> Connection:
-        parts = value.split()
-        if len(parts) != 3:
-            raise SdpError(f"c= needs 3 fields (nettype addrtype address), got {len(parts)}", line)
-        nettype, addrtype, address = parts
-        ttl: int | None = None
-        num: int | None = None
-        if "/" in address and addrtype in ("IP4", "IP6"):
-            base, *suffix = address.split("/")
-            if not base or len(suffix) > (2 if addrtype == "IP4" else 1):
-                raise SdpError(f"c= malformed multicast address {address!r}", line)
-            numbers = [_number(s, "c= ttl/number of addresses", line) for s in suffix]
-            if addrtype == "IP4":
-                ttl = numbers[0]
-                num = numbers[1] if len(numbers) > 1 else None
-            else:
-                num = numbers[0]
-            address = base
-        return cls(nettype, addrtype, address=address, ttl=ttl, num=num)
+        try:
+            return CONNECTION_MEMO[value]
+        except SdpError as exc:
+            raise SdpError(exc.reason, line) from None
 
     def serialize(self) -> str:
         """The value of the ``c=`` line."""
@@ -176,13 +172,44 @@ class Connection:
         return self.address in ("0.0.0.0", "::")
 
 
-@dataclass(slots=True)
+def _parse_connection(value: str) -> Connection:
+    """A ``c=`` value, parsed cold (RFC 8866 5.7); errors name no line."""
+    parts = value.split()
+    if len(parts) != 3:
+        raise SdpError(f"c= needs 3 fields (nettype addrtype address), got {len(parts)}")
+    nettype, addrtype, address = parts
+    ttl: int | None = None
+    num: int | None = None
+    if "/" in address and addrtype in ("IP4", "IP6"):
+        base, *suffix = address.split("/")
+        if not base or len(suffix) > (2 if addrtype == "IP4" else 1):
+            raise SdpError(f"c= malformed multicast address {address!r}")
+        numbers = [_number(s, "c= ttl/number of addresses", None) for s in suffix]
+        if addrtype == "IP4":
+            ttl = numbers[0]
+            num = numbers[1] if len(numbers) > 1 else None
+        else:
+            num = numbers[0]
+        address = base
+    return Connection(nettype, addrtype, address=address, ttl=ttl, num=num)
+
+
+# A kiosk or a station sends the same c= in every description, and Connection is
+# immutable: parsed values are shared.
+CONNECTION_MEMO: Memo[Connection] = Memo(_parse_connection)
+
+
+@dataclass(slots=True, kw_only=True)
 class TimeDescription:
     """A ``t=`` line and the ``r=`` lines that follow it (RFC 8866 5.9 and 5.10)."""
 
     start: int = 0
     stop: int = 0
     repeats: list[str] = field(default_factory=list)
+
+    def copy(self) -> TimeDescription:
+        """A copy with its own list of repeats."""
+        return TimeDescription(start=self.start, stop=self.stop, repeats=list(self.repeats))
 
 
 class _Attributes:
@@ -298,6 +325,7 @@ class MediaDescription(_Attributes):
     port: int
     proto: str
     formats: list[str]
+    _: KW_ONLY
     port_count: int | None = None
     connection: Connection | None = None
     bandwidths: list[tuple[str, int]] = field(default_factory=list)
@@ -322,7 +350,7 @@ class MediaDescription(_Attributes):
             count = _number(count_text, "m= number of ports", line)
             if count < 1:
                 raise SdpError("m= number of ports must be at least 1", line)
-        return cls(parts[0], port, parts[2], parts[3:], count, None, [], [], None, None, [], [])
+        return cls(parts[0], port, parts[2], parts[3:], port_count=count)
 
     def copy(self) -> MediaDescription:
         """A deep copy (every list and nested line object is new)."""
@@ -331,14 +359,14 @@ class MediaDescription(_Attributes):
             self.port,
             self.proto,
             list(self.formats),
-            self.port_count,
-            self.connection,
-            list(self.bandwidths),
-            list(self.attributes),
-            self.info,
-            self.key,
-            list(self.extra_connections),  # Connection is immutable: shared
-            list(self.extra_lines),
+            port_count=self.port_count,
+            connection=self.connection,  # Connection is immutable: shared
+            bandwidths=list(self.bandwidths),
+            attributes=list(self.attributes),
+            info=self.info,
+            key=self.key,
+            extra_connections=list(self.extra_connections),
+            extra_lines=list(self.extra_lines),
         )
 
     @property
@@ -412,6 +440,7 @@ class SessionDescription(_Attributes):
     version: int
     origin: Origin
     session_name: str
+    _: KW_ONLY
     info: str | None = None
     uri: str | None = None
     emails: list[str] = field(default_factory=list)
@@ -469,23 +498,22 @@ class SessionDescription(_Attributes):
 
     def copy(self) -> SessionDescription:
         """A deep copy, much cheaper than :func:`copy.deepcopy`."""
-        o = self.origin
         return SessionDescription(
             self.version,
-            Origin(o.username, o.sess_id, o.sess_version, o.nettype, o.addrtype, o.address),
+            self.origin.copy(),
             self.session_name,
-            self.info,
-            self.uri,
-            list(self.emails),
-            list(self.phones),
-            self.connection,
-            list(self.bandwidths),
-            [TimeDescription(t.start, t.stop, list(t.repeats)) for t in self.times],
-            self.zone,
-            self.key,
-            list(self.attributes),
-            [m.copy() for m in self.media],
-            list(self.extra_lines),
+            info=self.info,
+            uri=self.uri,
+            emails=list(self.emails),
+            phones=list(self.phones),
+            connection=self.connection,  # Connection is immutable: shared
+            bandwidths=list(self.bandwidths),
+            times=[t.copy() for t in self.times],
+            zone=self.zone,
+            key=self.key,
+            attributes=list(self.attributes),
+            media=[m.copy() for m in self.media],
+            extra_lines=list(self.extra_lines),
         )
 
     def bump_version(self) -> None:
@@ -501,7 +529,9 @@ class SessionDescription(_Attributes):
         return media.direction or self.direction or Direction.SENDRECV
 
 
-_NO_ORIGIN = Origin("-", "0", 0, "IN", "IP4", "0.0.0.0")
+_NO_ORIGIN = Origin(
+    username="-", sess_id="0", sess_version=0, nettype="IN", addrtype="IP4", address="0.0.0.0"
+)
 
 
 class _Parser:
@@ -512,11 +542,8 @@ class _Parser:
         self.origin: Origin | None = None
         self.session_name: str | None = None
         # The placeholder origin never leaves the parser: run() sets the parsed one or
-        # refuses a description without o=.
-        # Every field given: a default factory costs a call each (seven here).
-        self.session = SessionDescription(
-            0, _NO_ORIGIN, "-", None, None, [], [], None, [], [], None, None, [], [], []
-        )
+        # refuses a description without o=. No time description until a t= line.
+        self.session = SessionDescription(0, _NO_ORIGIN, "-", times=[])
         self.media: MediaDescription | None = None
         self.known = 0  # known lines read so far in the current section
 
@@ -583,8 +610,8 @@ class _Parser:
                     raise SdpError(f"t= needs start and stop times, got {value[:40]!r}", number)
                 s.times.append(
                     TimeDescription(
-                        _number(parts[0], "t= start time", number),
-                        _number(parts[1], "t= stop time", number),
+                        start=_number(parts[0], "t= start time", number),
+                        stop=_number(parts[1], "t= stop time", number),
                     )
                 )
             case "b":

@@ -4,18 +4,20 @@ Parsing keeps the escaped text of every part, so that serialising an unmodified 
 back what was received; :attr:`SipUri.user_unescaped` is what routing compares.
 
 Parsed values are shared: the same From, To, Contact and Request-URI text comes back in
-every message of a call, so short values are parsed once and memoised. Treat a parsed
-URI or name-addr as immutable (their ``with_*`` methods return copies).
+every message of a call, so short values are parsed once and memoised
+(:class:`~gateway.model.memo.Memo`). URIs and name-addrs are therefore immutable, their
+parameters included; their ``with_*`` methods return copies.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Generic, TypeVar
+from types import MappingProxyType
 from urllib.parse import unquote
 
+from gateway.model.memo import Memo
 from gateway.sip.errors import SipParseError
 
 # RFC 3261 25.1:
@@ -42,11 +44,32 @@ _TEL_URI = re.compile(r"tel:(?P<number>[0-9A-Fa-f*#+\-.()pPwW]+)(?P<params>(?:;.
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*\Z")
 
 
-def _parse_params(text: str) -> dict[str, str | None]:
-    """Split ``;a=b;c`` into an ordered mapping with lower-cased names."""
-    params: dict[str, str | None] = {}
+# Parameters of a URI or of a header value (;name=value, ;flag), in order.
+Params = Mapping[str, str | None]
+NO_PARAMS: Params = MappingProxyType({})
+
+
+class FrozenParams:
+    """Base of the values whose ``params`` are made read-only when they are built.
+
+    The memos hand the same parsed value to every caller that asks for the same text, so
+    neither the value nor its parameters may change. The parsers pass read-only mappings
+    they alone refer to; any other mapping is copied first.
+    """
+
+    __slots__ = ()
+    params: Params
+
+    def __post_init__(self) -> None:
+        if type(self.params) is not MappingProxyType:
+            object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
+
+
+def _parse_params(text: str) -> Params:
+    """Split ``;a=b;c`` into a read-only ordered mapping with lower-cased names."""
     if not text:
-        return params
+        return NO_PARAMS
+    params: dict[str, str | None] = {}
     for item in text.split(";")[1:]:
         if not item:
             continue
@@ -55,10 +78,10 @@ def _parse_params(text: str) -> dict[str, str | None]:
         if not name:
             raise SipParseError(f"empty URI parameter name in {text!r}")
         params[name] = value.strip() if sep else None
-    return params
+    return MappingProxyType(params)
 
 
-def format_params(params: dict[str, str | None]) -> str:
+def format_params(params: Params) -> str:
     """Serialise an ordered parameter mapping back to ``;a=b;c`` form."""
     if not params:
         return ""
@@ -66,14 +89,14 @@ def format_params(params: dict[str, str | None]) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class SipUri:
-    """A ``sip:`` or ``sips:`` URI (RFC 3261 19.1.1)."""
+class SipUri(FrozenParams):
+    """A ``sip:`` or ``sips:`` URI (RFC 3261 19.1.1); immutable, parameters included."""
 
     scheme: str
     user: str | None
     host: str
     port: int | None = None
-    params: dict[str, str | None] = field(default_factory=dict)
+    params: Params = field(default_factory=dict)
     headers: str | None = None
     password: str | None = None
 
@@ -122,11 +145,11 @@ class SipUri:
 
 
 @dataclass(frozen=True, slots=True)
-class TelUri:
+class TelUri(FrozenParams):
     """A ``tel:`` URI (RFC 3966), as ISDN gateways and some stations address E.164 numbers."""
 
     number: str
-    params: dict[str, str | None] = field(default_factory=dict)
+    params: Params = field(default_factory=dict)
 
     @property
     def user_unescaped(self) -> str:
@@ -138,54 +161,6 @@ class TelUri:
 
 
 Uri = SipUri | TelUri
-
-
-T = TypeVar("T")
-
-
-class Memo(Generic[T]):
-    """The results of a pure parse, kept for texts of up to ``max_len`` characters.
-
-    A plain dict emptied when it holds ``size`` entries: cheaper per lookup than an LRU,
-    and the values worth keeping (a kiosk's From, a station's Contact) come back within
-    a few calls of each clearing. Hot call sites skip a Python call on a hit with
-    ``memo.get(text) or memo.parse(text)`` (parsed values are never false). Errors are
-    never kept, so junk costs a parse each time. The results are shared: they must not
-    be mutated.
-    """
-
-    __slots__ = ("_max_len", "_parse", "_size", "_store", "get")
-
-    def __init__(self, parse: Callable[[str], T], *, max_len: int = 256, size: int = 4096):
-        self._parse = parse
-        self._max_len = max_len
-        self._size = size
-        self._store: dict[str, T] = {}
-        self.get = self._store.get
-
-    def parse(self, text: str) -> T:
-        """Parse ``text`` (a miss) and keep the result when the text is short."""
-        value = self._parse(text)
-        if len(text) <= self._max_len:
-            store = self._store
-            if len(store) >= self._size:
-                store.clear()
-            store[text] = value
-        return value
-
-    def seed(self, text: str, value: T) -> None:
-        """Keep ``value`` as what ``text`` parses to (the caller vouches for it)."""
-        store = self._store
-        if len(store) >= self._size:
-            store.clear()
-        store[text] = value
-
-    def __call__(self, text: str) -> T:
-        value = self._store.get(text)
-        return value if value is not None else self.parse(text)
-
-    def __len__(self) -> int:
-        return len(self._store)
 
 
 def _parse_uri(text: str) -> Uri:
@@ -214,8 +189,10 @@ def _parse_uri(text: str) -> Uri:
     raise SipParseError(f"malformed URI {text!r}")
 
 
+# The Request-URI and the Contact of a peer come back in every request of its calls.
 URI_MEMO: Memo[Uri] = Memo(_parse_uri)
-parse_uri = URI_MEMO
+# parse_uri(text): a SIP, SIPS or tel URI (RFC 3261 19.1, RFC 3966), parsed once.
+parse_uri = URI_MEMO.__getitem__
 
 
 def parse_sip_uri(text: str) -> SipUri:
@@ -227,12 +204,16 @@ def parse_sip_uri(text: str) -> SipUri:
 
 
 @dataclass(frozen=True, slots=True)
-class NameAddr:
-    """``[display-name] <URI> *(;param)`` as in From, To, Contact, Route (RFC 3261 20.10)."""
+class NameAddr(FrozenParams):
+    """``[display-name] <URI> *(;param)`` as in From, To, Contact, Route (RFC 3261 20.10).
+
+    Immutable, parameters included: a parsed value is shared by every message with the
+    same text.
+    """
 
     uri: Uri
     display: str | None = None
-    params: dict[str, str | None] = field(default_factory=dict)
+    params: Params = field(default_factory=dict)
     wildcard: bool = False  # Contact: * (RFC 3261 10.2.2)
 
     @property
@@ -275,20 +256,19 @@ def _find_lt_outside_quotes(text: str) -> int:
     return m.end() - 1 if m is not None else -1
 
 
-# ``[display] <URI>`` parts of name-addr values already parsed: (URI, display name).
-_ADDR_HEADS: dict[str, tuple[Uri, str | None]] = {}
-
-
-def _parse_addr_head(text: str, lt: int, gt: int) -> tuple[Uri, str | None]:
-    """The display name and URI of ``text``, its ``<`` at ``lt`` and ``>`` at ``gt``."""
-    display = text[:lt].strip() or None
+def _parse_addr_head(head: str) -> tuple[Uri, str | None]:
+    """The URI and display name of ``[display-name] <URI>`` (RFC 3261 20.10, 25.1)."""
+    lt = head.find("<") if '"' not in head else _find_lt_outside_quotes(head)
+    display = head[:lt].strip() or None
     if display and display.startswith('"') and (len(display) < 2 or not display.endswith('"')):
-        raise SipParseError(f"unterminated quoted display name in {text!r}")
-    head = (parse_uri(text[lt + 1 : gt]), display)
-    if len(_ADDR_HEADS) >= 1024:
-        _ADDR_HEADS.clear()
-    _ADDR_HEADS[text[: gt + 1]] = head
-    return head
+        raise SipParseError(f"unterminated quoted display name in {head!r}")
+    return parse_uri(head[lt + 1 : -1]), display
+
+
+# Display name and URI come back alike in every call of a peer while the tag differs:
+# the part of a name-addr up to its ">" is kept by text on its own.
+ADDR_HEAD_MEMO: Memo[tuple[Uri, str | None]] = Memo(_parse_addr_head)
+_addr_head = ADDR_HEAD_MEMO.__getitem__
 
 
 def _parse_name_addr(text: str) -> NameAddr:
@@ -305,21 +285,20 @@ def _parse_name_addr(text: str) -> NameAddr:
         gt = text.find(">", lt)
         if gt < 0:
             raise SipParseError(f"unterminated '<' in {text!r}")
-        # Display name and URI come back alike in every call of a peer, the tag differs:
-        # the part up to ">" is kept by text.
-        head = _ADDR_HEADS.get(text[: gt + 1])
-        if head is None:
-            head = _parse_addr_head(text, lt, gt)
+        uri, display = _addr_head(text[: gt + 1])
         rest = text[gt + 1 :].strip()
         params = _parse_params(rest)
         if rest and not rest.startswith(";"):
             raise SipParseError(f"junk after '>' in {text!r}")
-        return NameAddr(head[0], head[1], params)
+        return NameAddr(uri, display, params)
     if text.startswith('"'):
         raise SipParseError(f"quoted display name without a <URI> in {text!r}")
     addr, params_text = _split_params_outside_quotes(text)
     return NameAddr(uri=parse_uri(addr), params=_parse_params(params_text))
 
 
+# From, To and Contact values: the same in every message of a dialog.
 NAME_ADDR_MEMO: Memo[NameAddr] = Memo(_parse_name_addr)
-parse_name_addr = NAME_ADDR_MEMO
+# parse_name_addr(text): a name-addr or addr-spec with its header parameters (RFC 3261
+# 20.10), parsed once.
+parse_name_addr = NAME_ADDR_MEMO.__getitem__

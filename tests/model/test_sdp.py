@@ -87,7 +87,14 @@ def test_tandberg_video_invite() -> None:
     body = tandberg_body()
     sdp = SessionDescription.parse(body)
     assert sdp.serialize() == body
-    assert sdp.origin == Origin("tandberg", "2", 1, "IN", "IP4", "10.44.10.2")
+    assert sdp.origin == Origin(
+        username="tandberg",
+        sess_id="2",
+        sess_version=1,
+        nettype="IN",
+        addrtype="IP4",
+        address="10.44.10.2",
+    )
     assert sdp.connection == Connection(address="10.44.10.2")
     assert sdp.bandwidths == [("AS", 1152)]
     assert [(m.kind, m.port, m.proto) for m in sdp.media] == [
@@ -199,12 +206,22 @@ def test_multicast_connections_round_trip() -> None:
     assert media.port_count == 2
     assert media.connection == Connection("IN", "IP6", address="ff1e:db8::1", num=3)
     assert media.extra_connections == [Connection("IN", "IP6", address="ff1e:db8::2")]
-    assert sdp.times == [TimeDescription(2873397496, 2873404696, ["7d 1h 0 25h"])]
+    assert sdp.times == [
+        TimeDescription(start=2873397496, stop=2873404696, repeats=["7d 1h 0 25h"])
+    ]
     assert sdp.effective_direction(media) is Direction.RECVONLY
 
 
 def test_building_a_description_from_scratch() -> None:
-    sdp = SessionDescription(0, Origin("vrgw", "42", 1, "IN", "IP4", "192.0.2.9"), "visio-relais")
+    origin = Origin(
+        username="vrgw",
+        sess_id="42",
+        sess_version=1,
+        nettype="IN",
+        addrtype="IP4",
+        address="192.0.2.9",
+    )
+    sdp = SessionDescription(0, origin, "visio-relais")
     sdp.connection = Connection.for_address("192.0.2.9")
     audio = MediaDescription("audio", 30000, "RTP/AVP", ["0", "101"])
     audio.add_attr("rtpmap", "101 telephone-event/8000")
@@ -259,6 +276,31 @@ def test_effective_direction_falls_back_to_session_then_sendrecv() -> None:
         Direction.SENDONLY,
         Direction.INACTIVE,
     ]
+
+
+def test_optional_fields_are_given_by_keyword() -> None:
+    media = MediaDescription("audio", 4000, "RTP/AVP", ["0"], port_count=2)
+    assert media.serialize_lines()[0] == "m=audio 4000/2 RTP/AVP 0"
+    with pytest.raises(TypeError):
+        MediaDescription("audio", 4000, "RTP/AVP", ["0"], 2)  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        Origin("-", "0", 0, "IN", "IP4", "0.0.0.0")  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        TimeDescription(0, 0)  # type: ignore[misc]
+
+
+def test_copies_share_only_immutable_parts() -> None:
+    sdp = SessionDescription.parse(
+        b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+        b"m=audio 4000 RTP/AVP 0\r\na=sendrecv\r\n"
+    )
+    clone = sdp.copy()
+    assert clone == sdp and clone.connection is sdp.connection  # Connection is frozen
+    clone.origin.sess_version += 1
+    clone.times[0].repeats.append("7d 1h 0 25h")
+    clone.media[0].attributes.append(("ptime", "20"))
+    assert sdp.origin.sess_version == 1 and sdp.times[0].repeats == []
+    assert sdp.media[0].attributes == [("sendrecv", None)]
 
 
 def test_rtpmap_skips_malformed_values() -> None:
@@ -377,12 +419,12 @@ def _descriptions(draw: st.DrawFn) -> SessionDescription:
     sdp = SessionDescription(
         0,
         Origin(
-            draw(_TOKEN),
-            str(draw(st.integers(0, 2**63))),
-            draw(st.integers(0, 2**32)),
-            "IN",
-            "IP4",
-            "192.0.2.1",
+            username=draw(_TOKEN),
+            sess_id=str(draw(st.integers(0, 2**63))),
+            sess_version=draw(st.integers(0, 2**32)),
+            nettype="IN",
+            addrtype="IP4",
+            address="192.0.2.1",
         ),
         draw(st.text("abc XYZ-", min_size=1, max_size=10)),
         connection=draw(st.none() | st.just(Connection(address="192.0.2.1"))),
