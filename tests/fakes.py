@@ -17,6 +17,7 @@ from typing import Any
 
 from gateway.call.leg import EventSink, OutgoingCall, Target
 from gateway.call.scheduler import Step
+from gateway.dialplan import Dialplan
 from gateway.media.engine import MediaError, SessionStats, TimeoutHandler
 from gateway.model.causes import Cause
 from gateway.model.events import CallEvent, Dtmf, Failed, MediaUpdateAnswer, Side
@@ -157,6 +158,16 @@ class FakeLeg:
 
     def fast_update(self) -> None:
         self.commands.append(("fast_update", None))
+
+
+def static_targets(dialplan: Dialplan) -> dict[str, Target]:
+    """Where the dialplan's static-address stations are, as the station monitor says."""
+    return {
+        s.id: Target(s.id, "sip", f"sip:{s.id}@test", (s.address.host, s.address.port))
+        for p in dialplan.partners.values()
+        for s in p.stations
+        if s.address is not None
+    }
 
 
 class FakeDialer:

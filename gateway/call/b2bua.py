@@ -265,7 +265,7 @@ class B2BUA:
         retry_after: int | None = None,
     ) -> None:
         """Refuse a call before it reached a desk, and still count it."""
-        leg.reject(Failed(refusal.cause, text(refusal.text_key), retry_after))
+        leg.reject(_refusal_failure(refusal, retry_after))
         now = self.clock()
         record = CallRecord(
             id=f"{self._prefix}-{next(self._ids)}",
@@ -309,11 +309,7 @@ class B2BUA:
                 call.waited = decision.waited
                 refusal = decision.refusal
                 log.info("%s: %s", call.id, refusal.value)
-                self._fail(
-                    call,
-                    Failed(refusal.cause, text(refusal.text_key), decision.retry_after),
-                    refusal,
-                )
+                self._fail(call, _refusal_failure(refusal, decision.retry_after), refusal)
         self._arm_tick()
         if self.on_change is not None:
             self.on_change(desk.partner)
@@ -767,8 +763,9 @@ class B2BUA:
             self._end(call, Cause.NORMAL_CLEARING, "gateway shutting down")
 
 
-def _refusal_failure(refusal: Refusal) -> Failed:
-    return Failed(refusal.cause, text(refusal.text_key))
+def _refusal_failure(refusal: Refusal, retry_after: int | None = None) -> Failed:
+    """The failure a refused caller is released with: its cause and French phrase."""
+    return Failed(refusal.cause, text(refusal.text_key), retry_after)
 
 
 def _past_waiting(call: Call) -> bool:

@@ -13,10 +13,18 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from fakes import ANSWER, OFFER, RELAY_HOST, FakeDialer, FakeLeg, FakeMedia, FakeScheduler
+from fakes import (
+    ANSWER,
+    OFFER,
+    RELAY_HOST,
+    FakeDialer,
+    FakeLeg,
+    FakeMedia,
+    FakeScheduler,
+    static_targets,
+)
 
 from gateway.call.b2bua import B2BUA, CallState
-from gateway.call.leg import Target
 from gateway.dialplan import Dialplan, load_dialplan
 from gateway.model.causes import Cause, Refusal
 from gateway.model.events import (
@@ -88,12 +96,7 @@ class World:
         self.sched = FakeScheduler(MONDAY_10H)
         self.media = FakeMedia()
         self.dialer = FakeDialer()
-        self.targets = {
-            s.id: Target(s.id, "sip", f"sip:{s.id}@test", (s.address.host, s.address.port))
-            for p in dialplan.partners.values()
-            for s in p.stations
-            if s.address is not None
-        }
+        self.targets = static_targets(dialplan)
         self.b2bua = B2BUA(
             dialplan,
             self.media,

@@ -13,14 +13,13 @@ import socket
 from pathlib import Path
 
 import pytest
-from fakes import ANSWER, OFFER, FakeDialer, FakeLeg
+from fakes import ANSWER, OFFER, FakeDialer, FakeLeg, static_targets
 from harness import ports_free
 from test_controller import DIALPLAN, MONDAY_10H
 
 from gateway.call.b2bua import B2BUA
-from gateway.call.leg import Target
 from gateway.call.scheduler import LoopScheduler
-from gateway.dialplan import load_dialplan
+from gateway.dialplan import Dialplan, load_dialplan
 from gateway.media.relay import RelayEngine
 from gateway.model.causes import Refusal
 from gateway.model.events import Answered, CallAttempt, Disconnected, Side
@@ -36,21 +35,21 @@ def free_range() -> tuple[int, int]:
     raise RuntimeError("no free relay port range")
 
 
-async def test_refused_calls_bind_no_relay_port(tmp_path: Path) -> None:
+async def started(tmp_path: Path) -> tuple[Dialplan, RelayEngine]:
+    """The controller tests' dialplan and a real relay on a port range of its own."""
     path = tmp_path / "controller.yaml"
     path.write_text(DIALPLAN)
-    dialplan = load_dialplan(path)
     low, high = free_range()
     relay = RelayEngine(bind_host="127.0.0.1", port_min=low, port_max=high, timeout=0)
     await relay.start()
+    return load_dialplan(path), relay
+
+
+async def test_refused_calls_bind_no_relay_port(tmp_path: Path) -> None:
+    dialplan, relay = await started(tmp_path)
     sched = LoopScheduler(lambda: MONDAY_10H)
     dialer = FakeDialer()
-    targets = {
-        s.id: Target(s.id, "sip", f"sip:{s.id}@test", (s.address.host, s.address.port))
-        for p in dialplan.partners.values()
-        for s in p.stations
-        if s.address is not None
-    }
+    targets = static_targets(dialplan)
     b2bua = B2BUA(dialplan, relay, sched, {"sip": dialer}, targets.get)
     for sid in targets:
         b2bua.station_reachable(sid, True)
@@ -95,12 +94,7 @@ async def test_refused_calls_bind_no_relay_port(tmp_path: Path) -> None:
 async def test_a_refused_first_call_leaves_the_relay_untouched(
     tmp_path: Path, service: str
 ) -> None:
-    path = tmp_path / "controller.yaml"
-    path.write_text(DIALPLAN)
-    dialplan = load_dialplan(path)
-    low, high = free_range()
-    relay = RelayEngine(bind_host="127.0.0.1", port_min=low, port_max=high, timeout=0)
-    await relay.start()
+    dialplan, relay = await started(tmp_path)
     sched = LoopScheduler(lambda: MONDAY_10H)
     b2bua = B2BUA(dialplan, relay, sched, {"sip": FakeDialer()}, lambda sid: None)
     try:

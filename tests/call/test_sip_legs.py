@@ -107,7 +107,7 @@ def body_of(message: bytes) -> str:
 class SipWorld:
     """The SIP half of the gateway on the running loop, its wire caught in a list."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, credentials: tuple[str, str] | None = None) -> None:
         path = tmp / "sip.yaml"
         path.write_text(DIALPLAN)
         self.dialplan = load_dialplan(path)
@@ -118,7 +118,8 @@ class SipWorld:
         self.sched = LoopScheduler(time.time)
         self.media = FakeMedia()
         self.ua = SipUserAgent(self.endpoint, MemoryStore(), self.dialplan, self.sched)
-        target = Target("caf-1", "sip", f"sip:caf-1@{STATION[0]}:{STATION[1]}", STATION)
+        uri = f"sip:caf-1@{STATION[0]}:{STATION[1]}"
+        target = Target("caf-1", "sip", uri, STATION, credentials=credentials)
         self.b2bua = B2BUA(
             self.dialplan,
             self.media,

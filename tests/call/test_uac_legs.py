@@ -18,32 +18,12 @@ from test_sip_legs import (
     station_response,
 )
 
-from gateway.call.b2bua import B2BUA
-from gateway.call.leg import Target
-from gateway.call.sip_leg import SipDialer
 from gateway.sip.auth import DigestAuthenticator
 
 
 @pytest.fixture
 async def sip(tmp_path: Path) -> AsyncIterator[SipWorld]:
-    world = SipWorld(tmp_path)
-    await world.b2bua.close()
-    target = Target(
-        "caf-1",
-        "sip",
-        f"sip:caf-1@{STATION[0]}:{STATION[1]}",
-        STATION,
-        credentials=("gw", "pw-gw"),
-    )
-    world.b2bua = B2BUA(
-        world.dialplan,
-        world.media,
-        world.sched,
-        {"sip": SipDialer(world.ua)},
-        {"caf-1": target}.get,
-    )
-    world.ua.invite_handler = world.b2bua
-    world.b2bua.station_reachable("caf-1", True)
+    world = SipWorld(tmp_path, credentials=("gw", "pw-gw"))
     yield world
     await world.b2bua.close()
     await world.sched.drain()
