@@ -72,6 +72,8 @@ FINAL_CAUSES = frozenset(
 # minute, or a proxy on the kiosk's path gives up at its Timer C (3 minutes).
 PROGRESS_INTERVAL = 60.0
 WAITING_PROMPT = "attente"
+# The caller context the gateway itself writes for the agent (see _dial).
+OWN_CONTEXT = frozenset({"kiosk", "site", "service", "waited"})
 
 
 class CallState(Enum):
@@ -339,14 +341,12 @@ class B2BUA:
         if offer is not None and call.early_plan is not None:
             offer = restrict_offer(offer, call.early_plan)
         kiosk = call.kiosk
-        context = (
-            ("kiosk", kiosk.id),
-            ("site", kiosk.site),
-            ("service", call.service.name),
-            *call.attempt.context,
-        )
+        own = [("kiosk", kiosk.id), ("site", kiosk.site), ("service", call.service.name)]
         if call.waited:
-            context = (*context, ("waited", str(int(call.waited))))
+            own.append(("waited", str(int(call.waited))))
+        # What the gateway vouches for goes first; a kiosk's own copy of those keys (a
+        # spoofed "kiosk", say) is dropped, whatever protocol carried it.
+        context = (*own, *(item for item in call.attempt.context if item[0] not in OWN_CONTEXT))
         outgoing = OutgoingCall(
             caller=kiosk.id,
             caller_name=kiosk.label,

@@ -47,9 +47,6 @@ from gateway.state.store import Binding, Store
 log = logging.getLogger(__name__)
 
 SUPPORTED_OPTIONS = frozenset({"timer"})  # option tags we implement (RFC 4028)
-# The context headers the gateway writes itself towards stations: a kiosk's own copies
-# (in any case) are dropped rather than relayed next to ours.
-OWN_CONTEXT = frozenset({"kiosk", "site", "service", "waited"})
 # A kiosk marks a caller who booked this slot; such callers go first in the queue.
 APPOINTMENT = "appointment"
 
@@ -490,7 +487,7 @@ def attempt_of(request: Request, kiosk: Kiosk, offer: SessionDescription | None)
         name = key[prefix:]
         if name == APPOINTMENT:
             appointment = value.strip().lower() not in ("", "no", "non", "0", "false")
-        if name and name not in OWN_CONTEXT:
+        if name:
             context.append((name, value))
     mf = request.headers.get("max-forwards")
     return CallAttempt(

@@ -166,12 +166,13 @@ def world(dialplan_file: Path) -> Iterator[World]:
 
 
 def test_answer_bridges_both_legs_and_the_media(world: World) -> None:
-    a = world.call("caf", context=(("allocataire", "1234567"),))
+    a = world.call("caf", context=(("allocataire", "1234567"), ("kiosk", "spoofed")))
     b = world.station_leg("caf-1")
     assert world.media.calls["offer"] == 1  # anchored when the station was offered
     assert b.call is not None and b.call.offer is not None
     assert b.call.offer.connection is not None
     assert b.call.offer.connection.address == RELAY_HOST
+    assert [k for k, _ in b.call.context].count("kiosk") == 1  # the kiosk's copy dropped
     assert dict(b.call.context) == {
         "kiosk": "lessay",
         "site": "Lessay",
