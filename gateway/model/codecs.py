@@ -7,7 +7,8 @@ library's). A wheel installs it as a data file under
 is. This module loads it with pydantic, refuses an inconsistent file with the entry and
 field at fault, and answers the lookups SDP and H.245 code need: by name, by RFC 3551
 static payload type, by ``a=rtpmap`` encoding and clock rate (RFC 4566 6), and by H.245
-capability.
+capability. It sits in the bottom layer so that the media engines and the protocol
+packages (H.245 capabilities, ``gateway.h323.capabilities``) share it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import sys
 import sysconfig
 from collections.abc import Iterator
@@ -27,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from gateway.model.sdp import MediaDescription
 
 ENV_VAR = "VRGW_CODECS"  # the path of a catalogue to use instead of the shipped one
-# In a source checkout (an editable install too): <root>/gateway/media/codecs.py.
+# In a source checkout (an editable install too): <root>/gateway/model/codecs.py.
 SOURCE_CATALOGUE = Path(__file__).resolve().parents[2] / "codecs" / "catalogue.yaml"
 # Under an install prefix: where pyproject.toml's [tool.setuptools.data-files] puts it.
 INSTALLED_CATALOGUE = Path("share", "visio-relais-gateway", "codecs", "catalogue.yaml")
@@ -37,15 +39,63 @@ class CatalogueError(ValueError):
     """The catalogue file is missing, is not YAML, or breaks a rule of codecs/README.md."""
 
 
+_OID = r"^[0-9]+(\.[0-9]+)+$"
+_ASN1_NAME = r"^[a-z][A-Za-z0-9-]*$"
+# RFC 4733 7.1.1: a comma-separated list of events and ranges of events.
+_EVENTS = re.compile(r"^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$")
+
+
+class H241Tables(BaseModel):
+    """H.264 as an H.245 generic capability (ITU-T H.241 8.3): the values that stand for
+    H.264 profiles, levels and RTP packetization modes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    profiles: dict[int, int] = Field(min_length=1)  # profile_idc -> Profile parameter bit
+    levels: dict[int, int] = Field(min_length=1)  # level_idc (9: level 1b) -> Level value
+    packetization: dict[int, str] = Field(default_factory=dict)  # mode -> payloadDescriptor
+
+    @model_validator(mode="after")
+    def _check(self) -> H241Tables:
+        bits = list(self.profiles.values())
+        if any(b not in (1, 2, 4, 8, 16, 32, 64, 128) for b in bits) or len(set(bits)) != len(bits):
+            raise ValueError("profile bits must be distinct powers of two below 256")
+        if any(not 0 < k < 256 for k in (*self.profiles, *self.levels)):
+            raise ValueError("profile_idc and level_idc are octets (1-255)")
+        values = list(self.levels.values())
+        if any(not 0 < v < 65536 for v in values) or len(set(values)) != len(values):
+            raise ValueError("level values must be distinct and within 1-65535")
+        for mode, oid in self.packetization.items():
+            if mode not in (0, 1, 2) or not re.match(_OID, oid):
+                raise ValueError(f"packetization {mode}: {oid!r} (modes 0-2, dotted OIDs)")
+        return self
+
+
 class H245Mapping(BaseModel):
     """How H.245 names a codec (ITU-T H.245 capability choice names, Annex S, H.241)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
-    capability: str = Field(pattern=r"^[a-z][A-Za-z0-9-]*$")
+    capability: str = Field(pattern=_ASN1_NAME)
     alternatives: list[str] = Field(default_factory=list)
-    oid: str | None = Field(default=None, pattern=r"^[0-9]+(\.[0-9]+)+$")
+    oid: str | None = Field(default=None, pattern=_OID)
     user_input: str | None = None
+    # The UserInputCapability alternatives a telephone-event codec stands for, each with
+    # the RFC 4733 events it carries.
+    user_input_events: dict[str, str] = Field(default_factory=dict)
+    # Audio: the milliseconds of one frame in the capability's frame count (H.245
+    # maxAl-sduAudioFrames); an audio capability without it is not written.
+    frame_ms: int | None = Field(default=None, gt=0)
+    # The SDP format parameters each capability name stands for (RFC 4856 annexb...).
+    fmtp: dict[str, str] = Field(default_factory=dict)
+    # Video: SDP picture-size parameter (RFC 4587, RFC 4629) -> H.245 MPI component.
+    mpi: dict[str, str] = Field(default_factory=dict)
+    # Video: the upper bound of the capability's maxBitRate (units of 100 bit/s).
+    max_bit_rate: int | None = Field(default=None, gt=0)
+    # A component whose presence in the H.245 value tells this codec from another one
+    # with the same capability name (h263Options: H.263+ rather than H.263).
+    marker: str | None = Field(default=None, pattern=_ASN1_NAME)
+    h241: H241Tables | None = None
 
     @model_validator(mode="after")
     def _generic_needs_oid(self) -> H245Mapping:
@@ -54,6 +104,20 @@ class H245Mapping(BaseModel):
             raise ValueError(f"{self.capability} needs an oid (capabilityIdentifier)")
         if not generic and self.oid is not None:
             raise ValueError(f"oid given for {self.capability}, which is not a generic one")
+        names = (self.capability, *self.alternatives)
+        for name in (*names, *self.user_input_events, *self.mpi.values()):
+            if not re.match(_ASN1_NAME, name):
+                raise ValueError(f"{name!r} is not an H.245 component name")
+        stray = [name for name in self.fmtp if name not in names]
+        if stray:
+            raise ValueError(f"fmtp given for {stray[0]}, not a capability of this codec")
+        for name, events in self.user_input_events.items():
+            if not _EVENTS.match(events):
+                raise ValueError(f"user_input_events {name}: {events!r} is not an RFC 4733 list")
+        if self.user_input_events and self.user_input not in self.user_input_events:
+            raise ValueError("user_input must be one of user_input_events")
+        if self.h241 is not None and self.capability != "genericVideoCapability":
+            raise ValueError("h241 tables belong to a genericVideoCapability (H.241 8.3)")
         return self
 
 
@@ -173,6 +237,17 @@ class CodecCatalogue:
     def by_h245(self, capability: str, oid: str | None = None) -> Codec | None:
         """The first codec an H.245 capability (and generic ``oid``) stands for."""
         return self._by_h245.get((capability, oid))
+
+    def all_by_h245(self, capability: str, oid: str | None = None) -> list[Codec]:
+        """Every codec an H.245 capability (and generic ``oid``) may stand for, in
+        catalogue order (H.263 and H.263+ share ``h263VideoCapability``)."""
+        found: list[Codec] = []
+        for c in self.codecs:
+            if c.h245 is None or c.h245.oid != oid:
+                continue
+            if capability == c.h245.capability or capability in c.h245.alternatives:
+                found.append(c)
+        return found
 
     def codecs_for(self, media: MediaDescription) -> list[tuple[int, Codec | None]]:
         """Each payload type of an m= line with its codec: rtpmap first, then RFC 3551."""

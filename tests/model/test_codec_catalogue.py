@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from harness import ROOT, VECTORS
 
-from gateway.media import codecs
-from gateway.media.codecs import (
+from gateway.model import codecs
+from gateway.model.codecs import (
     ENV_VAR,
     INSTALLED_CATALOGUE,
     SOURCE_CATALOGUE,
@@ -293,7 +293,7 @@ def test_the_wheel_ships_the_catalogue_as_shared_data(wheel: Path) -> None:
         names = whl.namelist()
         (data,) = (n for n in names if n.endswith(".data/data/" + INSTALLED_CATALOGUE.as_posix()))
         assert whl.read(data) == SOURCE_CATALOGUE.read_bytes()
-    assert "gateway/media/codecs.py" in names
+    assert "gateway/model/codecs.py" in names
     assert not any(n.startswith("codecs/") for n in names)  # never a top-level package
 
 
@@ -311,7 +311,7 @@ def test_the_installed_loader_finds_the_catalogue_under_sys_prefix(
             target.write_bytes(whl.read(name))
     script = (
         "import sys; sys.prefix = sys.argv[1]; sys.path.insert(0, sys.argv[2]); "
-        "from gateway.media import codecs; "
+        "from gateway.model import codecs; "
         "print(codecs.__file__); print(codecs.find_catalogue()); "
         "print(len(codecs.load_catalogue()))"
     )
@@ -327,6 +327,6 @@ def test_the_installed_loader_finds_the_catalogue_under_sys_prefix(
     )
     assert run.returncode == 0, run.stderr[-4000:]
     module, found, count = run.stdout.split()
-    assert Path(module) == site / "gateway" / "media" / "codecs.py"  # the wheel's code
+    assert Path(module) == site / "gateway" / "model" / "codecs.py"  # the wheel's code
     assert Path(found) == prefix / INSTALLED_CATALOGUE
     assert int(count) == len(default_catalogue())
