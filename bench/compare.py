@@ -76,9 +76,12 @@ class Version:
 
 
 def export(rev: str | None, dest: Path) -> Version:
-    """The work tree (``rev`` None) or ``rev`` unpacked from git into ``dest``."""
+    """The work tree (``rev`` None), a directory holding ``gateway/`` and ``dialplans/``
+    (a copy built with ``scripts/build-core``, say), or ``rev`` unpacked from git."""
     if rev is None:
         return Version("work tree", ROOT)
+    if (Path(rev) / "gateway").is_dir():
+        return Version(rev, Path(rev).resolve())
     archive = subprocess.run(
         ["git", "-C", str(ROOT), "archive", "--format=tar", rev, "gateway", "dialplans"],
         capture_output=True,
@@ -148,6 +151,8 @@ def one_round(
             "--sip-host", "127.0.0.1", "--sip-port", str(slot.sip),
             "--http-port", str(slot.http), "--log-level", "WARNING",
         ]  # fmt: skip
+        if "--h323-port" in (version.tree / "gateway" / "cli.py").read_text():
+            argv += ["--h323-port", "0"]  # two versions side by side: not both on 1720
         with log_path.open("w") as out:
             sut = procs.start(
                 argv,
@@ -218,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the rounds and print the per-round ratio head / base."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--base", required=True, help="git revision measured against")
-    p.add_argument("--head", help="git revision to measure (default: the work tree)")
+    p.add_argument("--head", help="git revision or directory to measure (default: the work tree)")
     p.add_argument("--rate", type=int, default=100, help="calls/s for each side (default 100)")
     p.add_argument("--calls", type=int, default=2000, help="measured calls per round and side")
     p.add_argument("--rounds", type=int, default=4, help="rounds, ports swapped each time")

@@ -12,16 +12,17 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from gateway.call.leg import Target
 from gateway.dialplan import Dialplan, Station
 from gateway.sip.dialog import new_tag
 from gateway.sip.message import Headers, Request, Response
-from gateway.sip.transaction import new_branch
+from gateway.sip.transaction import Address, new_branch
+from gateway.state.store import Store
 
 if TYPE_CHECKING:
-    from gateway.call.sip_ua import SipUserAgent
+    from gateway.call.sip_ua import DialogUser
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +62,41 @@ class _Probe:
             self.monitor.verdict(self.station_id, alive=False)
 
 
+class _Vias(Protocol):
+    def via_for(self, transport: str, branch: str) -> str:
+        """The Via header value of a new request sent over ``transport``."""
+
+
+class Prober(Protocol):
+    """What the monitor needs of the SIP user agent (``SipUserAgent`` is one).
+
+    A protocol rather than the class: the monitor is tested against a small fake, and a
+    compiled build (scripts/build-core) checks argument classes at run time.
+    """
+
+    dialplan: Dialplan
+
+    @property
+    def store(self) -> Store:
+        """Where registrations are kept."""
+
+    @property
+    def endpoint(self) -> _Vias:
+        """The transport, for the Via of a probe."""
+
+    def new_call_id(self) -> str:
+        """A fresh Call-ID."""
+
+    def send_request(self, leg: DialogUser, request: Request, dest: Address, transport: str) -> str:
+        """Send a request and route its responses to ``leg``; the transaction key."""
+
+
 class StationMonitor:
     """Keeps every station's target and reachability up to date."""
 
     def __init__(
         self,
-        ua: SipUserAgent,
+        ua: Prober,
         on_change: Callable[[str, bool], None],
         *,
         wall_clock: Callable[[], float],

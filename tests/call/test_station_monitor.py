@@ -64,7 +64,7 @@ def make(
     ua = Ua(load_dialplan(path, env={"PW": "secret"}), store)
     changes: list[tuple[str, bool]] = []
     monitor = StationMonitor(
-        ua,  # type: ignore[arg-type]
+        ua,
         lambda s, r: changes.append((s, r)),
         wall_clock=lambda: now[0],
     )

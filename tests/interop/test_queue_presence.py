@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import subprocess
 import time
@@ -391,8 +392,14 @@ def test_twenty_kiosks_two_stations_fifo(gateway_factory: Any, tmp_path: Path) -
     assert len({r["kiosk"] for r in records}) == 20  # every kiosk served, none twice
     assert {r["station"] for r in records} == {"st-0", "st-1"}
     by_arrival = sorted(records, key=lambda r: r["started"])
-    answers = [r["answered"] for r in by_arrival]
-    assert answers == sorted(answers), "a later caller was served before an earlier one"
+    # FIFO is the order in which callers leave the queue for a station (arrival plus
+    # wait). Answer times would not do: two SIPp stations answer with their own latency,
+    # and on a loaded machine one answers a caller offered a moment later 1 ms sooner.
+    # A queue jump shows as a whole call (0.8 s held plus 0.3 s wrap-up), far above the
+    # 50 ms allowed for the clock reads between queueing and the record's start.
+    offered = [r["started"] + r["waited"] for r in by_arrival]
+    for earlier, later in itertools.pairwise(offered):
+        assert later > earlier - 0.05, f"a later caller was served first: {offered}"
     waits = [r["waited"] for r in by_arrival]
     assert sum(1 for w in waits if w > 0) >= 15, waits
     queue_view = gw.http("/api/v1/queues")["queues"]["msa"]
