@@ -151,8 +151,10 @@ def one_round(
             "--sip-host", "127.0.0.1", "--sip-port", str(slot.sip),
             "--http-port", str(slot.http), "--log-level", "WARNING",
         ]  # fmt: skip
-        if "--h323-port" in (version.tree / "gateway" / "cli.py").read_text():
-            argv += ["--h323-port", "0"]  # two versions side by side: not both on 1720
+        cli = (version.tree / "gateway" / "cli.py").read_text()
+        for flag in ("--h323-port", "--ras-port"):  # two versions side by side: not
+            if flag in cli:  # both on 1720 and 1719
+                argv += [flag, "0"]
         with log_path.open("w") as out:
             sut = procs.start(
                 argv,

@@ -465,7 +465,7 @@ def sut_spec(name: str, config: BenchConfig, work_dir: Path) -> SutSpec:
         argv = (
             str(exe), "run", "--dialplan", str(config.dialplan),
             "--sip-host", "127.0.0.1", "--sip-port", str(ports.sut),
-            "--http-port", str(ports.http),
+            "--http-port", str(ports.http), "--h323-port", "0", "--ras-port", "0",
             # No per-call log lines, like Sippy above; a later --vrgw-arg may override it.
             "--log-level", "WARNING",
             *config.vrgw_args,

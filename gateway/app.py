@@ -12,13 +12,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gateway.call.b2bua import B2BUA
+from gateway.call.h323_leg import H323Acceptor, H323Dialer
 from gateway.call.scheduler import LoopScheduler
 from gateway.call.sip_leg import SipDialer
 from gateway.call.sip_ua import SipUserAgent
 from gateway.call.stations import StationMonitor
 from gateway.clock import Clock
 from gateway.dialplan import Dialplan, DialplanError, load_dialplan
+from gateway.edge.h323_ras import RasEndpoint
+from gateway.edge.h323_signalling import H323SignallingEndpoint
 from gateway.edge.sip_transport import SipEndpoint
+from gateway.h323.messages import Alias
+from gateway.h323.ras import Gatekeeper, RasEvent, Registered, Unregistered
 from gateway.media.engine import MediaEngine
 from gateway.media.relay import RelayEngine
 from gateway.metrics import GatewayMetrics
@@ -62,6 +67,8 @@ class Settings:
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     tcp: bool = True
+    h323_port: int = 1720  # H.225.0 call signalling, on sip_host
+    ras_port: int = 1719  # the gatekeeper's RAS (UDP), on sip_host; -1: no gatekeeper
     ring_timeout: float = 60.0
     test_clock: bool = False  # let PUT /api/v1/clock move the schedules' clock
     sip_t1: float = 0.5  # RFC 3261 T1 in seconds; shorter only for tests (--sip-t1)
@@ -86,16 +93,33 @@ class Gateway:
         self.clock = Clock(adjustable=settings.test_clock)
         self.scheduler = LoopScheduler(self.clock.now)
         self.ua = SipUserAgent(self.endpoint, self.store, dialplan, self.scheduler)
-        self.monitor = StationMonitor(self.ua, self._station_changed, wall_clock=time.time)
+        self.h323 = H323SignallingEndpoint(settings.sip_host, settings.h323_port)
+        # The gateway's own gatekeeper (H.225.0 RAS): H.323 kiosks and stations register
+        # with it; every call it admits is routed through the gateway (gatekeeperRouted).
+        self.gatekeeper = Gatekeeper(
+            (settings.sip_host, max(settings.ras_port, 0)),
+            self.h323.address,
+            allowed=self._h323_alias_allowed,
+        )
+        self.ras = RasEndpoint(self.gatekeeper, self._ras_events)
+        self.monitor = StationMonitor(
+            self.ua,
+            self._station_changed,
+            wall_clock=time.time,
+            h323_lookup=self.gatekeeper.lookup,
+        )
         self.b2bua = B2BUA(
             dialplan,
             self.media,
             self.scheduler,
-            {"sip": SipDialer(self.ua)},
+            {"sip": SipDialer(self.ua), "h323": H323Dialer(self.h323, aliases=("vrgw",))},
             self.monitor.target,
             ring_timeout=settings.ring_timeout,
         )
         self.ua.invite_handler = self.b2bua
+        self.h323.incoming = H323Acceptor(
+            lambda: self.b2bua.dialplan, self.b2bua, self.gatekeeper.lookup
+        ).incoming
         self.ua.registration_hook = self._registration_changed
         self.views = GatewayViews(self.b2bua)
         # Subscription lifetimes run on the monotonic clock: a test clock moved to next
@@ -113,6 +137,26 @@ class Gateway:
     def _station_changed(self, station_id: str, reachable: bool) -> None:
         self.b2bua.station_reachable(station_id, reachable)
 
+    def _h323_alias_allowed(self, aliases: tuple[Alias, ...]) -> bool:
+        """Only units the dialplan knows register: a kiosk's username or a station's alias."""
+        plan = self.b2bua.dialplan
+        known = {k.username for k in plan.kiosks.values() if k.username}
+        known |= {
+            st.alias for p in plan.partners.values() for st in p.stations if st.alias is not None
+        }
+        return any(alias.value in known for alias in aliases)
+
+    def _ras_events(self, events: list[RasEvent]) -> None:
+        for event in events:
+            if isinstance(event, Registered | Unregistered):
+                names = [alias.value for alias in event.aliases]
+                log.info(
+                    "H.323 %s %s",
+                    "registration" if isinstance(event, Registered) else "unregistration",
+                    ", ".join(names),
+                )
+                self.scheduler.spawn(self.monitor.refresh_h323(names))
+
     def _registration_changed(self, username: str) -> None:
         self.scheduler.spawn(self.monitor.refresh_user(username))
 
@@ -124,16 +168,22 @@ class Gateway:
         """Open sockets: media first, then SIP, then HTTP."""
         await self.media.start()
         await self.endpoint.start(tcp=self.settings.tcp)
+        await self.h323.start()
+        if self.settings.ras_port >= 0:
+            self.gatekeeper.call_signal_address = self.h323.address  # its port is known now
+            await self.ras.start(self.settings.sip_host, self.settings.ras_port)
         self.monitor.start()
         if self.settings.http_port >= 0:
             from gateway.http.api import serve
 
             self._http_server, self._http = await serve(self)
         log.info(
-            "vrgw listening: SIP %s:%d (udp%s), HTTP %s:%d, dialplan %s",
+            "vrgw listening: SIP %s:%d (udp%s), H.323 tcp %d, RAS udp %s, HTTP %s:%d, dialplan %s",
             self.settings.sip_host,
             self.endpoint.port,
             "+tcp" if self.settings.tcp else "",
+            self.h323.port,
+            self.ras.address[1] if self.ras.address else "off",
             self.settings.http_host,
             self.settings.http_port,
             self.dialplan.source,
@@ -164,6 +214,8 @@ class Gateway:
         if self._http is not None:
             await asyncio.wait([self._http], timeout=3)
         await self.endpoint.close()
+        await self.h323.close()
+        self.ras.close()
         await self.media.close()
         await self.store.close()
 

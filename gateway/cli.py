@@ -39,6 +39,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--sip-host", default="127.0.0.1", help="SIP listen address (UDP and TCP)")
     run.add_argument("--sip-port", type=int, default=5060, help="SIP listen port")
     run.add_argument("--no-tcp", action="store_true", help="listen on UDP only")
+    run.add_argument(
+        "--h323-port",
+        type=int,
+        default=1720,
+        help="H.225.0 call signalling TCP port, on the SIP address (0: any free port)",
+    )
+    run.add_argument(
+        "--ras-port",
+        type=int,
+        default=1719,
+        help="the gatekeeper's RAS UDP port, on the SIP address (0: any free port, -1: off)",
+    )
     run.add_argument("--http-host", default="127.0.0.1", help="admin HTTP listen address")
     run.add_argument("--http-port", type=int, default=8080, help="admin HTTP port (-1: off)")
     run.add_argument("--ring-timeout", type=float, default=60.0, help="seconds a station may ring")
@@ -74,6 +86,8 @@ def run_settings(args: argparse.Namespace) -> Settings:
         http_host=args.http_host,
         http_port=args.http_port,
         tcp=not args.no_tcp,
+        h323_port=args.h323_port,
+        ras_port=args.ras_port,
         ring_timeout=args.ring_timeout,
         test_clock=args.test_clock,
         sip_t1=args.sip_t1,

@@ -44,6 +44,8 @@ FR: Final[dict[str, str]] = {
     "reason_no_station": "Aucun conseiller connecté",
     "reason_all_busy": "Tous les conseillers sont occupés",
     "reason_no_answer": "Le conseiller ne répond pas",
+    # What an H.323 station's screen shows of a caller (Q.931 Display, plain ASCII).
+    "display_allocataire": "Allocataire {value}",
     # The looped announcement played to a waiting caller (prompts/fr/attente.wav).
     "prompt_waiting": (
         "Bonjour. Tous nos conseillers sont en ligne. Merci de patienter, "

@@ -6,6 +6,7 @@ A module of its own (not conftest.py): several test folders have a conftest, and
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,30 @@ def _shared_dir() -> Path:
 
 
 VECTORS = _shared_dir() / "vectors"
+H323_PEERS_BUILDER = _shared_dir() / "peers" / "h323" / "build-h323-peers"
+
+
+@functools.cache
+def h323_peers() -> Path:
+    """The folder holding ``bin/simple`` (H323Plus) and ``bin/gnugk`` (GNU Gatekeeper).
+
+    ``scripts/test`` builds them once into a cache before pytest runs (``shared/peers/
+    h323/build-h323-peers``, minutes the first time); here the builder only finds that
+    build again by the sources' checksum and prints where it is.
+    """
+    if env := os.environ.get("VRGW_H323_PEERS"):
+        return Path(env)
+    out = subprocess.run(
+        [str(H323_PEERS_BUILDER)], capture_output=True, text=True, check=False, timeout=1800
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"build-h323-peers failed:\n{out.stdout[-2000:]}{out.stderr[-2000:]}")
+    folder = Path(out.stdout.strip().splitlines()[-1])
+    if not (folder / "bin" / "simple").exists():
+        raise RuntimeError(f"build-h323-peers printed {folder}, which has no bin/simple")
+    return folder
+
+
 sys.path.insert(0, str(ROOT / "tests" / "peers"))
 
 # SIP timer T1 of the gateways tests start (vrgw run --sip-t1). A finished UDP transaction
@@ -120,6 +145,17 @@ class GatewayProcess:
         result: dict[str, Any] = self.http("/api/v1/status")
         return result
 
+    def relaying_call(self, packets: int) -> dict[str, Any] | None:
+        """A connected call whose first stream carried ``packets`` RTP packets both ways
+        (the relay's own counters, ``/api/v1/calls``), or None."""
+        for call in self.http("/api/v1/calls")["active"]:
+            media = call["media"]
+            if call["state"] == "connected" and media and media["streams"]:
+                stream = media["streams"][0]
+                if min(stream[d]["rtp_packets"] for d in ("a_to_b", "b_to_a")) > packets:
+                    return dict(call)
+        return None
+
     def idle_within(self) -> float:
         """How long after its last message the gateway may rightly hold transactions.
 
@@ -186,6 +222,10 @@ def start_gateway(
         str(http_port),
         "--sip-t1",
         str(sip_t1),
+        "--h323-port",
+        "0",  # free ports: tests run side by side
+        "--ras-port",
+        "0",
         *(extra or []),
     ]
     full_env = {**os.environ, **(env or {})}
@@ -239,6 +279,17 @@ def gateway_factory(tmp_path: Path) -> Iterator[Any]:
         code = stop_gateway(gw)
         assert code == 0, f"gateway exited with {code}:\n{gw.log()[-4000:]}"
         assert "Traceback" not in gw.log(), gw.log()[-4000:]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll ``predicate`` every 0.1 s until it gives something true; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 @dataclass

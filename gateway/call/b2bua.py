@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
-from gateway.call.leg import CallLeg, Dialer, OutgoingCall, Target
+from gateway.call.leg import OWN_CONTEXT, CallLeg, Dialer, OutgoingCall, Target
 from gateway.call.records import CallRecord, outcome_of
 from gateway.call.scheduler import Scheduler, Timer
 from gateway.dialplan import Dialplan, Kiosk, Partner, Service
@@ -72,8 +72,6 @@ FINAL_CAUSES = frozenset(
 # minute, or a proxy on the kiosk's path gives up at its Timer C (3 minutes).
 PROGRESS_INTERVAL = 60.0
 WAITING_PROMPT = "attente"
-# The caller context the gateway itself writes for the agent (see _dial).
-OWN_CONTEXT = frozenset({"kiosk", "site", "service", "waited"})
 
 
 class CallState(Enum):

@@ -19,6 +19,10 @@ from gateway.model.sdp import SessionDescription
 
 EventSink = Callable[["CallLeg", CallEvent], None]
 
+# The context keys the gateway itself writes for the agent (the controller's _dial);
+# a caller's own copy of them is dropped, and legs show them apart from what was typed.
+OWN_CONTEXT = frozenset({"kiosk", "site", "service", "waited"})
+
 
 class CallLeg(Protocol):
     """One side of a call, as the controller drives it."""

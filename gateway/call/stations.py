@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Protocol
 
 from gateway.call.leg import Target
@@ -100,8 +100,11 @@ class StationMonitor:
         on_change: Callable[[str, bool], None],
         *,
         wall_clock: Callable[[], float],
+        h323_lookup: Callable[[str], tuple[str, int] | None] | None = None,
     ) -> None:
         self.ua = ua
+        # Where an H.323 alias is registered with the gateway's gatekeeper (RAS), if any.
+        self.h323_lookup = h323_lookup
         self.on_change = on_change
         self.wall_clock = wall_clock
         self.targets: dict[str, Target] = {}
@@ -146,6 +149,15 @@ class StationMonitor:
             for station in partner.stations:
                 await self.refresh(station, now)
 
+    async def refresh_h323(self, aliases: Iterable[str]) -> None:
+        """A unit registered with the gatekeeper, or left it: look at its stations now."""
+        names = set(aliases)
+        now = self.wall_clock()
+        for partner in self.dialplan.partners.values():
+            for station in partner.stations:
+                if station.protocol == "h323" and station.alias in names:
+                    await self.refresh(station, now)
+
     async def refresh_user(self, username: str) -> None:
         """A REGISTER for ``username`` changed its bindings: look again at once."""
         found = self.dialplan.station_for_user(username)
@@ -166,7 +178,9 @@ class StationMonitor:
             self.targets[station.id] = target
             if previous is not None and previous.dest != target.dest:
                 self.alive.pop(station.id, None)  # a new registration: a fresh start
-            if station.keepalive > 0:
+            # OPTIONS keep-alives are SIP's; an H.323 station is reachable while it has
+            # an address (a failed Setup is what tells the desk otherwise).
+            if station.keepalive > 0 and target.protocol == "sip":
                 self._probe(station, target, now)
         reachable = target is not None and self.alive.get(station.id, True)
         if self.reachable.get(station.id) != reachable:
@@ -186,6 +200,17 @@ class StationMonitor:
     async def _locate(self, station: Station) -> Target | None:
         # The gateway's own login, should the station challenge its INVITE (RFC 3261 22.2).
         credentials = self.dialplan.outbound_credentials(station.id)
+        if station.protocol == "h323":
+            if station.address is not None:
+                dest = (station.address.host, station.address.port)
+            elif station.alias is not None and self.h323_lookup is not None:
+                found = self.h323_lookup(station.alias)
+                if found is None:
+                    return None
+                dest = found
+            else:
+                return None
+            return Target(station.id, "h323", station.alias or "", dest, "tcp")
         if station.address is not None:
             addr = station.address
             uri = f"sip:{station.id}@{addr.hostport}"

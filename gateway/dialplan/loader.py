@@ -59,6 +59,7 @@ Loc = tuple[str | int, ...]
 
 SUPPORTED_VERSION = 1
 DEFAULT_SIP_PORT = 5060  # RFC 3261 19.1.2
+DEFAULT_H323_PORT = 1720  # H.225.0 call signalling (H.323 well-known TCP port)
 
 
 # --------------------------------------------------------------------------------------
@@ -155,7 +156,7 @@ def _ip(value: str) -> str:
     return address
 
 
-def parse_hostport(text: str) -> tuple[str, int]:
+def parse_hostport(text: str, default_port: int = DEFAULT_SIP_PORT) -> tuple[str, int]:
     """Split ``host[:port]`` (``[v6]:port`` for IPv6, RFC 3261 19.1.1); raise ValueError."""
     text = text.strip()
     bracketed = re.fullmatch(r"\[([^\]]+)\](?::([0-9]{1,5}))?", text)
@@ -172,7 +173,7 @@ def parse_hostport(text: str) -> tuple[str, int]:
         port_text = port_text or None
     if not _is_host(host):
         raise ValueError(f"{host!r} is not a valid host name or IP address")
-    port = int(port_text) if port_text else DEFAULT_SIP_PORT
+    port = int(port_text) if port_text else default_port
     if not 1 <= port <= 65535:
         raise ValueError(f"{text!r}: port {port} is out of range 1-65535")
     return normalise_ip(host) or host, port
@@ -280,6 +281,9 @@ Host = Annotated[str, AfterValidator(_host)]
 IpText = Annotated[str, AfterValidator(_ip)]
 HostPort = Annotated[str, AfterValidator(_hostport)]
 TransportText = Annotated[Literal["udp", "tcp"], BeforeValidator(_lower)]
+ProtocolText = Annotated[Literal["sip", "h323"], BeforeValidator(_lower)]
+# An h323-ID (H.225.0 AliasAddress, BMPString of 1-256 characters) or E.164 digits.
+Alias = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$")]
 AlgorithmText = Annotated[Literal["SHA-256", "MD5"], BeforeValidator(_upper)]
 Day = Annotated[int, BeforeValidator(_day)]
 ClockTime = Annotated[time, BeforeValidator(_clock)]
@@ -423,10 +427,12 @@ class StationDoc(_Doc):
     """One item of a partner's ``stations``."""
 
     id: Ident
+    protocol: ProtocolText = "sip"
     username: Username | None = None
     password: Password = None
     address: HostPort | None = None
     transport: TransportText | None = None
+    alias: Alias | None = None  # H.323: the unit's h323-ID or E.164 number, put in Setup
     max_calls: int = Field(default=1, ge=0)
     keepalive: float = Field(default=30.0, ge=0, le=3600)  # OPTIONS interval; 0 = none
     auth: StationAuthDoc | None = None
@@ -920,6 +926,21 @@ def _check_references(doc: DialplanDoc, problems: _Problems) -> None:
 
     for station, loc in stations:
         what = f"station '{station.id}'"
+        if station.protocol == "h323":
+            # Called at a fixed address, or where its registration with the gateway's
+            # gatekeeper (RAS, by its alias) says it is.
+            if station.address is None and station.alias is None:
+                problems.at(
+                    loc,
+                    f"{what}: an H.323 station needs an address (host[:port]) or the alias "
+                    "it registers with",
+                )
+            for key in ("username", "password", "transport", "auth"):
+                if getattr(station, key) is not None:
+                    problems.at((*loc, key), f"{what}: {key} applies to SIP stations only")
+            continue
+        if station.alias is not None:
+            problems.at((*loc, "alias"), f"{what}: alias applies to H.323 stations only")
         if station.username is None and station.address is None:
             problems.at(loc, f"{what} needs a username (it registers) or an address (static)")
         elif station.username is not None and station.address is not None:
@@ -1018,7 +1039,10 @@ def _build(doc: DialplanDoc, source: Path, secrets: _SecretSource, problems: _Pr
                 if secret is not None:
                     station_secrets[st.id] = secret
             address = None
-            if st.address is not None:
+            if st.address is not None and st.protocol == "h323":
+                host, port = parse_hostport(st.address, DEFAULT_H323_PORT)
+                address = StaticAddress(host=host, port=port, transport="tcp")
+            elif st.address is not None:
                 host, port = parse_hostport(st.address)
                 address = StaticAddress(host=host, port=port, transport=st.transport or "udp")
             stations.append(
@@ -1027,6 +1051,8 @@ def _build(doc: DialplanDoc, source: Path, secrets: _SecretSource, problems: _Pr
                     partner=partner.id,
                     username=st.username,
                     address=address,
+                    protocol=st.protocol,
+                    alias=st.alias,
                     max_calls=st.max_calls,
                     keepalive=st.keepalive,
                     auth_username=None if st.auth is None else st.auth.username,

@@ -166,6 +166,8 @@ class Station:
     partner: str
     username: str | None
     address: StaticAddress | None
+    protocol: str = "sip"  # or "h323": which dialer calls it
+    alias: str | None = None  # H.323: the unit's h323-ID or E.164 number
     max_calls: int = 1
     keepalive: float = 30.0  # seconds between OPTIONS checks; 0 = never
     # The gateway's own login when this station challenges its INVITEs with 401/407

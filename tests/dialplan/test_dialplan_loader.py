@@ -578,6 +578,30 @@ BROKEN = [
         "domain: visio.test.example\ntimezone: Europe/Pariss  #!\n",
         "unknown time zone 'Europe/Pariss'",
     ),
+    Broken(
+        "h323-without-address",
+        '      - {id: caf-2, address: "127.0.0.1:5072"}\n',
+        "      - {id: caf-2, protocol: h323}  #!\n",
+        "station 'caf-2': an H.323 station needs an address (host[:port]) or the alias",
+    ),
+    Broken(
+        "h323-with-sip-login",
+        '      - {id: caf-2, address: "127.0.0.1:5072"}\n',
+        '      - {id: caf-2, protocol: h323, address: "127.0.0.1", transport: udp}  #!\n',
+        "station 'caf-2': transport applies to SIP stations only",
+    ),
+    Broken(
+        "alias-on-sip-station",
+        '      - {id: caf-2, address: "127.0.0.1:5072"}\n',
+        '      - {id: caf-2, address: "127.0.0.1:5072", alias: caf}  #!\n',
+        "station 'caf-2': alias applies to H.323 stations only",
+    ),
+    Broken(
+        "unknown-protocol",
+        '      - {id: caf-2, address: "127.0.0.1:5072"}\n',
+        '      - {id: caf-2, address: "127.0.0.1:5072", protocol: h320}  #!\n',
+        "protocol",
+    ),
     Broken("not-a-mapping", BASE, "- just\n- a list\n", "must be a mapping", line=1),
     Broken("empty", BASE, "# nothing\n", "the dialplan is empty", line=1),
 ]
@@ -620,6 +644,23 @@ def test_schedules_queues_and_site_hours_are_read(tmp_path: Path) -> None:
     assert msa.schedule.holiday_rules == "alsace-moselle"
     assert plan.kiosks["lessay"].opening_hours is not None
     assert plan.kiosks["bench"].opening_hours is None
+
+
+def test_h323_stations_are_called_by_address_on_port_1720(tmp_path: Path) -> None:
+    text = BASE.replace(
+        '      - {id: caf-2, address: "127.0.0.1:5072"}\n',
+        '      - {id: caf-2, protocol: H323, address: "127.0.0.1", alias: "0233445566"}\n'
+        '      - {id: caf-3, protocol: h323, address: "[::1]:1730"}\n',
+    )
+    plan = load_dialplan(_write(tmp_path, text), env=ENV)
+    caf2, caf3 = plan.partners["caf"].stations[1:]
+    assert (caf2.protocol, caf2.alias, caf2.address) == (
+        "h323",
+        "0233445566",
+        StaticAddress("127.0.0.1", 1720, "tcp"),
+    )
+    assert (caf3.alias, caf3.address) == (None, StaticAddress("::1", 1730, "tcp"))
+    assert plan.partners["caf"].stations[0].protocol == "sip"
 
 
 def test_base_of_the_broken_table_is_valid(tmp_path: Path) -> None:

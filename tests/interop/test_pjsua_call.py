@@ -7,12 +7,11 @@ end; nothing is left behind in the gateway; tshark dissects everything it sent.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import ROOT, GatewayProcess, start_capture
+from harness import ROOT, GatewayProcess, start_capture, wait_for
 from peers import find_call, start_pjagent
 
 pytestmark = pytest.mark.interop
@@ -42,16 +41,6 @@ def account(gw: GatewayProcess, user: str, role: str, **extra: Any) -> dict[str,
         "role": role,
         **extra,
     }
-
-
-def wait_for(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.parametrize("hangs_up", ["kiosk", "station"])
@@ -122,16 +111,7 @@ def test_kiosk_calls_caf_station_answers(
         )
         with kiosk:
             # While the call is up, the relay's own counters move in both directions.
-            def relayed() -> dict[str, Any] | None:
-                for call in gw.http("/api/v1/calls")["active"]:
-                    media = call["media"]
-                    if call["state"] == "connected" and media and media["streams"]:
-                        s = media["streams"][0]
-                        if s["a_to_b"]["rtp_packets"] > 50 and s["b_to_a"]["rtp_packets"] > 50:
-                            return call
-                return None
-
-            live = wait_for(relayed, 15, "RTP relayed both ways")
+            live = wait_for(lambda: gw.relaying_call(50), 15, "RTP relayed both ways")
             kiosk_result = kiosk.wait(timeout=40)
         station_result = station.wait(timeout=40)
     status = gw.wait_idle()

@@ -1,0 +1,380 @@
+"""H.323 call legs: a partner's H.323 station, or an H.323 kiosk, as one side of a call.
+
+:class:`H323Leg` is a :class:`~gateway.call.leg.CallLeg` over one
+:class:`~gateway.h323.call.H323Call` carried by an
+:class:`~gateway.edge.h323_signalling.H323Connection`: it turns the call's events into
+the neutral ones of :mod:`gateway.model.events`, and the controller's commands into
+H.225.0 and H.245. The interworking rules live here and nowhere else:
+
+- Setup carries the anchored offer as fastStart proposals (H.323 8.1.7); an answer
+  comes back with the first fastStart reply, or after slow start (H.245 capability
+  exchange and logical channels), reported then as the answer.
+- Alerting is ringing; Progress with media accepted is early media.
+- ReleaseComplete and Q.931 causes end the leg with the same Q.850 cause the SIP side
+  then maps to a status (RFC 3398), so a station's "user busy" (17) is busy for the
+  kiosk and for the desk.
+- The kiosk's context (its site, what the citizen typed) reaches the agent as the
+  Display of the Setup (Q.931 4.5.16), in the French words of :mod:`gateway.texts`.
+"""
+
+from __future__ import annotations
+
+import logging
+import unicodedata
+from collections.abc import Callable
+from enum import Enum
+from typing import Protocol
+
+from gateway.call.leg import OWN_CONTEXT, CallLeg, EventSink, OutgoingCall, Target
+from gateway.dialplan import Dialplan, Kiosk
+from gateway.edge.h323_signalling import H323SignallingEndpoint
+from gateway.h323.call import (
+    Alerted,
+    Connected,
+    DigitReceived,
+    Event,
+    FastUpdateRequested,
+    H323Call,
+    MediaReady,
+    Offered,
+    Paused,
+    Progressed,
+    Released,
+    Resumed,
+)
+from gateway.model.causes import Cause
+from gateway.model.events import (
+    Answered,
+    CallAttempt,
+    CallEvent,
+    Disconnected,
+    Dtmf,
+    Failed,
+    FastUpdate,
+    LateAnswer,
+    MediaUpdate,
+    MediaUpdateAnswer,
+    Ringing,
+    Side,
+)
+from gateway.model.sdp import SessionDescription
+from gateway.texts import text
+
+log = logging.getLogger(__name__)
+
+DISPLAY_MAX = 82  # octets of a Q.931 Display's contents (Q.931 4.5.16, H.225.0 7.2.2.5)
+# What the citizen may type, named for the agent (keys of gateway.texts).
+DISPLAY_NAMES = {"allocataire": "display_allocataire"}
+
+
+class Connection(Protocol):
+    """What a leg needs of the edge that carries its call (``H323Connection`` is one)."""
+
+    call: H323Call
+    peer: tuple[str, int] | None
+
+    def now(self) -> float:
+        """The clock of the call's timers."""
+
+    def pump(self) -> None:
+        """Send what the call queued, re-arm its timer, hand its events on."""
+
+
+class _State(Enum):
+    CALLING = "calling"  # B: Setup sent; A: Setup received, not yet answered
+    RINGING = "ringing"  # B: Alerting or Progress seen; A: Alerting sent
+    CONNECTING = "connecting"  # Connect seen or sent, slow start under way
+    CONNECTED = "connected"
+    ENDED = "ended"
+
+
+def display_of(call: OutgoingCall) -> str:
+    """What the agent's unit shows of the caller: kiosk, site and what was typed.
+
+    The kiosk's own context items (``X-Visio-Context: allocataire=1234567`` reaches the
+    model as ``("context", "allocataire=1234567")``) follow the kiosk's label and site;
+    a number typed for a partner is named in French. The Display element is IA5
+    (Q.931 4.5.16): accents are dropped rather than refused, and the text is cut to the
+    element's 82 octets.
+    """
+    context = dict(call.context)
+    parts = [call.caller_name]
+    site = context.get("site")
+    if site and site not in call.caller_name:
+        parts.append(site)
+    for key, value in call.context:
+        if key in OWN_CONTEXT:
+            continue
+        for item in value.split(";"):
+            name, sep, typed = item.strip().partition("=")
+            if not sep:
+                name, typed = key, item.strip()
+            if not typed:
+                continue
+            known = DISPLAY_NAMES.get(name.strip().lower())
+            parts.append(text(known, value=typed) if known else f"{name.strip()} {typed}")
+    return _ia5(" - ".join(parts))[:DISPLAY_MAX]
+
+
+def _ia5(value: str) -> str:
+    plain = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode("ascii")
+    return "".join(ch for ch in plain if 32 <= ord(ch) < 127)
+
+
+class H323Leg:
+    """One side of a call on an H.323 unit (a :class:`CallLeg`).
+
+    Side B is a partner's station the gateway calls; side A a kiosk that called the
+    gateway (its Setup arrived on :class:`H323Acceptor`'s port).
+    """
+
+    def __init__(self, side: Side, label: str, sink: EventSink | None) -> None:
+        self.side = side
+        self.label = label
+        self.sink = sink
+        self.state = _State.CALLING
+        self.conn: Connection | None = None
+        self.on_offered: Callable[[H323Leg, Offered], None] | None = None
+        self._pending_update: SessionDescription | None = None
+        self._late = False  # A: the kiosk sent no fastStart; its media comes by H.245
+
+    # -- the CallLeg protocol -----------------------------------------------------------
+
+    @property
+    def ended(self) -> bool:
+        """True once released (or never connected)."""
+        return self.state is _State.ENDED
+
+    @property
+    def dialog_ids(self) -> tuple[str, str, str | None] | None:
+        """H.323 calls have no SIP dialog to show in RFC 4235 documents."""
+        return None
+
+    def _now(self) -> float:
+        assert self.conn is not None
+        return self.conn.now()
+
+    def ring(self, early_media: SessionDescription | None) -> None:
+        """Kiosk side: Alerting (H.225.0 7.3.3). Early media is not offered to an H.323
+        kiosk (no fastStart in Progress yet): it hears its own ringback."""
+        if self.state is _State.CALLING and self.conn is not None:
+            self.state = _State.RINGING
+            self.conn.call.alerting(self._now())
+            self.conn.pump()
+
+    def answer(self, sdp: SessionDescription | None) -> None:
+        """Kiosk side: Connect, accepting the fastStart proposals that match ``sdp``; with
+        no proposals (slow start) ``sdp`` is the station's offer and H.245 carries it."""
+        if self.state in (_State.ENDED, _State.CONNECTED) or self.conn is None:
+            return
+        self.state = _State.CONNECTING if self._late else _State.CONNECTED
+        self.conn.call.connect(sdp, self._now())
+        self.conn.pump()
+
+    def complete(self, answer: SessionDescription) -> None:
+        """A station leg is always given an offer (fastStart or slow start from it)."""
+        log.warning("%s: late-offer answer for an H.323 station ignored", self.label)
+
+    def reject(self, failure: Failed) -> None:
+        """Kiosk side: ReleaseComplete with the refusal's cause (Q.931 5.3)."""
+        self.hangup(failure.cause, failure.reason)
+
+    def hangup(self, cause: Cause = Cause.NORMAL_CLEARING, reason: str = "") -> None:
+        """ReleaseComplete with ``cause`` (H.225.0 7.3.9, Q.931 5.3), whatever the state."""
+        if self.state is _State.ENDED:
+            return
+        self.state = _State.ENDED
+        if self.conn is not None:
+            self.conn.call.release(cause, self._now())
+            self.conn.pump()
+
+    def update(self, offer: SessionDescription) -> None:
+        """Hold, resume or a new media offer: H.245 capabilities and channels again."""
+        if self.conn is None or self.state is not _State.CONNECTED:
+            self._emit(MediaUpdateAnswer(None, Cause.TEMPORARY_FAILURE))
+            return
+        self._pending_update = offer
+        self.conn.call.update_media(offer, self._now())
+        self.conn.pump()
+
+    def update_answer(self, result: MediaUpdateAnswer) -> None:
+        """The unit's own media changes are not offers to answer in H.323."""
+
+    def send_dtmf(self, event: Dtmf) -> None:
+        """userInputIndication, or a Q.931 keypad Information without H.245."""
+        if self.conn is not None and self.state is _State.CONNECTED:
+            self.conn.call.send_digit(event.digit, event.duration_ms, self._now())
+            self.conn.pump()
+
+    def fast_update(self) -> None:
+        """videoFastUpdatePicture on the unit's video channel (H.245)."""
+        if self.conn is not None and self.state is _State.CONNECTED:
+            self.conn.call.request_fast_update(self._now())
+            self.conn.pump()
+
+    # -- the call's events --------------------------------------------------------------
+
+    def on_h323_events(self, events: list[Event]) -> None:
+        """Turn the H.323 call's events into neutral call events."""
+        for event in events:
+            self._on_event(event)
+
+    def _on_event(self, event: Event) -> None:
+        if self.state is _State.ENDED:
+            return
+        if isinstance(event, Offered):
+            self._late = event.offer is None
+            if self.on_offered is not None:
+                self.on_offered(self, event)
+        elif isinstance(event, Alerted) and self.state is _State.CALLING:
+            self.state = _State.RINGING
+            self._emit(Ringing(None))
+        elif isinstance(event, Progressed) and self.state is _State.CALLING:
+            self.state = _State.RINGING
+            self._emit(Ringing(event.early_media))
+        elif isinstance(event, Connected):
+            if event.answer is not None:
+                self.state = _State.CONNECTED
+                self._emit(Answered(event.answer))
+            else:
+                self.state = _State.CONNECTING  # slow start: the answer comes with MediaReady
+        elif isinstance(event, MediaReady):
+            self._media_ready(event.sdp)
+        elif isinstance(event, Resumed):
+            if self._pending_update is not None:
+                self._pending_update = None
+                self._emit(MediaUpdateAnswer(event.sdp))
+            else:
+                self._emit(MediaUpdate(event.sdp))
+        elif isinstance(event, Paused):
+            log.info("%s: the unit paused its media (empty capability set)", self.label)
+        elif isinstance(event, DigitReceived):
+            duration = event.duration_ms if event.duration_ms is not None else 250
+            self._emit(Dtmf(event.digit, duration))
+        elif isinstance(event, FastUpdateRequested):
+            self._emit(FastUpdate())
+        elif isinstance(event, Released):
+            self._released(event.cause, event.reason or "")
+
+    def _media_ready(self, sdp: SessionDescription) -> None:
+        if self.state is _State.CONNECTING:
+            self.state = _State.CONNECTED
+            # B: the station's answer to our offer; A: the kiosk's answer to the
+            # station's offer it was connected with (the late-offer path).
+            self._emit(Answered(sdp) if self.side is Side.B else LateAnswer(sdp))
+        elif self._pending_update is not None:
+            self._pending_update = None
+            self._emit(MediaUpdateAnswer(sdp))
+
+    def on_connection_lost(self, reason: str) -> None:
+        """The unit's connection went away without a ReleaseComplete."""
+        log.info("%s: H.323 connection lost: %s", self.label, reason)
+        cause = (
+            Cause.NORMAL_UNSPECIFIED
+            if self.state is _State.CONNECTED or self.side is Side.A
+            else Cause.DESTINATION_OUT_OF_ORDER
+        )
+        self._released(cause, reason)
+
+    def _released(self, cause: Cause, reason: str) -> None:
+        was_connected = self.state in (_State.CONNECTED, _State.CONNECTING)
+        self.state = _State.ENDED
+        if was_connected or self.side is Side.A:
+            self._emit(Disconnected(cause, reason or "released by the caller"))
+        else:
+            self._emit(Failed(cause, reason))
+
+    def _emit(self, event: CallEvent) -> None:
+        if self.sink is not None:
+            self.sink(self, event)
+
+
+class H323Acceptor:
+    """Incoming H.323 calls: kiosks that call the gateway directly (H.225.0 Setup).
+
+    A kiosk is known by the address its call comes from, as a SIP kiosk trusted by
+    address is (the dialplan's ``addresses``), or by its registration with the gateway's
+    gatekeeper; the Setup's destination alias or E.164 number is the service it dials.
+    A call from elsewhere is released with cause 21 (call rejected).
+    """
+
+    def __init__(
+        self,
+        dialplan: Callable[[], Dialplan],
+        handler: AttemptHandler,
+        registered_at: Callable[[str], tuple[str, int] | None] | None = None,
+    ) -> None:
+        self.dialplan = dialplan
+        self.handler = handler
+        # Where an alias is registered with the gateway's gatekeeper (RAS), if anywhere.
+        self.registered_at = registered_at
+
+    def kiosk_of(self, host: str, calling: str | None) -> Kiosk | None:
+        """The kiosk a Setup comes from: trusted by its address, or registered with the
+        gateway's gatekeeper under the kiosk's username *and* calling from the address
+        it registered (an alias alone is a claim anyone can make; H.235 is not used)."""
+        plan = self.dialplan()
+        kiosk = plan.kiosk_for_address(host)
+        if kiosk is not None or calling is None or self.registered_at is None:
+            return kiosk
+        where = self.registered_at(calling)
+        if where is None or where[0] != host:
+            return None
+        return plan.kiosk_for_user(calling)
+
+    def incoming(self, conn: Connection) -> H323Leg:
+        """The leg of a new signalling connection; its Setup decides the rest."""
+        leg = H323Leg(Side.A, "h323-in", None)
+        leg.conn = conn
+        leg.on_offered = self._offered
+        return leg
+
+    def _offered(self, leg: H323Leg, event: Offered) -> None:
+        assert leg.conn is not None
+        host = leg.conn.peer[0] if leg.conn.peer else ""
+        kiosk = self.kiosk_of(host, event.calling)
+        if kiosk is None:
+            log.info("H.323 Setup from %s refused: not a kiosk", host or "?")
+            leg.hangup(Cause.CALL_REJECTED, "not a kiosk")
+            return
+        leg.conn.call.proceeding(leg.conn.now())  # H.225.0 7.3.2: the call is ours
+        leg.conn.pump()
+        self.handler.on_attempt(
+            leg, CallAttempt(kiosk=kiosk.id, service=event.destination, offer=event.offer)
+        )
+
+
+class AttemptHandler(Protocol):
+    """Where a new call goes (the controller)."""
+
+    def on_attempt(self, leg: CallLeg, attempt: CallAttempt) -> None:
+        """A kiosk starts a call."""
+
+
+class H323Dialer:
+    """Opens legs towards H.323 stations (a :class:`~gateway.call.leg.Dialer`)."""
+
+    def __init__(self, endpoint: H323SignallingEndpoint, *, aliases: tuple[str, ...]) -> None:
+        self.endpoint = endpoint
+        self.aliases = aliases
+
+    def dial(self, target: Target, call: OutgoingCall, label: str, sink: EventSink) -> H323Leg:
+        """Setup towards ``target.dest`` for ``target.uri`` (an h323-ID or E.164 number)."""
+        leg = H323Leg(Side.B, label, sink)
+        now = self.endpoint.now()
+        h323 = H323Call(
+            outgoing=True,
+            local_address=self.endpoint.address,
+            now=now,
+            local_aliases=self.aliases,
+        )
+        h323.setup(
+            destination=target.uri or None,
+            destination_address=target.dest,
+            offer=call.offer,
+            calling_number=None,
+            display=display_of(call),
+            now=now,
+        )
+        leg.conn = self.endpoint.dial(h323, target.dest, leg)
+        return leg
