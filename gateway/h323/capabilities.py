@@ -286,20 +286,29 @@ def _audio_capabilities(fmt: MediaFormat) -> list[Choice]:
     ]
 
 
+def _picture_sizes(fmt: MediaFormat) -> dict[str, int]:
+    """An H.261/H.263 format's picture sizes and their MPIs (SDP names): those of its
+    fmtp, or QCIF at MPI 1 when it gives none (RFC 4587 4.1, RFC 4629 8.1.1)."""
+    h245 = fmt.codec.h245
+    assert h245 is not None
+    sizes: dict[str, int] = {}
+    for sdp_name in h245.mpi:
+        mpi = _int(fmt.param(sdp_name))
+        if mpi is not None and mpi >= 1:
+            sizes[sdp_name] = mpi
+    if not sizes:
+        qcif = next((s for s in h245.mpi if s.upper() == "QCIF"), None)
+        if qcif is None:
+            raise CapabilityError(f"{fmt.codec.name}: no picture size to announce")
+        sizes[qcif] = 1
+    return sizes
+
+
 def _mpi_capability(fmt: MediaFormat) -> Choice:
     """An H.261 or H.263 VideoCapability: picture sizes of RFC 4587/RFC 4629 as MPIs."""
     h245 = fmt.codec.h245
     assert h245 is not None
-    value: Value = {}
-    for sdp_name, component in h245.mpi.items():
-        mpi = _int(fmt.param(sdp_name))
-        if mpi is not None and mpi >= 1:
-            value[component] = mpi
-    if not value:  # RFC 4587 4.1, RFC 4629 8.1.1: no size given means QCIF at MPI 1
-        qcif = next((c for s, c in h245.mpi.items() if s.upper() == "QCIF"), None)
-        if qcif is None:
-            raise CapabilityError(f"{fmt.codec.name}: no picture size to announce")
-        value[qcif] = 1
+    value: Value = {h245.mpi[size]: mpi for size, mpi in _picture_sizes(fmt).items()}
     rate = fmt.max_bit_rate or DEFAULT_VIDEO_RATE
     value["maxBitRate"] = min(rate, h245.max_bit_rate) if h245.max_bit_rate else rate
     for flag in _VIDEO_FLAGS.get(h245.capability, ()):
@@ -876,11 +885,12 @@ def _intersect(ours: MediaFormat, theirs: MediaFormat) -> MediaFormat | None:
     rate = min(r for r in (ours.max_bit_rate, theirs.max_bit_rate, 10**9) if r)
     rate_or_none = None if rate == 10**9 else rate
     if h245 is not None and h245.mpi:
-        sizes: list[tuple[str, str]] = []
-        for size in h245.mpi:
-            a, b = _int(ours.param(size)), _int(theirs.param(size))
-            if a and b:
-                sizes.append((size, str(max(a, b))))  # the larger MPI: the slower rate
+        mine, other = _picture_sizes(ours), _picture_sizes(theirs)
+        sizes = [
+            (size, str(max(mpi, other[size])))  # the larger MPI: the slower rate
+            for size, mpi in mine.items()
+            if size in other
+        ]
         return replace(ours, params=tuple(sizes), max_bit_rate=rate_or_none) if sizes else None
     params = _with_defaults(ours)
     for key, value in _with_defaults(theirs).items():

@@ -560,6 +560,19 @@ def test_common_formats_prefer_the_sdp_order_and_reduce_parameters() -> None:
     assert common[3].params == (("QCIF", "2"),)  # CIF only on our side; slower MPI
 
 
+def test_a_picture_size_left_out_means_qcif_on_both_sides() -> None:
+    # RFC 4587 4.1 / RFC 4629 8.1.1: a plain "m=video ... 31" (or 34) is QCIF at MPI 1,
+    # and is announced so; the intersection must read it the same way, or such a kiosk
+    # would never get a video channel.
+    offer = sdp_with("m=video 4002 RTP/AVP 31 34")
+    theirs = tcs_of(sdp_with("m=video 4002 RTP/AVP 34 31", "a=fmtp:31 CIF=1;QCIF=2"))
+    common = common_formats(offer, tcs_round_trip(theirs))
+    assert [(f.codec.name, f.params) for f in common] == [
+        ("H261", (("QCIF", "2"),)),
+        ("H263", (("QCIF", "1"),)),
+    ]
+
+
 def test_h264_needs_the_same_profile_and_packetization() -> None:
     offer = sdp_with(
         "m=video 4002 RTP/AVP 97",
