@@ -3,7 +3,9 @@
 The kiosk is pjsua2 (PJSIP), the station H323Plus's ``simple`` endpoint, auto-answering,
 built from ``shared/peers/h323``. The gateway turns the INVITE into an H.225.0 Setup
 (fastStart proposals from the anchored offer), the station's Connect into the 200 OK,
-and relays RTP both ways; the kiosk hangs up and the station sees ReleaseComplete.
+and relays RTP both ways; a key pressed on either side crosses (SIP INFO <-> H.245
+userInputIndication or Q.931 keypad); the kiosk hangs up and the station sees
+ReleaseComplete.
 Three ways a real unit answers: fastStart accepted, slow start with H.245 tunnelled in
 the H.225.0 messages, and slow start on a separate H.245 connection (tunnelling off).
 """
@@ -96,6 +98,10 @@ def test_sip_kiosk_calls_an_h323_station(gateway_factory: Any, tmp_path: Path, m
                         "headers": {"X-Visio-Context": "allocataire=1234567"},
                     },
                     {"do": "wait_state", "call": "c1", "state": "CONFIRMED", "timeout": 15},
+                    # The citizen presses a key: SIP INFO to the gateway, H.245
+                    # userInputIndication (or a Q.931 keypad) to the station.
+                    {"do": "dtmf", "call": "c1", "digits": "5", "method": "info", "delay": 1.0},
+                    {"do": "wait_dtmf", "call": "c1", "count": 1, "timeout": 5},
                     {"do": "hangup", "call": "c1", "after": 3.0},
                     {"do": "wait_state", "call": "c1", "state": "DISCONNECTED", "timeout": 10},
                 ],
@@ -104,6 +110,9 @@ def test_sip_kiosk_calls_an_h323_station(gateway_factory: Any, tmp_path: Path, m
         )
         with kiosk:
             live = wait_for(lambda: gw.relaying_call(20), 15, "RTP relayed both ways")
+            assert station.stdin is not None
+            station.stdin.write(b"7\n")  # the agent presses 7 on the station
+            station.stdin.flush()
             result = kiosk.wait(timeout=40)
         status = gw.wait_idle()
         wait_for(
@@ -118,11 +127,14 @@ def test_sip_kiosk_calls_an_h323_station(gateway_factory: Any, tmp_path: Path, m
     assert "CONFIRMED" in names and names[-1] == "DISCONNECTED", names
     assert call["hung_up_by"] == "local"
     assert call["streams"][0]["rx_packets"] > 20, call["streams"][0]
+    # The station's key (H.245 userInputIndication or Q.931 keypad) reached the kiosk.
+    assert [d["digit"] for d in call["dtmf_received"]] == ["7"], call["dtmf_received"]
     assert live["station"] == "caf-h323"
     station_out = station_log.read_text(errors="replace")
     assert "Started logical channel: sending" in station_out, station_out[-3000:]
     assert "Started logical channel: receiving" in station_out, station_out[-3000:]
     assert '"vrgw" has cleared the call' in station_out, station_out[-3000:]
+    assert 'User input received: "5"' in station_out, station_out[-3000:]
 
     assert status["calls"] == 0 and status["media_sessions"] == 0, status
     assert status["media_ports_in_use"] == 0, status
