@@ -79,8 +79,13 @@ class _Stream(asyncio.Protocol):
         self.transport = None
         self.on_lost(str(exc) if exc else "closed by the peer")
 
+    @property
+    def writable(self) -> bool:
+        """Connected and not closing: what the call queued may be taken and written."""
+        return self.transport is not None and not self.transport.is_closing()
+
     def send(self, payloads: list[bytes]) -> None:
-        if self.transport is not None and not self.transport.is_closing():
+        if self.transport is not None and payloads:
             self.transport.writelines([tpkt.encode(p) for p in payloads])
 
     def close(self) -> None:
@@ -179,10 +184,15 @@ class H323Connection:
     # -- the pump -----------------------------------------------------------------------
 
     def pump(self) -> None:
-        """Write what the call queued, re-arm its timer, hand its events on."""
-        if self._signalling is not None:
-            self._signalling.send(self.call.data_to_send())
-        if self._h245 is not None:
+        """Write what the call queued, re-arm its timer, hand its events on.
+
+        What the call queues before its connection is up (a leg's hang-up while an
+        outgoing connection is being opened) stays queued until it is.
+        """
+        signalling = self._signalling
+        if signalling is not None and signalling.writable:
+            signalling.send(self.call.data_to_send())
+        if self._h245 is not None and self._h245.writable:
             self._h245.send(self.call.h245_data_to_send())
         events = self.call.events()
         for event in events:
@@ -191,7 +201,9 @@ class H323Connection:
         self._arm()
         if events and self.handler is not None:
             self.handler.on_h323_events(events)
-        if self.call.ended and not self.call.data_to_send():
+        if self.call.ended and signalling is not None and signalling.writable:
+            # The last messages are written: closing flushes them first.
+            signalling.send(self.call.data_to_send())
             self.close()
 
     def _arm(self) -> None:
