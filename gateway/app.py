@@ -20,7 +20,7 @@ from gateway.call.stations import StationMonitor
 from gateway.clock import Clock
 from gateway.dialplan import Dialplan, DialplanError, load_dialplan
 from gateway.edge.h323_ras import RasEndpoint
-from gateway.edge.h323_signalling import H323SignallingEndpoint
+from gateway.edge.h323_signalling import H323SignallingEndpoint, accepts_connections
 from gateway.edge.sip_transport import SipEndpoint
 from gateway.h323.messages import Alias
 from gateway.h323.ras import Gatekeeper, RasEvent, Registered, Unregistered
@@ -107,6 +107,7 @@ class Gateway:
             self._station_changed,
             wall_clock=time.time,
             h323_lookup=self.gatekeeper.lookup,
+            h323_probe=accepts_connections,
         )
         self.b2bua = B2BUA(
             dialplan,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Protocol
 
 from gateway.call.leg import Target
@@ -30,8 +30,12 @@ FAILURES_OFFLINE = 2  # consecutive unanswered OPTIONS before a station is offli
 SWEEP_INTERVAL = 1.0  # seconds between registration expiry and keep-alive checks
 
 
+H323_PROBE = "h323-connect"  # the in-flight mark of an H.323 station's connection check
+
+
 class _Probe:
-    """The OPTIONS keep-alive of one station (the owner of its client transactions)."""
+    """The keep-alive of one station: OPTIONS for a SIP station (the probe owns its client
+    transactions), a TCP connection to the call signalling port of an H.323 one."""
 
     def __init__(self, monitor: StationMonitor, station_id: str) -> None:
         self.monitor = monitor
@@ -45,19 +49,24 @@ class _Probe:
 
     def on_response(self, response: Response, key: str) -> None:
         """Any final answer means the station is alive (even 405 or 501)."""
-        if response.status < 200 or key != self.in_flight:
+        if response.status >= 200:
+            self.answered(key)
+
+    def answered(self, key: str) -> None:
+        """The station answered the check ``key``: it is there."""
+        if key != self.in_flight:
             return
         self.in_flight = None
         self.failures = 0
         self.monitor.verdict(self.station_id, alive=True)
 
     def on_timeout(self, key: str) -> None:
-        """No answer to OPTIONS within 64*T1 (timer F)."""
+        """No answer to OPTIONS within 64*T1 (timer F), or no connection to an H.323 unit."""
         if key != self.in_flight:
             return
         self.in_flight = None
         self.failures += 1
-        log.info("station %s: OPTIONS unanswered (%d in a row)", self.station_id, self.failures)
+        log.info("station %s: keep-alive unanswered (%d in a row)", self.station_id, self.failures)
         if self.failures >= FAILURES_OFFLINE:
             self.monitor.verdict(self.station_id, alive=False)
 
@@ -101,10 +110,14 @@ class StationMonitor:
         *,
         wall_clock: Callable[[], float],
         h323_lookup: Callable[[str], tuple[str, int] | None] | None = None,
+        h323_probe: Callable[[tuple[str, int]], Awaitable[bool]] | None = None,
     ) -> None:
         self.ua = ua
         # Where an H.323 alias is registered with the gateway's gatekeeper (RAS), if any.
         self.h323_lookup = h323_lookup
+        # Whether an H.323 unit's call signalling port takes a connection (the edge's).
+        self.h323_probe = h323_probe
+        self._checks: set[asyncio.Task[None]] = set()
         self.on_change = on_change
         self.wall_clock = wall_clock
         self.targets: dict[str, Target] = {}
@@ -124,6 +137,8 @@ class StationMonitor:
 
     async def close(self) -> None:
         """Stop sweeping and probing."""
+        for check in list(self._checks):
+            check.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -178,15 +193,20 @@ class StationMonitor:
             self.targets[station.id] = target
             if previous is not None and previous.dest != target.dest:
                 self.alive.pop(station.id, None)  # a new registration: a fresh start
-            # OPTIONS keep-alives are SIP's; an H.323 station is reachable while it has
-            # an address (a failed Setup is what tells the desk otherwise).
-            if station.keepalive > 0 and target.protocol == "sip":
+            if station.keepalive > 0:
                 self._probe(station, target, now)
         reachable = target is not None and self.alive.get(station.id, True)
         if self.reachable.get(station.id) != reachable:
             self.reachable[station.id] = reachable
             log.info("station %s is %s", station.id, "reachable" if reachable else "offline")
             self.on_change(station.id, reachable)
+
+    async def _check(self, probe: _Probe, target: Target) -> None:
+        assert self.h323_probe is not None
+        if await self.h323_probe(target.dest):
+            probe.answered(H323_PROBE)
+        else:
+            probe.on_timeout(H323_PROBE)
 
     def verdict(self, station_id: str, *, alive: bool) -> None:
         """A keep-alive verdict: publish it at once if it changes reachability."""
@@ -238,6 +258,15 @@ class StationMonitor:
         if probe.in_flight is not None or now < probe.next_at:
             return
         probe.next_at = now + station.keepalive
+        if target.protocol == "h323":
+            # H.225.0 has no ping outside a call: a unit that takes a TCP connection on
+            # its call signalling port is there (the connection is closed at once).
+            if self.h323_probe is not None:
+                probe.in_flight = H323_PROBE
+                task = asyncio.get_running_loop().create_task(self._check(probe, target))
+                self._checks.add(task)
+                task.add_done_callback(self._checks.discard)
+            return
         endpoint = self.ua.endpoint
         domain = self.dialplan.domain
         headers = Headers(

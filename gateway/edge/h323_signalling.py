@@ -13,6 +13,7 @@ listens for incoming calls and opens outgoing ones.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, cast
@@ -239,6 +240,19 @@ class H323Connection:
         self._h245 = self._signalling = None
         if self._on_closed is not None:
             self._on_closed(self)
+
+
+async def accepts_connections(address: Address, timeout: float = CONNECT_TIMEOUT) -> bool:
+    """Whether an H.323 unit's call signalling port takes a TCP connection now (the
+    station keep-alive; the connection is closed at once, before any message)."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(address[0], address[1]), timeout)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
 
 
 class H323SignallingEndpoint:

@@ -124,3 +124,63 @@ async def test_registered_station_follows_its_binding(tmp_path: Path) -> None:
     await monitor.sweep()
     assert changes[-1] == ("caf-2", False) and monitor.target("caf-2") is None
     assert not ua.sent  # keepalive 0: never probed
+
+
+H323_PLAN = PLAN.replace(
+    "      - {id: caf-2, username: station-caf-2, password: {env: PW}}\n",
+    '      - {id: caf-3, protocol: h323, address: "127.0.0.1:1730", keepalive: 10}\n'
+    "      - {id: caf-4, protocol: h323, alias: agent-caf}\n",
+)
+
+
+async def test_h323_stations_are_checked_by_connection_and_found_by_registration(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "plan.yaml"
+    path.write_text(H323_PLAN)
+    now = [1000.0]
+    ua = Ua(load_dialplan(path, env={}), MemoryStore(clock=lambda: now[0]))
+    changes: list[tuple[str, bool]] = []
+    up = {"answers": True}
+    checked: list[tuple[str, int]] = []
+    registered: dict[str, tuple[str, int]] = {}
+
+    async def probe(address: tuple[str, int]) -> bool:
+        checked.append(address)
+        return up["answers"]
+
+    monitor = StationMonitor(
+        ua,
+        lambda s, r: changes.append((s, r)),
+        wall_clock=lambda: now[0],
+        h323_lookup=registered.get,
+        h323_probe=probe,
+    )
+
+    async def sweep() -> None:
+        await monitor.sweep()
+        for task in list(monitor._checks):
+            await task
+
+    await sweep()
+    assert ("caf-3", True) in changes and ("caf-4", False) in changes
+    target = monitor.target("caf-3")
+    assert target is not None and (target.protocol, target.dest) == ("h323", ("127.0.0.1", 1730))
+    up["answers"] = False
+    for _ in range(2):  # two refused connections in a row: offline
+        now[0] += 10
+        await sweep()
+    assert checked == [("127.0.0.1", 1730)] * 2
+    assert changes[-1] == ("caf-3", False)
+    assert not [r for r in ua.sent if r[2] == ("127.0.0.1", 1730)]  # no OPTIONS to it
+    up["answers"] = True
+    now[0] += 10
+    await sweep()
+    assert changes[-1] == ("caf-3", True)
+
+    # A unit registers its alias with the gateway's gatekeeper: called where it is.
+    registered["agent-caf"] = ("127.0.0.1", 1740)
+    await monitor.refresh_h323(["agent-caf"])
+    assert changes[-1] == ("caf-4", True)
+    target = monitor.target("caf-4")
+    assert target is not None and (target.uri, target.dest) == ("agent-caf", ("127.0.0.1", 1740))

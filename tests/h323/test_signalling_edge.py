@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.edge.h323_signalling import H323SignallingEndpoint
+from gateway.edge.h323_signalling import H323SignallingEndpoint, accepts_connections
 from gateway.h323 import q931, tpkt
 from gateway.h323.call import Event, H323Call
 from gateway.model.causes import Cause
@@ -78,3 +78,11 @@ async def test_an_unreachable_station_is_reported_as_a_lost_connection() -> None
     assert handler.lost and "cannot connect" in handler.lost[0]
     assert call.ended and not endpoint.connections
     await endpoint.close()
+
+
+async def test_the_keep_alive_sees_whether_a_unit_takes_connections() -> None:
+    server, _, port = await station()
+    assert await accepts_connections(("127.0.0.1", port), timeout=2)
+    server.close()
+    await server.wait_closed()
+    assert not await accepts_connections(("127.0.0.1", port), timeout=2)
