@@ -155,9 +155,16 @@ class H323Leg:
         return self.conn.now()
 
     def ring(self, early_media: SessionDescription | None) -> None:
-        """Kiosk side: Alerting (H.225.0 7.3.3). Early media is not offered to an H.323
-        kiosk (no fastStart in Progress yet): it hears its own ringback."""
-        if self.state is _State.CALLING and self.conn is not None:
+        """Kiosk side: Alerting (H.225.0 7.3.3), or with early media (the queue's
+        announcement) Progress accepting the kiosk's fastStart proposals for it; a kiosk
+        in slow start has no media before Connect and hears its own ringback."""
+        if self.conn is None or self.state is _State.ENDED:
+            return
+        if early_media is not None and not self._late:
+            self.state = _State.RINGING
+            self.conn.call.progress(early_media, self._now())
+            self.conn.pump()
+        elif self.state is _State.CALLING:
             self.state = _State.RINGING
             self.conn.call.alerting(self._now())
             self.conn.pump()
@@ -337,6 +344,9 @@ class H323Acceptor:
             log.info("H.323 Setup from %s refused: not a kiosk", host or "?")
             leg.hangup(Cause.CALL_REJECTED, "not a kiosk")
             return
+        service = self.dialplan().resolve_service(event.destination)
+        if service is not None:  # what the kiosk's screen shows once connected
+            leg.conn.call.display = service.label
         leg.conn.call.proceeding(leg.conn.now())  # H.225.0 7.3.2: the call is ours
         leg.conn.pump()
         self.handler.on_attempt(

@@ -384,6 +384,28 @@ class H323Call:
         self._send(MessageType.ALERTING, messages.alerting(call_id=self.call_id))
         self.state = CallState.CALL_RECEIVED
 
+    def progress(self, early: SessionDescription, now: float) -> None:
+        """Progress (H.225.0 7.3.9) with in-band information (Q.931 4.5.23, description
+        8): the caller hears what ``early`` describes before the call is answered (the
+        queue's announcement). The Setup's fastStart proposals that match ``early`` are
+        accepted here (H.323 8.1.7.2 allows it in any message up to Connect), so the
+        media then stay; without proposals it is a plain Progress."""
+        if self.outgoing or self.state not in (
+            CallState.CALL_PRESENT,
+            CallState.INCOMING_CALL_PROCEEDING,
+            CallState.CALL_RECEIVED,
+        ):
+            return
+        elements: list[bytes] = []
+        if self._proposals and self._fast_start is None:
+            values, opened = h245.accept_proposals(self._proposals, early)
+            if opened:
+                elements = [asn1.encode_olc(v) for v in values]
+                self._fast_start = opened
+                self._answer = self._local_media = early.copy()
+        body = messages.progress(call_id=self.call_id, fast_start=elements)
+        self._send(MessageType.PROGRESS, body, [q931.ProgressIndicator(description=8)])
+
     def connect(self, answer: SessionDescription | None, now: float) -> None:
         """Connect (H.225.0 7.3.4); with the fastStart elements of the Setup's proposals
         that match ``answer`` (H.323 8.1.7.2), or slow start: H.245 begins with a TCS
@@ -394,18 +416,19 @@ class H323Call:
             CallState.CALL_RECEIVED,
         ):
             raise H323UsageError("connect() answers an incoming call")
-        self._answer = answer.copy() if answer is not None else None
-        self._local_media = self._answer
         elements: list[bytes] = []
-        if answer is not None and self._proposals:
-            values, opened = h245.accept_proposals(self._proposals, answer)
-            if opened:
-                elements = [asn1.encode_olc(v) for v in values]
-                self._fast_start = opened
+        if self._fast_start is None:  # not accepted already, with early media
+            self._answer = answer.copy() if answer is not None else None
+            self._local_media = self._answer
+            if answer is not None and self._proposals:
+                values, opened = h245.accept_proposals(self._proposals, answer)
+                if opened:
+                    elements = [asn1.encode_olc(v) for v in values]
+                    self._fast_start = opened
         body = messages.connect(
             call_id=self.call_id, conference_id=self.conference_id, fast_start=elements
         )
-        if not elements and self._proposals:
+        if self._fast_start is None and self._proposals:
             body[1]["fastConnectRefused"] = 0
         if self._fast_start is None:
             # slow start: H.245 now, in this very Connect when tunnelled

@@ -219,6 +219,33 @@ def test_fast_start_accepted_in_alerting_gives_early_media() -> None:
     assert caller.session is None
 
 
+def test_the_callee_gives_early_media_in_progress_and_keeps_it_at_connect() -> None:
+    # The gateway as callee (a queued H.323 kiosk hears the announcement): Progress with
+    # in-band information and the accepted proposals, then a Connect that neither repeats
+    # nor refuses fastStart (H.323 8.1.7.2).
+    caller, callee = new_pair()
+    start_call(caller, callee, sdp(40000, "192.0.2.1"))
+    carry(caller, callee, 0)
+    callee.events()
+    callee.proceeding(0)
+    callee.progress(sdp(7000, "192.0.2.2"), 0)
+    moved = carry(caller, callee, 0)
+    assert [m.message_type for m in moved] == [MessageType.CALL_PROCEEDING, MessageType.PROGRESS]
+    indicator = moved[1].find(q931.ProgressIndicator)
+    assert indicator is not None and indicator.description == 8
+    (progressed,) = of(caller.events(), Progressed)
+    assert progressed.early_media is not None and progressed.early_media.media[0].port == 7000
+    callee.progress(sdp(7000, "192.0.2.2"), 0)  # repeated while waiting: nothing new
+    callee.connect(sdp(7000, "192.0.2.2"), 1)
+    moved = carry(caller, callee, 1)
+    assert [m.message_type for m in moved] == [MessageType.PROGRESS, MessageType.CONNECT]
+    body = uuie(moved[1])["h323-message-body"][1]
+    assert "fastStart" not in body and "fastConnectRefused" not in body
+    (connected,) = of(caller.events(), Connected)
+    assert connected.answer is not None and connected.answer.media[0].port == 7000
+    assert caller.session is None and callee.session is None  # no H.245 was needed
+
+
 def test_keypad_digits_without_h245() -> None:
     caller, callee = new_pair()
     start_call(caller, callee, sdp(40000, "192.0.2.1"))

@@ -373,3 +373,93 @@ def test_registered_h323_kiosk_calls_through_the_gatekeeper(
     assert inc["hung_up_by"] == "local"
     record = gw.http("/api/v1/calls")["ended"][-1]
     assert record["outcome"] == "completed" and record["kiosk"] == "lessay", record
+
+
+def test_a_queued_h323_kiosk_hears_the_announcement(gateway_factory: Any, tmp_path: Path) -> None:
+    """The only station is busy: an H.323 kiosk (fastStart) is queued and gets Progress
+    with its media accepted, so the French announcement plays before anyone answers; it
+    is connected to the station once the first call ends."""
+    station_port = free_port()
+    plan = tmp_path / "queue.yaml"
+    plan.write_text(
+        "version: 1\ndomain: 127.0.0.1\nmedia: {timeout: 0}\n"
+        "kiosks:\n"
+        "  - {id: lessay, site: MSP de Lessay, addresses: [127.0.0.1], services: all}\n"
+        'services:\n  - {name: caf, number: "1001", partner: caf}\n'
+        "partners:\n  - id: caf\n    name: CAF de la Manche\n    wrap_up: 0\n"
+        "    stations:\n"
+        f'      - {{id: caf-1, address: "127.0.0.1:{station_port}", keepalive: 0}}\n'
+    )
+    gw: GatewayProcess = gateway_factory(plan)
+    station = start_pjagent(
+        {
+            "deadline": 45,
+            "transports": [{"type": "udp", "port": station_port}],
+            "media": {"tone_hz": 660},
+            "accounts": [
+                {
+                    "id": "station",
+                    "uri": f"sip:caf-1@127.0.0.1:{station_port}",
+                    "register": False,
+                    "role": "station",
+                    "answer": {"mode": "answer", "delay": 0.3, "ringing": 180},
+                    "hangup_after": 4.0,
+                }
+            ],
+            "actions": [
+                {"do": "wait_incoming", "account": "station", "count": 2, "timeout": 30},
+                {"do": "wait_idle", "min_calls": 2, "timeout": 30},
+            ],
+        },
+        workdir=tmp_path / "station",
+    )
+    first = start_pjagent(
+        {
+            "deadline": 30,
+            "transports": [{"type": "udp", "port": 0}],
+            "media": {"tone_hz": 440},
+            "accounts": [{"id": "kiosk", "uri": "sip:lessay@127.0.0.1", "register": False}],
+            "actions": [
+                {
+                    "do": "call",
+                    "account": "kiosk",
+                    "dest": f"sip:caf@127.0.0.1:{gw.sip_port}",
+                    "name": "c1",
+                },
+                {"do": "wait_state", "call": "c1", "state": "DISCONNECTED", "timeout": 20},
+            ],
+        },
+        workdir=tmp_path / "first",
+    )
+    kiosk_log = tmp_path / "h323-kiosk.log"
+    simple = h323_peers() / "bin" / "simple"
+    args = [str(simple), "-n", "-e", "-u", "kiosk-lessay", "-i", "127.0.0.1"]
+    args += ["-x", str(free_port()), "-s", "Null Audio", "-f"]
+    args.append(f"caf@127.0.0.1:{h323_port_of(gw)}")
+    capture = start_capture(tmp_path / "queue.pcapng", [h323_port_of(gw)])
+    with station, first:
+        station.wait_ready()
+        wait_for(lambda: gw.relaying_call(5), 15, "the first call")
+        with kiosk_log.open("wb") as out:
+            kiosk = subprocess.Popen(
+                args, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path
+            )
+        try:
+            log = lambda: kiosk_log.read_text("latin-1")  # noqa: E731
+            wait_for(lambda: "Started logical channel: receiving" in log(), 10, "early media")
+            assert "In call with" not in log()  # still queued, hearing the announcement
+            queued = gw.http("/api/v1/queues")["queues"]["caf"]
+            assert [w["kiosk"] for w in queued["waiting"]] == ["lessay"], queued
+            wait_for(lambda: "In call with" in log(), 20, "the station")
+            wait_for(lambda: "cleared the call" in log(), 15, "release")
+        finally:
+            stop_station(kiosk)
+        first.wait(timeout=30)
+        station.wait(timeout=30)
+    gw.wait_idle()
+    capture.stop()
+    ended = gw.http("/api/v1/calls")["ended"]
+    assert [r["outcome"] for r in ended] == ["completed", "completed"], ended
+    assert ended[1]["queued"] and ended[1]["waited"] > 0, ended[1]
+    progress = capture.fields("q931.message_type == 0x03", "q931.progress_indicator.description")
+    assert progress and progress[0] == ["0x08"], progress  # in-band information
