@@ -282,6 +282,8 @@ IpText = Annotated[str, AfterValidator(_ip)]
 HostPort = Annotated[str, AfterValidator(_hostport)]
 TransportText = Annotated[Literal["udp", "tcp"], BeforeValidator(_lower)]
 ProtocolText = Annotated[Literal["sip", "h323"], BeforeValidator(_lower)]
+# An E.164 number as dialled (ITU-T E.164: at most 15 digits; national forms allowed).
+E164 = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,20}$")]
 # An h323-ID (H.225.0 AliasAddress, BMPString of 1-256 characters) or E.164 digits.
 Alias = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$")]
 AlgorithmText = Annotated[Literal["SHA-256", "MD5"], BeforeValidator(_upper)]
@@ -340,6 +342,19 @@ class SessionTimerDoc(_Doc):
 
     expires: int = Field(default=1800, ge=90)
     min_se: int = Field(default=90, ge=90)  # RFC 4028 4: Min-SE is never below 90 s
+
+
+class H320GatewayDoc(_Doc):
+    """One item of ``h323.gateways``: an H.320/H.323 gateway that reaches ISDN units."""
+
+    id: Ident
+    address: HostPort  # its H.225.0 call signalling address (port 1720 by default)
+
+
+class H323Doc(_Doc):
+    """The ``h323`` section."""
+
+    gateways: list[H320GatewayDoc] = []
 
 
 class RegistrationDoc(_Doc):
@@ -433,6 +448,8 @@ class StationDoc(_Doc):
     address: HostPort | None = None
     transport: TransportText | None = None
     alias: Alias | None = None  # H.323: the unit's h323-ID or E.164 number, put in Setup
+    number: E164 | None = None  # an ISDN unit's number, called through the gateway `via`
+    via: Ident | None = None  # the id of an h323.gateways entry
     max_calls: int = Field(default=1, ge=0)
     keepalive: float = Field(default=30.0, ge=0, le=3600)  # OPTIONS interval; 0 = none
     auth: StationAuthDoc | None = None
@@ -462,6 +479,7 @@ class DialplanDoc(_Doc):
     media: MediaDoc = MediaDoc()
     session_timer: SessionTimerDoc = SessionTimerDoc()
     registration: RegistrationDoc = RegistrationDoc()
+    h323: H323Doc = H323Doc()
     kiosks: list[KioskDoc] = Field(min_length=1)
     services: list[ServiceDoc] = Field(min_length=1)
     partners: list[PartnerDoc] = Field(min_length=1)
@@ -924,8 +942,33 @@ def _check_references(doc: DialplanDoc, problems: _Problems) -> None:
         if partner.schedule is not None:
             _check_schedule(problems, partner.schedule, ("partners", i, "schedule"))
 
+    gateways = {g.id for g in doc.h323.gateways}
+    _unique(
+        problems,
+        "H.320 gateway id",
+        ((g.id, ("h323", "gateways", i, "id")) for i, g in enumerate(doc.h323.gateways)),
+    )
     for station, loc in stations:
         what = f"station '{station.id}'"
+        if station.via is not None or station.number is not None:
+            # An ISDN unit: its E.164 number through a named H.320 gateway.
+            if station.protocol != "h323":
+                problems.at(loc, f"{what}: number and via are for H.323 (ISDN) stations")
+            elif station.via is None:
+                problems.at(
+                    (*loc, "number"),
+                    f"{what}: a number needs via (the H.320 gateway to call it through)",
+                )
+            elif station.via not in gateways:
+                known = ", ".join(sorted(gateways)) or "none"
+                problems.at(
+                    (*loc, "via"), f"{what}: unknown gateway '{station.via}' (defined: {known})"
+                )
+            elif station.number is None:
+                problems.at((*loc, "via"), f"{what}: via needs the unit's number")
+            elif station.address is not None:
+                problems.at((*loc, "address"), f"{what}: an ISDN unit has a number, not an address")
+            continue
         if station.protocol == "h323":
             # Called at a fixed address, or where its registration with the gateway's
             # gatekeeper (RAS, by its alias) says it is.
@@ -1039,7 +1082,11 @@ def _build(doc: DialplanDoc, source: Path, secrets: _SecretSource, problems: _Pr
                 if secret is not None:
                     station_secrets[st.id] = secret
             address = None
-            if st.address is not None and st.protocol == "h323":
+            via = next((g for g in doc.h323.gateways if g.id == st.via), None)
+            if via is not None:  # an ISDN unit: the H.320 gateway's address
+                host, port = parse_hostport(via.address, DEFAULT_H323_PORT)
+                address = StaticAddress(host=host, port=port, transport="tcp")
+            elif st.address is not None and st.protocol == "h323":
                 host, port = parse_hostport(st.address, DEFAULT_H323_PORT)
                 address = StaticAddress(host=host, port=port, transport="tcp")
             elif st.address is not None:
@@ -1052,7 +1099,7 @@ def _build(doc: DialplanDoc, source: Path, secrets: _SecretSource, problems: _Pr
                     username=st.username,
                     address=address,
                     protocol=st.protocol,
-                    alias=st.alias,
+                    alias=st.number if st.via is not None else st.alias,
                     max_calls=st.max_calls,
                     keepalive=st.keepalive,
                     auth_username=None if st.auth is None else st.auth.username,

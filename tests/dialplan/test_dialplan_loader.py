@@ -602,6 +602,24 @@ BROKEN = [
         '      - {id: caf-2, address: "127.0.0.1:5072", protocol: h320}  #!\n',
         "protocol",
     ),
+    Broken(
+        "isdn-unknown-gateway",
+        '      - {id: caf-2, address: "127.0.0.1:5072"}\n',
+        '      - {id: caf-2, protocol: h323, number: "0233445566", via: rnis}  #!\n',
+        "station 'caf-2': unknown gateway 'rnis' (defined: none)",
+    ),
+    Broken(
+        "isdn-number-without-gateway",
+        '      - {id: caf-2, address: "127.0.0.1:5072"}\n',
+        '      - {id: caf-2, protocol: h323, number: "0233445566"}  #!\n',
+        "station 'caf-2': a number needs via",
+    ),
+    Broken(
+        "isdn-number-not-digits",
+        '      - {id: caf-2, address: "127.0.0.1:5072"}\n',
+        '      - {id: caf-2, protocol: h323, number: "02 33", via: rnis}  #!\n',
+        "number",
+    ),
     Broken("not-a-mapping", BASE, "- just\n- a list\n", "must be a mapping", line=1),
     Broken("empty", BASE, "# nothing\n", "the dialplan is empty", line=1),
 ]
@@ -661,6 +679,23 @@ def test_h323_stations_are_called_by_address_on_port_1720(tmp_path: Path) -> Non
     )
     assert (caf3.alias, caf3.address) == (None, StaticAddress("::1", 1730, "tcp"))
     assert plan.partners["caf"].stations[0].protocol == "sip"
+
+
+def test_isdn_units_are_called_by_number_through_their_h320_gateway(tmp_path: Path) -> None:
+    text = BASE.replace(
+        "kiosks:\n",
+        'h323:\n  gateways:\n    - {id: rnis-manche, address: "10.50.0.30"}\nkiosks:\n',
+    ).replace(
+        '      - {id: caf-2, address: "127.0.0.1:5072"}\n',
+        '      - {id: caf-2, protocol: h323, number: "0233445566", via: rnis-manche}\n',
+    )
+    plan = load_dialplan(_write(tmp_path, text), env=ENV)
+    isdn = plan.partners["caf"].stations[1]
+    assert (isdn.protocol, isdn.alias, isdn.address) == (
+        "h323",
+        "0233445566",
+        StaticAddress("10.50.0.30", 1720, "tcp"),
+    )
 
 
 def test_base_of_the_broken_table_is_valid(tmp_path: Path) -> None:

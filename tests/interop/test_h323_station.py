@@ -463,3 +463,65 @@ def test_a_queued_h323_kiosk_hears_the_announcement(gateway_factory: Any, tmp_pa
     assert ended[1]["queued"] and ended[1]["waited"] > 0, ended[1]
     progress = capture.fields("q931.message_type == 0x03", "q931.progress_indicator.description")
     assert progress and progress[0] == ["0x08"], progress  # in-band information
+
+
+def test_an_isdn_unit_is_called_by_number_through_its_h320_gateway(
+    gateway_factory: Any, tmp_path: Path
+) -> None:
+    """A partner's ISDN unit is an E.164 number behind a named H.320/H.323 gateway (here
+    a `simple` that answers whatever it is called for): the Setup goes to the gateway
+    with the number as dialledDigits and as the Called party number."""
+    gateway_port = free_port()
+    plan = tmp_path / "isdn.yaml"
+    plan.write_text(
+        "version: 1\ndomain: 127.0.0.1\nmedia: {timeout: 0}\n"
+        f'h323:\n  gateways:\n    - {{id: rnis-caf, address: "127.0.0.1:{gateway_port}"}}\n'
+        "kiosks:\n"
+        "  - {id: lessay, site: MSP de Lessay, addresses: [127.0.0.1], services: all}\n"
+        'services:\n  - {name: caf, number: "1001", partner: caf}\n'
+        "partners:\n  - id: caf\n    name: CAF de la Manche\n    wrap_up: 0\n"
+        "    stations:\n"
+        '      - {id: caf-isdn, protocol: h323, number: "0233445566", via: rnis-caf}\n'
+    )
+    log = tmp_path / "h320.log"
+    unit = start_station(gateway_port, "faststart", log)
+    try:
+        gw: GatewayProcess = gateway_factory(plan)
+        capture = start_capture(tmp_path / "isdn.pcapng", [gateway_port])
+        kiosk = start_pjagent(
+            {
+                "deadline": 30,
+                "transports": [{"type": "udp", "port": 0}],
+                "media": {"tone_hz": 440},
+                "accounts": [{"id": "kiosk", "uri": "sip:lessay@127.0.0.1", "register": False}],
+                "actions": [
+                    {
+                        "do": "call",
+                        "account": "kiosk",
+                        "dest": f"sip:caf@127.0.0.1:{gw.sip_port}",
+                        "name": "c1",
+                    },
+                    {"do": "wait_state", "call": "c1", "state": "CONFIRMED", "timeout": 15},
+                    {"do": "hangup", "call": "c1", "after": 1.0},
+                    {"do": "wait_state", "call": "c1", "state": "DISCONNECTED", "timeout": 10},
+                ],
+            },
+            workdir=tmp_path / "kiosk",
+        )
+        with kiosk:
+            result = kiosk.wait(timeout=30)
+        gw.wait_idle()
+        wait_for(lambda: "cleared the call" in log.read_text("latin-1"), 10, "release")
+        capture.stop()
+    finally:
+        stop_station(unit)
+    names = [s["state"] for s in find_call(result, "c1")["states"]]
+    assert "CONFIRMED" in names, names
+    record = gw.http("/api/v1/calls")["ended"][-1]
+    assert record["outcome"] == "completed" and record["station"] == "caf-isdn", record
+    setups = capture.fields(
+        f"tcp.dstport == {gateway_port} && q931.message_type == 0x05",
+        "q931.called_party_number.digits",
+        "h225.dialledDigits",
+    )
+    assert setups == [["0233445566", "0233445566"]], setups
