@@ -19,7 +19,7 @@ from gateway.call.sip_ua import SipUserAgent
 from gateway.call.stations import StationMonitor
 from gateway.clock import Clock
 from gateway.dialplan import Dialplan, DialplanError, load_dialplan
-from gateway.edge.h323_ras import RasEndpoint
+from gateway.edge.h323_ras import PartnerGatekeepers, RasEndpoint
 from gateway.edge.h323_signalling import H323SignallingEndpoint, accepts_connections
 from gateway.edge.sip_transport import SipEndpoint
 from gateway.h323.messages import Alias
@@ -102,12 +102,18 @@ class Gateway:
             allowed=self._h323_alias_allowed,
         )
         self.ras = RasEndpoint(self.gatekeeper, self._ras_events)
+        # Partners' own gatekeepers: the gateway registers with each and locates the
+        # stations registered there (LRQ).
+        self.partner_gatekeepers = PartnerGatekeepers(
+            settings.sip_host, lambda: self.h323.address, self._located
+        )
         self.monitor = StationMonitor(
             self.ua,
             self._station_changed,
             wall_clock=time.time,
             h323_lookup=self.gatekeeper.lookup,
             h323_probe=accepts_connections,
+            h323_locate=self.partner_gatekeepers.where,
         )
         self.b2bua = B2BUA(
             dialplan,
@@ -158,6 +164,9 @@ class Gateway:
                 )
                 self.scheduler.spawn(self.monitor.refresh_h323(names))
 
+    def _located(self, gatekeeper: str, alias: str) -> None:
+        self.scheduler.spawn(self.monitor.refresh_h323([alias]))
+
     def _registration_changed(self, username: str) -> None:
         self.scheduler.spawn(self.monitor.refresh_user(username))
 
@@ -173,6 +182,7 @@ class Gateway:
         if self.settings.ras_port >= 0:
             self.gatekeeper.call_signal_address = self.h323.address  # its port is known now
             await self.ras.start(self.settings.sip_host, self.settings.ras_port)
+        await self.partner_gatekeepers.start(self.dialplan.gatekeepers)
         self.monitor.start()
         if self.settings.http_port >= 0:
             from gateway.http.api import serve
@@ -217,6 +227,7 @@ class Gateway:
         await self.endpoint.close()
         await self.h323.close()
         self.ras.close()
+        self.partner_gatekeepers.close()
         await self.media.close()
         await self.store.close()
 

@@ -111,12 +111,15 @@ class StationMonitor:
         wall_clock: Callable[[], float],
         h323_lookup: Callable[[str], tuple[str, int] | None] | None = None,
         h323_probe: Callable[[tuple[str, int]], Awaitable[bool]] | None = None,
+        h323_locate: Callable[[str, str], tuple[str, int] | None] | None = None,
     ) -> None:
         self.ua = ua
         # Where an H.323 alias is registered with the gateway's gatekeeper (RAS), if any.
         self.h323_lookup = h323_lookup
         # Whether an H.323 unit's call signalling port takes a connection (the edge's).
         self.h323_probe = h323_probe
+        # Where a partner's gatekeeper last located an alias (gatekeeper id, alias).
+        self.h323_locate = h323_locate
         self._checks: set[asyncio.Task[None]] = set()
         self.on_change = on_change
         self.wall_clock = wall_clock
@@ -223,6 +226,15 @@ class StationMonitor:
         if station.protocol == "h323":
             if station.address is not None:
                 dest = (station.address.host, station.address.port)
+            elif station.gatekeeper is not None and station.alias is not None:
+                where = (
+                    self.h323_locate(station.gatekeeper, station.alias)
+                    if self.h323_locate
+                    else None
+                )
+                if where is None:
+                    return None
+                dest = where
             elif station.alias is not None and self.h323_lookup is not None:
                 found = self.h323_lookup(station.alias)
                 if found is None:

@@ -38,6 +38,7 @@ from pydantic_core import PydanticCustomError
 from gateway.dialplan.model import (
     AuthSettings,
     DialplanError,
+    GatekeeperSettings,
     Kiosk,
     MediaSettings,
     Partner,
@@ -60,6 +61,7 @@ Loc = tuple[str | int, ...]
 SUPPORTED_VERSION = 1
 DEFAULT_SIP_PORT = 5060  # RFC 3261 19.1.2
 DEFAULT_H323_PORT = 1720  # H.225.0 call signalling (H.323 well-known TCP port)
+DEFAULT_RAS_PORT = 1719  # H.225.0 RAS (UDP)
 
 
 # --------------------------------------------------------------------------------------
@@ -351,10 +353,21 @@ class H320GatewayDoc(_Doc):
     address: HostPort  # its H.225.0 call signalling address (port 1720 by default)
 
 
+class GatekeeperDoc(_Doc):
+    """One item of ``h323.gatekeepers``: a partner's gatekeeper the gateway registers
+    with (H.225.0 RAS) and locates stations through (LRQ)."""
+
+    id: Ident
+    address: HostPort  # its RAS address (UDP, port 1719 by default)
+    aliases: list[Alias] = Field(default=["vrgw"], min_length=1)  # what we register as
+    identifier: Alias | None = None  # its gatekeeperIdentifier, when it insists on one
+
+
 class H323Doc(_Doc):
     """The ``h323`` section."""
 
     gateways: list[H320GatewayDoc] = []
+    gatekeepers: list[GatekeeperDoc] = []
 
 
 class RegistrationDoc(_Doc):
@@ -450,6 +463,7 @@ class StationDoc(_Doc):
     alias: Alias | None = None  # H.323: the unit's h323-ID or E.164 number, put in Setup
     number: E164 | None = None  # an ISDN unit's number, called through the gateway `via`
     via: Ident | None = None  # the id of an h323.gateways entry
+    gatekeeper: Ident | None = None  # the id of an h323.gatekeepers entry: located by LRQ
     max_calls: int = Field(default=1, ge=0)
     keepalive: float = Field(default=30.0, ge=0, le=3600)  # OPTIONS interval; 0 = none
     auth: StationAuthDoc | None = None
@@ -943,6 +957,12 @@ def _check_references(doc: DialplanDoc, problems: _Problems) -> None:
             _check_schedule(problems, partner.schedule, ("partners", i, "schedule"))
 
     gateways = {g.id for g in doc.h323.gateways}
+    gatekeepers = {g.id for g in doc.h323.gatekeepers}
+    _unique(
+        problems,
+        "gatekeeper id",
+        ((g.id, ("h323", "gatekeepers", i, "id")) for i, g in enumerate(doc.h323.gatekeepers)),
+    )
     _unique(
         problems,
         "H.320 gateway id",
@@ -950,6 +970,23 @@ def _check_references(doc: DialplanDoc, problems: _Problems) -> None:
     )
     for station, loc in stations:
         what = f"station '{station.id}'"
+        if station.gatekeeper is not None:
+            # A unit registered with a partner's gatekeeper: located there by its alias.
+            if station.protocol != "h323":
+                problems.at((*loc, "gatekeeper"), f"{what}: gatekeeper is for H.323 stations")
+            elif station.gatekeeper not in gatekeepers:
+                known = ", ".join(sorted(gatekeepers)) or "none"
+                problems.at(
+                    (*loc, "gatekeeper"),
+                    f"{what}: unknown gatekeeper '{station.gatekeeper}' (defined: {known})",
+                )
+            elif station.alias is None:
+                problems.at(loc, f"{what}: a station found through a gatekeeper needs its alias")
+            elif station.address is not None or station.via is not None:
+                problems.at(
+                    (*loc, "gatekeeper"), f"{what}: give a gatekeeper, an address or via, one only"
+                )
+            continue
         if station.via is not None or station.number is not None:
             # An ISDN unit: its E.164 number through a named H.320 gateway.
             if station.protocol != "h323":
@@ -1100,6 +1137,7 @@ def _build(doc: DialplanDoc, source: Path, secrets: _SecretSource, problems: _Pr
                     address=address,
                     protocol=st.protocol,
                     alias=st.number if st.via is not None else st.alias,
+                    gatekeeper=st.gatekeeper,
                     max_calls=st.max_calls,
                     keepalive=st.keepalive,
                     auth_username=None if st.auth is None else st.auth.username,
@@ -1145,6 +1183,15 @@ def _build(doc: DialplanDoc, source: Path, secrets: _SecretSource, problems: _Pr
             min_expires=doc.registration.min_expires,
             max_expires=doc.registration.max_expires,
             default_expires=doc.registration.default_expires,
+        ),
+        gatekeepers=tuple(
+            GatekeeperSettings(
+                id=g.id,
+                address=parse_hostport(g.address, DEFAULT_RAS_PORT),
+                aliases=tuple(g.aliases),
+                identifier=g.identifier,
+            )
+            for g in doc.h323.gatekeepers
         ),
         kiosks=kiosks,
         services=services,

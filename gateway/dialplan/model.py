@@ -168,11 +168,23 @@ class Station:
     address: StaticAddress | None
     protocol: str = "sip"  # or "h323": which dialer calls it
     alias: str | None = None  # H.323: the unit's h323-ID or E.164 number
+    gatekeeper: str | None = None  # H.323: located through this partner gatekeeper (LRQ)
     max_calls: int = 1
     keepalive: float = 30.0  # seconds between OPTIONS checks; 0 = never
     # The gateway's own login when this station challenges its INVITEs with 401/407
     # (RFC 3261 22.2); the password is in Dialplan.station_secrets.
     auth_username: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GatekeeperSettings:
+    """A partner's gatekeeper: the gateway registers with it as ``aliases`` (H.225.0 RAS)
+    and asks it where that partner's stations are (LRQ)."""
+
+    id: str
+    address: tuple[str, int]  # its RAS address
+    aliases: tuple[str, ...] = ("vrgw",)
+    identifier: str | None = None  # its gatekeeperIdentifier, if it wants one
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +209,7 @@ class Dialplan:
     media: MediaSettings = field(default_factory=MediaSettings)
     session_timer: SessionTimerSettings = field(default_factory=SessionTimerSettings)
     registration: RegistrationSettings = field(default_factory=RegistrationSettings)
+    gatekeepers: tuple[GatekeeperSettings, ...] = ()  # partners' H.323 gatekeepers
     kiosks: Mapping[str, Kiosk] = field(default_factory=dict)
     services: Mapping[str, Service] = field(default_factory=dict)
     partners: Mapping[str, Partner] = field(default_factory=dict)

@@ -11,18 +11,42 @@ one loop timer on its ``next_deadline()``. Commands of the layers above go throu
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
 from gateway.h323.messages import Address
-from gateway.h323.ras import RAS_PORT, RasEvent
+from gateway.h323.ras import (
+    RAS_PORT,
+    GatekeeperClient,
+    GatekeeperRegistered,
+    GatekeeperUnregistered,
+    Located,
+    NotLocated,
+    RasEvent,
+    RegistrationFailed,
+)
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-__all__ = ["RAS_PORT", "RasCore", "RasEndpoint"]
+__all__ = ["RAS_PORT", "GatekeeperConfig", "PartnerGatekeepers", "RasCore", "RasEndpoint"]
+
+
+class GatekeeperConfig(Protocol):
+    """A partner gatekeeper as configured (the dialplan's ``GatekeeperSettings``)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def address(self) -> Address: ...
+    @property
+    def aliases(self) -> tuple[str, ...]: ...
+    @property
+    def identifier(self) -> str | None: ...
 
 
 class RasCore(Protocol):
@@ -160,3 +184,89 @@ class RasEndpoint(asyncio.DatagramProtocol):
         self._timer_when = None
         self.core.on_timer(self.now())
         self.pump()
+
+
+class PartnerGatekeepers:
+    """The gateway registered with partners' gatekeepers, and where they locate stations.
+
+    One :class:`~gateway.h323.ras.GatekeeperClient` and one UDP socket per gatekeeper of
+    the dialplan. :meth:`where` answers at once from what the gatekeeper last said (an
+    LCF, or nothing), and asks again (LRQ, H.225.0 7.13) when that answer is older than
+    ``refresh`` seconds; ``on_located(gatekeeper, alias)`` then says the answer changed,
+    so that the station monitor looks again without waiting for its next sweep.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        call_signal_address: Callable[[], Address],
+        on_located: Callable[[str, str], None],
+        *,
+        refresh: float = 30.0,
+    ) -> None:
+        self.host = host
+        self.call_signal_address = call_signal_address
+        self.on_located = on_located
+        self.refresh = refresh
+        self.clients: dict[str, tuple[GatekeeperClient, RasEndpoint]] = {}
+        self._where: dict[tuple[str, str], tuple[Address | None, float]] = {}
+        self._asking: set[tuple[str, str]] = set()
+
+    async def start(self, gatekeepers: Sequence[GatekeeperConfig]) -> None:
+        """Open a RAS socket per gatekeeper and register with each (GRQ, RRQ)."""
+        for settings in gatekeepers:
+            client = GatekeeperClient(
+                (self.host, 0),
+                settings.address,
+                self.call_signal_address(),
+                settings.aliases,
+                gatekeeper_id=settings.identifier,
+            )
+            endpoint = RasEndpoint(client, functools.partial(self._events, settings.id))
+            await endpoint.start(self.host, 0)
+            endpoint.run(client.register)
+            self.clients[settings.id] = (client, endpoint)
+            log.info(
+                "H.323: registering with gatekeeper %s at %s:%d", settings.id, *settings.address
+            )
+
+    def where(self, gatekeeper: str, alias: str) -> Address | None:
+        """Where ``gatekeeper`` last located ``alias`` (None: not located, or not yet)."""
+        key = (gatekeeper, alias)
+        found = self.clients.get(gatekeeper)
+        if found is None:
+            return None
+        client, endpoint = found
+        if not client.registered:
+            return None  # asked once registered: a gatekeeper may refuse strangers' LRQs
+        answer, at = self._where.get(key, (None, -math.inf))
+        # A unit not found yet may register any moment: asked again sooner.
+        wait = self.refresh if answer is not None else self.refresh / 6
+        if endpoint.now() - at >= wait and key not in self._asking:
+            self._asking.add(key)
+            endpoint.run(lambda now: client.locate(alias, now))
+        return answer
+
+    def _events(self, gatekeeper: str, events: list[RasEvent]) -> None:
+        for event in events:
+            if isinstance(event, Located | NotLocated):
+                key = (gatekeeper, event.alias.value)
+                self._asking.discard(key)
+                found = event.call_signal_address if isinstance(event, Located) else None
+                endpoint = self.clients[gatekeeper][1]
+                before = self._where.get(key, (None, 0.0))[0]
+                self._where[key] = (found, endpoint.now())
+                if found != before:
+                    self.on_located(gatekeeper, event.alias.value)
+            elif isinstance(event, GatekeeperRegistered):
+                log.info("H.323: registered with gatekeeper %s", gatekeeper)
+            elif isinstance(event, GatekeeperUnregistered | RegistrationFailed):
+                log.warning("H.323: gatekeeper %s: %s", gatekeeper, event)
+
+    def close(self) -> None:
+        """Unregister (URQ, sent as the sockets close) and close every socket."""
+        for client, endpoint in self.clients.values():
+            if client.registered:
+                endpoint.run(client.unregister)
+            endpoint.close()
+        self.clients.clear()

@@ -620,6 +620,12 @@ BROKEN = [
         '      - {id: caf-2, protocol: h323, number: "02 33", via: rnis}  #!\n',
         "number",
     ),
+    Broken(
+        "unknown-partner-gatekeeper",
+        '      - {id: caf-2, address: "127.0.0.1:5072"}\n',
+        "      - {id: caf-2, protocol: h323, alias: agent, gatekeeper: gk-caf}  #!\n",
+        "station 'caf-2': unknown gatekeeper 'gk-caf' (defined: none)",
+    ),
     Broken("not-a-mapping", BASE, "- just\n- a list\n", "must be a mapping", line=1),
     Broken("empty", BASE, "# nothing\n", "the dialplan is empty", line=1),
 ]
@@ -691,6 +697,7 @@ def test_isdn_units_are_called_by_number_through_their_h320_gateway(tmp_path: Pa
     )
     plan = load_dialplan(_write(tmp_path, text), env=ENV)
     isdn = plan.partners["caf"].stations[1]
+    assert plan.gatekeepers == ()
     assert (isdn.protocol, isdn.alias, isdn.address) == (
         "h323",
         "0233445566",

@@ -12,6 +12,7 @@ the H.225.0 messages, and slow start on a separate H.245 connection (tunnelling 
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from h323.ras_peers import GnuGk
 from harness import GatewayProcess, free_port, h323_peers, start_capture, wait_for
 from peers import find_call, start_pjagent
 
@@ -525,3 +527,71 @@ def test_an_isdn_unit_is_called_by_number_through_its_h320_gateway(
         "h225.dialledDigits",
     )
     assert setups == [["0233445566", "0233445566"]], setups
+
+
+def test_station_located_through_a_partners_gatekeeper(
+    gateway_factory: Any, tmp_path: Path
+) -> None:
+    """The partner runs its own GNU Gatekeeper, where its unit registers; the gateway
+    registers there too, locates the unit by its alias (LRQ -> LCF) and calls it."""
+    gk = GnuGk(tmp_path)
+    unit_port = free_port()
+    log = tmp_path / "unit.log"
+    unit: subprocess.Popen[bytes] | None = None
+    try:
+        asyncio.run(gk.ready())
+        simple = h323_peers() / "bin" / "simple"
+        args = [str(simple), "-l", "-a", "-e", "-u", "agent-caf", "-i", "127.0.0.1"]
+        args += ["-x", str(unit_port), "-g", f"127.0.0.1:{gk.ras_port}", "-s", "Null Audio"]
+        with log.open("wb") as out:
+            unit = subprocess.Popen(
+                [*args, "-f"], stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT
+            )
+        wait_for(lambda: any("agent-caf" in r for r in asyncio.run(gk.registrations())), 10, "unit")
+        plan = tmp_path / "partner-gk.yaml"
+        plan.write_text(
+            "version: 1\ndomain: 127.0.0.1\nmedia: {timeout: 0}\n"
+            "h323:\n  gatekeepers:\n"
+            f'    - {{id: gk-caf, address: "127.0.0.1:{gk.ras_port}", aliases: [vrgw-manche]}}\n'
+            "kiosks:\n"
+            "  - {id: lessay, site: MSP de Lessay, addresses: [127.0.0.1], services: all}\n"
+            'services:\n  - {name: caf, number: "1001", partner: caf}\n'
+            "partners:\n  - id: caf\n    name: CAF de la Manche\n    wrap_up: 0\n"
+            "    stations:\n"
+            "      - {id: caf-gk, protocol: h323, alias: agent-caf, gatekeeper: gk-caf}\n"
+        )
+        gw: GatewayProcess = gateway_factory(plan)
+        wait_for(lambda: "station caf-gk is reachable" in gw.log(), 15, "the LCF")
+        assert any("vrgw-manche" in r for r in asyncio.run(gk.registrations()))
+        kiosk = start_pjagent(
+            {
+                "deadline": 30,
+                "transports": [{"type": "udp", "port": 0}],
+                "media": {"tone_hz": 440},
+                "accounts": [{"id": "kiosk", "uri": "sip:lessay@127.0.0.1", "register": False}],
+                "actions": [
+                    {
+                        "do": "call",
+                        "account": "kiosk",
+                        "dest": f"sip:caf@127.0.0.1:{gw.sip_port}",
+                        "name": "c1",
+                    },
+                    {"do": "wait_state", "call": "c1", "state": "CONFIRMED", "timeout": 15},
+                    {"do": "hangup", "call": "c1", "after": 1.0},
+                    {"do": "wait_state", "call": "c1", "state": "DISCONNECTED", "timeout": 10},
+                ],
+            },
+            workdir=tmp_path / "kiosk",
+        )
+        with kiosk:
+            result = kiosk.wait(timeout=30)
+        gw.wait_idle()
+        wait_for(lambda: "cleared the call" in log.read_text("latin-1"), 10, "release")
+    finally:
+        if unit is not None:
+            stop_station(unit)
+        gk.stop()
+    names = [s["state"] for s in find_call(result, "c1")["states"]]
+    assert "CONFIRMED" in names, names
+    record = gw.http("/api/v1/calls")["ended"][-1]
+    assert record["outcome"] == "completed" and record["station"] == "caf-gk", record
