@@ -135,7 +135,8 @@ class H323Leg:
         self.state = _State.CALLING
         self.conn: Connection | None = None
         self.on_offered: Callable[[H323Leg, Offered], None] | None = None
-        self._pending_update: SessionDescription | None = None
+        # The unit's media as it last described them (fastStart, or its channels).
+        self._peer_sdp: SessionDescription | None = None
         self._late = False  # A: the kiosk sent no fastStart; its media comes by H.245
 
     # -- the CallLeg protocol -----------------------------------------------------------
@@ -196,13 +197,23 @@ class H323Leg:
             self.conn.pump()
 
     def update(self, offer: SessionDescription) -> None:
-        """Hold, resume or a new media offer: H.245 capabilities and channels again."""
-        if self.conn is None or self.state is not _State.CONNECTED:
+        """Hold, resume or a new description of our media: an empty capability set
+        (third-party pause, H.323 8.4.6), or capabilities and channels again.
+
+        H.323 has no answer to it: the unit's media stay what it last described, so the
+        answer is that description seen from the offer's directions (RFC 3264 6.1), at
+        once. Should the unit reopen its channels elsewhere, that comes later as a
+        :class:`MediaUpdate` of its own.
+        """
+        if self.conn is None or self.state is not _State.CONNECTED or self._peer_sdp is None:
             self._emit(MediaUpdateAnswer(None, Cause.TEMPORARY_FAILURE))
             return
-        self._pending_update = offer
         self.conn.call.update_media(offer, self._now())
         self.conn.pump()
+        answer = self._peer_sdp.copy()
+        for ours, theirs in zip(offer.media, answer.media, strict=False):
+            theirs.set_direction(offer.effective_direction(ours).reverse)
+        self._emit(MediaUpdateAnswer(answer))
 
     def update_answer(self, result: MediaUpdateAnswer) -> None:
         """The unit's own media changes are not offers to answer in H.323."""
@@ -231,6 +242,7 @@ class H323Leg:
             return
         if isinstance(event, Offered):
             self._late = event.offer is None
+            self._peer_sdp = event.offer
             if self.on_offered is not None:
                 self.on_offered(self, event)
         elif isinstance(event, Alerted) and self.state is _State.CALLING:
@@ -242,17 +254,15 @@ class H323Leg:
         elif isinstance(event, Connected):
             if event.answer is not None:
                 self.state = _State.CONNECTED
+                self._peer_sdp = event.answer
                 self._emit(Answered(event.answer))
             else:
                 self.state = _State.CONNECTING  # slow start: the answer comes with MediaReady
         elif isinstance(event, MediaReady):
             self._media_ready(event.sdp)
         elif isinstance(event, Resumed):
-            if self._pending_update is not None:
-                self._pending_update = None
-                self._emit(MediaUpdateAnswer(event.sdp))
-            else:
-                self._emit(MediaUpdate(event.sdp))
+            self._peer_sdp = event.sdp
+            self._emit(MediaUpdate(event.sdp))
         elif isinstance(event, Paused):
             log.info("%s: the unit paused its media (empty capability set)", self.label)
         elif isinstance(event, DigitReceived):
@@ -266,12 +276,14 @@ class H323Leg:
     def _media_ready(self, sdp: SessionDescription) -> None:
         if self.state is _State.CONNECTING:
             self.state = _State.CONNECTED
+            self._peer_sdp = sdp
             # B: the station's answer to our offer; A: the kiosk's answer to the
             # station's offer it was connected with (the late-offer path).
             self._emit(Answered(sdp) if self.side is Side.B else LateAnswer(sdp))
-        elif self._pending_update is not None:
-            self._pending_update = None
-            self._emit(MediaUpdateAnswer(sdp))
+        elif self.state is _State.CONNECTED and _addresses(sdp) != _addresses(self._peer_sdp):
+            # The unit reopened its channels elsewhere (after a resume, say).
+            self._peer_sdp = sdp
+            self._emit(MediaUpdate(sdp))
 
     def on_connection_lost(self, reason: str) -> None:
         """The unit's connection went away without a ReleaseComplete."""
@@ -294,6 +306,17 @@ class H323Leg:
     def _emit(self, event: CallEvent) -> None:
         if self.sink is not None:
             self.sink(self, event)
+
+
+def _addresses(sdp: SessionDescription | None) -> list[tuple[str | None, int]]:
+    """Where each stream of ``sdp`` is received (connection address and port)."""
+    if sdp is None:
+        return []
+    out: list[tuple[str | None, int]] = []
+    for media in sdp.media:
+        connection = media.connection or sdp.connection
+        out.append((connection.address if connection is not None else None, media.port))
+    return out
 
 
 class H323Acceptor:

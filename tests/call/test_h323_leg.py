@@ -34,6 +34,8 @@ from gateway.model.events import (
     Failed,
     FastUpdate,
     LateAnswer,
+    MediaUpdate,
+    MediaUpdateAnswer,
     Ringing,
     Side,
 )
@@ -84,6 +86,14 @@ def incoming_setup(offer: SessionDescription | None) -> tuple[H323Call, list[obj
     for payload in caller.data_to_send():
         callee.receive(payload, 0)
     return callee, list(callee.events())
+
+
+def slow_started_call() -> H323Call:
+    """An outgoing engine whose Setup went out (update_media needs a live call)."""
+    call = H323Call(outgoing=True, local_address=("127.0.0.1", 1720), now=0)
+    call.setup(destination="agent", destination_address=("127.0.0.1", 1730), offer=SDP, now=0)
+    call.data_to_send()
+    return call
 
 
 def sent_types(call: H323Call) -> list[int]:
@@ -200,3 +210,29 @@ def test_the_display_names_the_kiosk_and_what_was_typed_in_ascii() -> None:
     assert display_of(call) == "Mairie de Periers - Allocataire 1234567 - dossier A-12"
     long = OutgoingCall("k", "x" * 100, "caf", None, (), 69)
     assert len(display_of(long)) == 82
+
+
+def test_hold_is_answered_at_once_with_the_units_media_mirrored() -> None:
+    # H.323 gives no answer to an empty capability set: the kiosk's re-INVITE must not
+    # wait for one (it did: the hold never completed).
+    leg, sink, _ = station_leg()
+    leg.conn = FakeConnection(slow_started_call())
+    leg.on_h323_events([Connected(SDP)])
+    held = SDP.copy()
+    held.media[0].set_direction("sendonly")
+    leg.update(held)
+    answer = sink.events[-1]
+    assert isinstance(answer, MediaUpdateAnswer) and answer.answer is not None
+    assert answer.answer.effective_direction(answer.answer.media[0]).value == "recvonly"
+    assert answer.answer.media[0].port == SDP.media[0].port
+
+
+def test_a_unit_reopening_its_channels_elsewhere_is_a_media_update() -> None:
+    leg, sink, _ = station_leg()
+    leg.on_h323_events([Connected(SDP)])
+    moved = SDP.copy()
+    moved.media[0].port = 20002
+    leg.on_h323_events([MediaReady(SDP)])  # same place: nothing to tell
+    assert sink.events == [Answered(SDP)]
+    leg.on_h323_events([MediaReady(moved)])
+    assert sink.events[-1] == MediaUpdate(moved)

@@ -595,3 +595,54 @@ def test_station_located_through_a_partners_gatekeeper(
     assert "CONFIRMED" in names, names
     record = gw.http("/api/v1/calls")["ended"][-1]
     assert record["outcome"] == "completed" and record["station"] == "caf-gk", record
+
+
+@pytest.mark.parametrize("mode", ["faststart", "slowstart-tunnelled"])
+def test_kiosk_hold_pauses_the_h323_station(
+    gateway_factory: Any, tmp_path: Path, mode: str
+) -> None:
+    """The kiosk puts the call on hold (re-INVITE sendonly) and takes it back: the H.323
+    station gets an empty capability set (third-party pause, H.323 8.4.6), closes its
+    channel, then reopens it on resume; the kiosk's re-INVITEs are answered."""
+    station_port = free_port()
+    station_log = tmp_path / "simple.log"
+    station = start_station(station_port, mode, station_log)
+    try:
+        gw: GatewayProcess = gateway_factory(dialplan(tmp_path, station_port))
+        kiosk = start_pjagent(
+            {
+                "deadline": 40,
+                "transports": [{"type": "udp", "port": 0}],
+                "media": {"tone_hz": 440},
+                "accounts": [{"id": "kiosk", "uri": "sip:lessay@127.0.0.1", "register": False}],
+                "actions": [
+                    {
+                        "do": "call",
+                        "account": "kiosk",
+                        "dest": f"sip:caf@127.0.0.1:{gw.sip_port}",
+                        "name": "c1",
+                    },
+                    {"do": "wait_state", "call": "c1", "state": "CONFIRMED", "timeout": 15},
+                    {"do": "hold", "call": "c1", "delay": 1.0},
+                    {"do": "wait_media", "call": "c1", "status": "LOCAL_HOLD", "timeout": 10},
+                    {"do": "unhold", "call": "c1", "delay": 1.0},
+                    {"do": "wait_media", "call": "c1", "status": "ACTIVE", "timeout": 10},
+                    {"do": "hangup", "call": "c1", "after": 1.0},
+                    {"do": "wait_state", "call": "c1", "state": "DISCONNECTED", "timeout": 10},
+                ],
+            },
+            workdir=tmp_path / "kiosk",
+        )
+        with kiosk:
+            result = kiosk.wait(timeout=40)
+        gw.wait_idle()
+        wait_for(lambda: "cleared the call" in station_log.read_text("latin-1"), 10, "release")
+    finally:
+        stop_station(station)
+    outcomes = [a.get("outcome") for a in result["actions"]]
+    assert all(o in (None, "ok") for o in outcomes), result["actions"]
+    out = station_log.read_text("latin-1")
+    # The station stopped sending while paused and started again after resume.
+    assert out.count("Started logical channel: sending") >= 2, out[-3000:]
+    record = gw.http("/api/v1/calls")["ended"][-1]
+    assert record["outcome"] == "completed", record
