@@ -312,11 +312,10 @@ def _addresses(sdp: SessionDescription | None) -> list[tuple[str | None, int]]:
     """Where each stream of ``sdp`` is received (connection address and port)."""
     if sdp is None:
         return []
-    out: list[tuple[str | None, int]] = []
-    for media in sdp.media:
-        connection = media.connection or sdp.connection
-        out.append((connection.address if connection is not None else None, media.port))
-    return out
+    return [
+        ((c.address if (c := sdp.connection_for(m)) is not None else None), m.port)
+        for m in sdp.media
+    ]
 
 
 class H323Acceptor:
