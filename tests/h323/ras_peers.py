@@ -10,7 +10,6 @@ registrations from the status port (``PrintAllRegistrations``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import subprocess
 import time
@@ -18,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness import free_port, h323_peers
+
+from h323.peers import SimplePeer
 
 Address = tuple[str, int]
 
@@ -41,59 +42,23 @@ async def until(condition: Callable[[], object], timeout: float, what: str) -> N
         await asyncio.sleep(0.02)
 
 
-class Simple:
-    """One H323Plus ``simple`` process (stdin kept open for its console commands)."""
+class Simple(SimplePeer):
+    """A ``simple`` on a free call signalling port of its own, known before it starts."""
 
     def __init__(self, args: list[str], workdir: Path, name: str) -> None:
-        self.log = workdir / f"simple-{name}.log"
+        self.name = name
         self.signal_port = free_port(socket.SOCK_STREAM)
-        self._out = self.log.open("wb")
-        binary = h323_peers() / "bin" / "simple"
-        self.proc = subprocess.Popen(
-            [
-                str(binary),
-                "-i",
-                "127.0.0.1",
-                "-x",
-                str(self.signal_port),
-                "-s",
-                "Null Audio",
-                *args,
-            ],
-            stdin=subprocess.PIPE,
-            stdout=self._out,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-        )
+        port = ["-i", "127.0.0.1", "-x", str(self.signal_port), "-s", "Null Audio"]
+        super().__init__([*port, *args], workdir)
 
     @property
     def signal_address(self) -> Address:
         return ("127.0.0.1", self.signal_port)
 
-    @property
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def type(self, line: str) -> None:
-        """A console command: ``X`` exits (unregistering first), ``H`` hangs up."""
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line.encode() + b"\n")
-        self.proc.stdin.flush()
-
     def kill(self) -> None:
         """SIGKILL: gone without a URQ, as a unit losing power."""
         self.proc.kill()
         self.proc.wait(5)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(OSError):
-                self.type("X")
-            try:
-                self.proc.wait(3)
-            except subprocess.TimeoutExpired:
-                _stop(self.proc)
-        self._out.close()
 
 
 class GnuGk:

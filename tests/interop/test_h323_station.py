@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from h323.peers import SimplePeer
 from h323.ras_peers import GnuGk
-from harness import GatewayProcess, free_port, h323_peers, start_capture, wait_for
-from peers import find_call, start_pjagent
+from harness import GatewayProcess, free_port, start_capture, wait_for
+from peers import PjAgentHandle, find_call, start_pjagent
 
 pytestmark = pytest.mark.interop
 
@@ -31,108 +30,159 @@ MODES = {
     "slowstart-tunnelled": [],
     "slowstart-separate-h245": ["-T"],
 }
+TRUSTED_KIOSK = "{id: lessay, site: MSP de Lessay, addresses: [127.0.0.1], services: all}"
 
 
-def dialplan(tmp_path: Path, station_port: int) -> Path:
-    path = tmp_path / "h323.yaml"
+def write_plan(tmp_path: Path, *stations: str, kiosk: str = TRUSTED_KIOSK, top: str = "") -> Path:
+    """A dialplan: one kiosk, the service ``caf`` and its partner's ``stations``."""
+    path = tmp_path / "plan.yaml"
     path.write_text(
-        "version: 1\ndomain: 127.0.0.1\nmedia: {timeout: 0}\n"
-        "kiosks:\n"
-        "  - {id: lessay, site: MSP de Lessay, addresses: [127.0.0.1], services: all}\n"
+        f"version: 1\ndomain: 127.0.0.1\nmedia: {{timeout: 0}}\n{top}"
+        f"kiosks:\n  - {kiosk}\n"
         'services:\n  - {name: caf, number: "1001", partner: caf}\n'
         "partners:\n  - id: caf\n    name: CAF de la Manche\n    wrap_up: 0\n"
-        "    stations:\n"
-        f'      - {{id: caf-h323, protocol: h323, address: "127.0.0.1:{station_port}",'
-        " alias: agent-caf}\n"
+        "    stations:\n" + "".join(f"      - {station}\n" for station in stations)
     )
     return path
 
 
-def start_station(port: int, mode: str, log: Path) -> subprocess.Popen[bytes]:
-    simple = h323_peers() / "bin" / "simple"
-    args = [str(simple), "-l", "-a", "-n", "-e", "-u", "agent-caf", "-i", "127.0.0.1"]
-    args += ["-x", str(port), "-s", "Null Audio", *MODES[mode]]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            args, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, cwd=log.parent
-        )
-    deadline = time.monotonic() + 15
-    while "Waiting for incoming calls" not in log.read_text(errors="replace"):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"simple did not start:\n{log.read_text(errors='replace')}")
-        time.sleep(0.1)
-    return proc
+def h323_station(port: int) -> str:
+    return f'{{id: caf-h323, protocol: h323, address: "127.0.0.1:{port}", alias: agent-caf}}'
 
 
-def stop_station(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        try:
-            assert proc.stdin is not None
-            proc.stdin.write(b"X\n")
-            proc.stdin.flush()
-            proc.wait(timeout=5)
-        except (OSError, subprocess.TimeoutExpired):
-            proc.kill()
-            proc.wait()
+def sip_station_entry(port: int) -> str:
+    return f'{{id: caf-1, address: "127.0.0.1:{port}", keepalive: 0}}'
+
+
+def unit(tmp_path: Path, *args: str) -> SimplePeer:
+    """An H323Plus ``simple`` on loopback, silence detection off, no sound card."""
+    return SimplePeer(["-e", "-i", "127.0.0.1", "-s", "Null Audio", *args], tmp_path)
+
+
+def listening_unit(tmp_path: Path, port: int, *args: str, alias: str = "agent-caf") -> SimplePeer:
+    """A ``simple`` station answering at once on ``port``, once it is listening."""
+    peer = unit(tmp_path, "-l", "-a", "-u", alias, "-x", str(port), *args)
+    if not peer.wait_output("Waiting for incoming calls", 15):
+        peer.stop()
+        raise AssertionError(f"simple did not start:\n{peer.output[-2000:]}")
+    return peer
+
+
+def sip_kiosk(
+    gw: GatewayProcess,
+    tmp_path: Path,
+    *during: dict[str, Any],
+    hangup_after: float | None = 1.0,
+    headers: dict[str, str] | None = None,
+    name: str = "kiosk",
+) -> PjAgentHandle:
+    """A pjsua2 kiosk (trusted by address) calling ``caf``; ``during`` runs once the call
+    is up; it hangs up ``hangup_after`` seconds later (None: the other side does)."""
+    call: dict[str, Any] = {
+        "do": "call",
+        "account": "kiosk",
+        "dest": f"sip:caf@127.0.0.1:{gw.sip_port}",
+        "name": "c1",
+    }
+    if headers:
+        call["headers"] = headers
+    actions = [call, {"do": "wait_state", "call": "c1", "state": "CONFIRMED", "timeout": 15}]
+    actions += during
+    if hangup_after is not None:
+        actions.append({"do": "hangup", "call": "c1", "after": hangup_after})
+    actions.append({"do": "wait_state", "call": "c1", "state": "DISCONNECTED", "timeout": 30})
+    return start_pjagent(
+        {
+            "deadline": 45,
+            "transports": [{"type": "udp", "port": 0}],
+            "media": {"tone_hz": 440, "record": True},
+            "accounts": [{"id": "kiosk", "uri": "sip:lessay@127.0.0.1", "register": False}],
+            "actions": actions,
+        },
+        workdir=tmp_path / name,
+    )
+
+
+def sip_station(
+    tmp_path: Path, port: int, *, calls: int = 1, hangup_after: float | None = None
+) -> PjAgentHandle:
+    """A pjsua2 station at a static address answering ``calls`` calls."""
+    account: dict[str, Any] = {
+        "id": "station",
+        "uri": f"sip:caf-1@127.0.0.1:{port}",
+        "register": False,
+        "role": "station",
+        "answer": {"mode": "answer", "delay": 0.3, "ringing": 180},
+    }
+    if hangup_after is not None:
+        account["hangup_after"] = hangup_after
+    return start_pjagent(
+        {
+            "deadline": 45,
+            "transports": [{"type": "udp", "port": port}],
+            "media": {"tone_hz": 660, "record": True},
+            "accounts": [account],
+            "actions": [
+                {"do": "wait_incoming", "account": "station", "count": calls, "timeout": 30},
+                {"do": "wait_idle", "min_calls": calls, "timeout": 30},
+            ],
+        },
+        workdir=tmp_path / "station",
+    )
+
+
+def h323_port_of(gw: GatewayProcess) -> int:
+    """The gateway's H.225.0 port, from its start-up line (written just after HTTP is up)."""
+    match = wait_for(lambda: re.search(r"H\.323 tcp (\d+)", gw.log()), 10, "the start-up line")
+    return int(match[1])
+
+
+def ras_port_of(gw: GatewayProcess) -> int:
+    """The gateway's gatekeeper port, from its start-up line."""
+    match = wait_for(lambda: re.search(r"RAS udp (\d+)", gw.log()), 10, "the start-up line")
+    return int(match[1])
+
+
+def connected(call: dict[str, Any]) -> bool:
+    names = [s["state"] for s in call["states"]]
+    return "CONFIRMED" in names and names[-1] == "DISCONNECTED"
 
 
 @pytest.mark.parametrize("mode", list(MODES))
 def test_sip_kiosk_calls_an_h323_station(gateway_factory: Any, tmp_path: Path, mode: str) -> None:
     station_port = free_port()
-    station_log = tmp_path / "simple.log"
-    station = start_station(station_port, mode, station_log)
+    station = listening_unit(tmp_path, station_port, "-n", *MODES[mode])
     try:
-        gw: GatewayProcess = gateway_factory(dialplan(tmp_path, station_port))
+        gw: GatewayProcess = gateway_factory(write_plan(tmp_path, h323_station(station_port)))
         capture = start_capture(tmp_path / "call.pcapng", [gw.sip_port, station_port])
-        kiosk = start_pjagent(
-            {
-                "deadline": 40,
-                "transports": [{"type": "udp", "port": 0}],
-                "media": {"tone_hz": 440, "record": True},
-                "accounts": [{"id": "kiosk", "uri": "sip:lessay@127.0.0.1", "register": False}],
-                "actions": [
-                    {
-                        "do": "call",
-                        "account": "kiosk",
-                        "dest": f"sip:caf@127.0.0.1:{gw.sip_port}",
-                        "name": "c1",
-                        "headers": {"X-Visio-Context": "allocataire=1234567"},
-                    },
-                    {"do": "wait_state", "call": "c1", "state": "CONFIRMED", "timeout": 15},
-                    # The citizen presses a key: SIP INFO to the gateway, H.245
-                    # userInputIndication (or a Q.931 keypad) to the station.
-                    {"do": "dtmf", "call": "c1", "digits": "5", "method": "info", "delay": 1.0},
-                    {"do": "wait_dtmf", "call": "c1", "count": 1, "timeout": 5},
-                    {"do": "hangup", "call": "c1", "after": 3.0},
-                    {"do": "wait_state", "call": "c1", "state": "DISCONNECTED", "timeout": 10},
-                ],
-            },
-            workdir=tmp_path / "kiosk",
+        kiosk = sip_kiosk(
+            gw,
+            tmp_path,
+            # The citizen presses a key: SIP INFO to the gateway, H.245
+            # userInputIndication (or a Q.931 keypad) to the station.
+            {"do": "dtmf", "call": "c1", "digits": "5", "method": "info", "delay": 1.0},
+            {"do": "wait_dtmf", "call": "c1", "count": 1, "timeout": 5},
+            hangup_after=3.0,
+            headers={"X-Visio-Context": "allocataire=1234567"},
         )
         with kiosk:
             live = wait_for(lambda: gw.relaying_call(20), 15, "RTP relayed both ways")
-            assert station.stdin is not None
-            station.stdin.write(b"7\n")  # the agent presses 7 on the station
-            station.stdin.flush()
+            station.type("7")  # the agent presses 7 on the station
             result = kiosk.wait(timeout=40)
         status = gw.wait_idle()
-        wait_for(
-            lambda: "cleared the call" in station_log.read_text(errors="replace"), 10, "release"
-        )
+        assert station.wait_output("cleared the call", 10), station.output[-3000:]
         capture.stop()
     finally:
-        stop_station(station)
+        station.stop()
 
     call = find_call(result, "c1")
-    names = [s["state"] for s in call["states"]]
-    assert "CONFIRMED" in names and names[-1] == "DISCONNECTED", names
+    assert connected(call), call["states"]
     assert call["hung_up_by"] == "local"
     assert call["streams"][0]["rx_packets"] > 20, call["streams"][0]
     # The station's key (H.245 userInputIndication or Q.931 keypad) reached the kiosk.
     assert [d["digit"] for d in call["dtmf_received"]] == ["7"], call["dtmf_received"]
     assert live["station"] == "caf-h323"
-    station_out = station_log.read_text(errors="replace")
+    station_out = station.output
     assert "Started logical channel: sending" in station_out, station_out[-3000:]
     assert "Started logical channel: receiving" in station_out, station_out[-3000:]
     assert '"vrgw" has cleared the call' in station_out, station_out[-3000:]
@@ -152,75 +202,29 @@ def test_sip_kiosk_calls_an_h323_station(gateway_factory: Any, tmp_path: Path, m
     assert capture.problems(display_filter=f"tcp.port == {station_port}") == []
 
 
-def h323_port_of(gw: GatewayProcess) -> int:
-    """The gateway's H.225.0 port, from its start-up line (written just after HTTP is up)."""
-    match = wait_for(lambda: re.search(r"H\.323 tcp (\d+)", gw.log()), 10, "the start-up line")
-    return int(match[1])
-
-
 @pytest.mark.parametrize("mode", ["faststart", "slowstart-tunnelled"])
 def test_h323_kiosk_calls_a_sip_station(gateway_factory: Any, tmp_path: Path, mode: str) -> None:
     """An H.323 unit at a kiosk site (trusted by address) dials ``caf`` by alias; the
     gateway offers the call to a SIP station (pjsua2), which answers; media both ways."""
     station_port = free_port()
-    plan = tmp_path / "kiosk.yaml"
-    plan.write_text(
-        "version: 1\ndomain: 127.0.0.1\nmedia: {timeout: 0}\n"
-        "kiosks:\n"
-        "  - {id: lessay, site: MSP de Lessay, addresses: [127.0.0.1], services: all}\n"
-        'services:\n  - {name: caf, number: "1001", partner: caf}\n'
-        "partners:\n  - id: caf\n    name: CAF de la Manche\n    wrap_up: 0\n"
-        "    stations:\n"
-        f'      - {{id: caf-1, address: "127.0.0.1:{station_port}", keepalive: 0}}\n'
-    )
-    gw: GatewayProcess = gateway_factory(plan)
-    station = start_pjagent(
-        {
-            "deadline": 40,
-            "transports": [{"type": "udp", "port": station_port}],
-            "media": {"tone_hz": 660, "record": True},
-            "accounts": [
-                {
-                    "id": "station",
-                    "uri": f"sip:caf-1@127.0.0.1:{station_port}",
-                    "register": False,
-                    "role": "station",
-                    "answer": {"mode": "answer", "delay": 0.3, "ringing": 180},
-                }
-            ],
-            "actions": [
-                {"do": "wait_incoming", "account": "station", "count": 1, "timeout": 20},
-                {"do": "wait_idle", "min_calls": 1, "timeout": 25},
-            ],
-        },
-        workdir=tmp_path / "station",
-    )
-    kiosk_log = tmp_path / "kiosk-simple.log"
-    simple = h323_peers() / "bin" / "simple"
-    args = [str(simple), "-n", "-e", "-u", "kiosk-lessay", "-i", "127.0.0.1"]
-    args += ["-x", str(free_port()), "-s", "Null Audio", *MODES[mode]]
-    args.append(f"caf@127.0.0.1:{h323_port_of(gw)}")
-    with station:
+    gw: GatewayProcess = gateway_factory(write_plan(tmp_path, sip_station_entry(station_port)))
+    with sip_station(tmp_path, station_port) as station:
         station.wait_ready()
-        with kiosk_log.open("wb") as out:
-            kiosk = subprocess.Popen(
-                args, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path
-            )
+        kiosk = unit(
+            tmp_path, "-n", "-u", "kiosk-lessay", "-x", str(free_port()), *MODES[mode],
+            f"caf@127.0.0.1:{h323_port_of(gw)}",
+        )  # fmt: skip
         try:
-            wait_for(lambda: "In call with" in kiosk_log.read_text("latin-1"), 20, "connect")
-
+            assert kiosk.wait_output("In call with", 20), kiosk.output[-3000:]
             live = wait_for(lambda: gw.relaying_call(20), 15, "RTP relayed both ways")
-            assert kiosk.stdin is not None
-            kiosk.stdin.write(b"H\n")  # the citizen hangs up
-            kiosk.stdin.flush()
-            wait_for(lambda: "completed" in kiosk_log.read_text("latin-1"), 10, "release")
+            kiosk.type("H")  # the citizen hangs up
+            assert kiosk.wait_output("completed", 10), kiosk.output[-3000:]
         finally:
-            stop_station(kiosk)
+            kiosk.stop()
         result = station.wait(timeout=40)
     status = gw.wait_idle()
     inc = find_call(result, role="incoming")
-    names = [s["state"] for s in inc["states"]]
-    assert "CONFIRMED" in names and names[-1] == "DISCONNECTED", names
+    assert connected(inc), inc["states"]
     assert inc["hung_up_by"] == "remote"
     assert inc["streams"][0]["rx_packets"] > 20, inc["streams"][0]
     assert "X-Visio-Kiosk: lessay" in inc["invite"]
@@ -230,66 +234,23 @@ def test_h323_kiosk_calls_a_sip_station(gateway_factory: Any, tmp_path: Path, mo
     assert record["outcome"] == "completed", record
 
 
-def ras_port_of(gw: GatewayProcess) -> int:
-    """The gateway's gatekeeper port, from its start-up line."""
-    match = wait_for(lambda: re.search(r"RAS udp (\d+)", gw.log()), 10, "the start-up line")
-    return int(match[1])
-
-
 def test_station_registered_with_the_gateways_gatekeeper(
     gateway_factory: Any, tmp_path: Path
 ) -> None:
     """An H.323 station with no fixed address registers its alias (RRQ) with the
     gateway's gatekeeper; a SIP kiosk's call then reaches it where it registered."""
-    plan = tmp_path / "gk.yaml"
-    plan.write_text(
-        "version: 1\ndomain: 127.0.0.1\nmedia: {timeout: 0}\n"
-        "kiosks:\n"
-        "  - {id: lessay, site: MSP de Lessay, addresses: [127.0.0.1], services: all}\n"
-        'services:\n  - {name: caf, number: "1001", partner: caf}\n'
-        "partners:\n  - id: caf\n    name: CAF de la Manche\n    wrap_up: 0\n"
-        "    stations:\n      - {id: caf-h323, protocol: h323, alias: agent-caf}\n"
-    )
+    plan = write_plan(tmp_path, "{id: caf-h323, protocol: h323, alias: agent-caf}")
     gw: GatewayProcess = gateway_factory(plan)
-    port = free_port()
-    log = tmp_path / "station.log"
-    simple = h323_peers() / "bin" / "simple"
-    args = [str(simple), "-l", "-a", "-e", "-u", "agent-caf", "-i", "127.0.0.1", "-x", str(port)]
-    args += ["-g", f"127.0.0.1:{ras_port_of(gw)}", "-s", "Null Audio", "-f"]
-    with log.open("wb") as out:
-        station = subprocess.Popen(
-            args, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path
-        )
+    station = listening_unit(tmp_path, free_port(), "-g", f"127.0.0.1:{ras_port_of(gw)}", "-f")
     try:
         wait_for(lambda: "station caf-h323 is reachable" in gw.log(), 15, "the registration")
-        kiosk = start_pjagent(
-            {
-                "deadline": 30,
-                "transports": [{"type": "udp", "port": 0}],
-                "media": {"tone_hz": 440},
-                "accounts": [{"id": "kiosk", "uri": "sip:lessay@127.0.0.1", "register": False}],
-                "actions": [
-                    {
-                        "do": "call",
-                        "account": "kiosk",
-                        "dest": f"sip:caf@127.0.0.1:{gw.sip_port}",
-                        "name": "c1",
-                    },
-                    {"do": "wait_state", "call": "c1", "state": "CONFIRMED", "timeout": 15},
-                    {"do": "hangup", "call": "c1", "after": 1.0},
-                    {"do": "wait_state", "call": "c1", "state": "DISCONNECTED", "timeout": 10},
-                ],
-            },
-            workdir=tmp_path / "kiosk",
-        )
-        with kiosk:
+        with sip_kiosk(gw, tmp_path) as kiosk:
             result = kiosk.wait(timeout=30)
         gw.wait_idle()
-        wait_for(lambda: "cleared the call" in log.read_text("latin-1"), 10, "release")
+        assert station.wait_output("cleared the call", 10), station.output[-3000:]
     finally:
-        stop_station(station)
-    names = [s["state"] for s in find_call(result, "c1")["states"]]
-    assert "CONFIRMED" in names, names
+        station.stop()
+    assert connected(find_call(result, "c1"))
     record = gw.http("/api/v1/calls")["ended"][-1]
     assert record["outcome"] == "completed" and record["station"] == "caf-h323", record
     # The unit's URQ as it exits takes it off the desk.
@@ -304,71 +265,30 @@ def test_registered_h323_kiosk_calls_through_the_gatekeeper(
     by its registration; a unit that is not a kiosk is refused registration."""
     station_port = free_port()
     (tmp_path / "kiosk.secrets").write_text("kiosk-lessay: pw-not-used-by-h323\n")
-    plan = tmp_path / "gk-kiosk.yaml"
-    plan.write_text(
-        "version: 1\ndomain: 127.0.0.1\nsecrets_file: kiosk.secrets\nmedia: {timeout: 0}\n"
-        "kiosks:\n"
-        "  - {id: lessay, site: MSP de Lessay, username: kiosk-lessay,"
-        " password: {secret: kiosk-lessay}, services: all}\n"
-        'services:\n  - {name: caf, number: "1001", partner: caf}\n'
-        "partners:\n  - id: caf\n    name: CAF de la Manche\n    wrap_up: 0\n"
-        "    stations:\n"
-        f'      - {{id: caf-1, address: "127.0.0.1:{station_port}", keepalive: 0}}\n'
+    plan = write_plan(
+        tmp_path,
+        sip_station_entry(station_port),
+        kiosk="{id: lessay, site: MSP de Lessay, username: kiosk-lessay,"
+        " password: {secret: kiosk-lessay}, services: all}",
+        top="secrets_file: kiosk.secrets\n",
     )
     gw: GatewayProcess = gateway_factory(plan)
-    station = start_pjagent(
-        {
-            "deadline": 40,
-            "transports": [{"type": "udp", "port": station_port}],
-            "media": {"tone_hz": 660},
-            "accounts": [
-                {
-                    "id": "station",
-                    "uri": f"sip:caf-1@127.0.0.1:{station_port}",
-                    "register": False,
-                    "role": "station",
-                    "answer": {"mode": "answer", "delay": 0.3, "ringing": 180},
-                    "hangup_after": 1.5,
-                }
-            ],
-            "actions": [
-                {"do": "wait_incoming", "account": "station", "count": 1, "timeout": 25},
-                {"do": "wait_idle", "min_calls": 1, "timeout": 25},
-            ],
-        },
-        workdir=tmp_path / "station",
-    )
-    simple = h323_peers() / "bin" / "simple"
     gk = f"127.0.0.1:{ras_port_of(gw)}"
-    stranger_log = tmp_path / "stranger.log"
-    with stranger_log.open("wb") as out:
-        intruder = ["-r", "-u", "intruder", "-i", "127.0.0.1", "-x", str(free_port())]
-        stranger = subprocess.run(
-            [str(simple), *intruder, "-g", gk, "-s", "Null Audio", "-S", "caf"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            timeout=30,
-            check=False,
-            cwd=tmp_path,
-        )
-    refused = stranger_log.read_text("latin-1")
-    assert "Error registering with gatekeeper" in refused, refused[-2000:]
-    assert stranger.returncode == 0 and "In call with" not in refused
-    kiosk_log = tmp_path / "kiosk.log"
-    args = [str(simple), "-e", "-u", "kiosk-lessay", "-i", "127.0.0.1", "-x", str(free_port())]
-    args += ["-g", gk, "-s", "Null Audio", "-f", "caf"]
-    with station:
+    stranger = unit(tmp_path, "-r", "-u", "intruder", "-x", str(free_port()), "-g", gk, "caf")
+    try:
+        refused = stranger.wait_output("Error registering with gatekeeper", 20)
+        assert refused and "In call with" not in stranger.output, stranger.output[-2000:]
+    finally:
+        stranger.stop()
+    with sip_station(tmp_path, station_port, hangup_after=1.5) as station:
         station.wait_ready()
-        with kiosk_log.open("wb") as out:
-            kiosk = subprocess.Popen(
-                args, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path
-            )
+        kiosk = unit(tmp_path, "-u", "kiosk-lessay", "-x", str(free_port()), "-g", gk, "-f", "caf")
         try:
-            wait_for(lambda: "In call with" in kiosk_log.read_text("latin-1"), 20, "connect")
+            assert kiosk.wait_output("In call with", 20), kiosk.output[-3000:]
             # The agent hangs up: the gateway clears the kiosk's call.
-            wait_for(lambda: "cleared the call" in kiosk_log.read_text("latin-1"), 15, "release")
+            assert kiosk.wait_output("cleared the call", 15), kiosk.output[-3000:]
         finally:
-            stop_station(kiosk)
+            kiosk.stop()
         result = station.wait(timeout=30)
     inc = find_call(result, role="incoming")
     assert "X-Visio-Kiosk: lessay" in inc["invite"]
@@ -382,80 +302,26 @@ def test_a_queued_h323_kiosk_hears_the_announcement(gateway_factory: Any, tmp_pa
     with its media accepted, so the French announcement plays before anyone answers; it
     is connected to the station once the first call ends."""
     station_port = free_port()
-    plan = tmp_path / "queue.yaml"
-    plan.write_text(
-        "version: 1\ndomain: 127.0.0.1\nmedia: {timeout: 0}\n"
-        "kiosks:\n"
-        "  - {id: lessay, site: MSP de Lessay, addresses: [127.0.0.1], services: all}\n"
-        'services:\n  - {name: caf, number: "1001", partner: caf}\n'
-        "partners:\n  - id: caf\n    name: CAF de la Manche\n    wrap_up: 0\n"
-        "    stations:\n"
-        f'      - {{id: caf-1, address: "127.0.0.1:{station_port}", keepalive: 0}}\n'
-    )
-    gw: GatewayProcess = gateway_factory(plan)
-    station = start_pjagent(
-        {
-            "deadline": 45,
-            "transports": [{"type": "udp", "port": station_port}],
-            "media": {"tone_hz": 660},
-            "accounts": [
-                {
-                    "id": "station",
-                    "uri": f"sip:caf-1@127.0.0.1:{station_port}",
-                    "register": False,
-                    "role": "station",
-                    "answer": {"mode": "answer", "delay": 0.3, "ringing": 180},
-                    "hangup_after": 4.0,
-                }
-            ],
-            "actions": [
-                {"do": "wait_incoming", "account": "station", "count": 2, "timeout": 30},
-                {"do": "wait_idle", "min_calls": 2, "timeout": 30},
-            ],
-        },
-        workdir=tmp_path / "station",
-    )
-    first = start_pjagent(
-        {
-            "deadline": 30,
-            "transports": [{"type": "udp", "port": 0}],
-            "media": {"tone_hz": 440},
-            "accounts": [{"id": "kiosk", "uri": "sip:lessay@127.0.0.1", "register": False}],
-            "actions": [
-                {
-                    "do": "call",
-                    "account": "kiosk",
-                    "dest": f"sip:caf@127.0.0.1:{gw.sip_port}",
-                    "name": "c1",
-                },
-                {"do": "wait_state", "call": "c1", "state": "DISCONNECTED", "timeout": 20},
-            ],
-        },
-        workdir=tmp_path / "first",
-    )
-    kiosk_log = tmp_path / "h323-kiosk.log"
-    simple = h323_peers() / "bin" / "simple"
-    args = [str(simple), "-n", "-e", "-u", "kiosk-lessay", "-i", "127.0.0.1"]
-    args += ["-x", str(free_port()), "-s", "Null Audio", "-f"]
-    args.append(f"caf@127.0.0.1:{h323_port_of(gw)}")
+    gw: GatewayProcess = gateway_factory(write_plan(tmp_path, sip_station_entry(station_port)))
+    station = sip_station(tmp_path, station_port, calls=2, hangup_after=4.0)
+    first = sip_kiosk(gw, tmp_path, hangup_after=None, name="first")
     capture = start_capture(tmp_path / "queue.pcapng", [h323_port_of(gw)])
     with station, first:
         station.wait_ready()
         wait_for(lambda: gw.relaying_call(5), 15, "the first call")
-        with kiosk_log.open("wb") as out:
-            kiosk = subprocess.Popen(
-                args, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path
-            )
+        kiosk = unit(
+            tmp_path, "-n", "-u", "kiosk-lessay", "-x", str(free_port()), "-f",
+            f"caf@127.0.0.1:{h323_port_of(gw)}",
+        )  # fmt: skip
         try:
-            log = lambda: kiosk_log.read_text("latin-1")  # noqa: E731
-            wait_for(lambda: "Started logical channel: receiving" in log(), 10, "early media")
-            assert "In call with" not in log()  # still queued, hearing the announcement
+            assert kiosk.wait_output("Started logical channel: receiving", 10), kiosk.output
+            assert "In call with" not in kiosk.output  # queued, hearing the announcement
             queued = gw.http("/api/v1/queues")["queues"]["caf"]
             assert [w["kiosk"] for w in queued["waiting"]] == ["lessay"], queued
-            wait_for(lambda: "In call with" in log(), 20, "the station")
-            wait_for(lambda: "cleared the call" in log(), 15, "release")
+            assert kiosk.wait_output("In call with", 20), kiosk.output[-3000:]
+            assert kiosk.wait_output("cleared the call", 15), kiosk.output[-3000:]
         finally:
-            stop_station(kiosk)
+            kiosk.stop()
         first.wait(timeout=30)
         station.wait(timeout=30)
     gw.wait_idle()
@@ -474,51 +340,23 @@ def test_an_isdn_unit_is_called_by_number_through_its_h320_gateway(
     a `simple` that answers whatever it is called for): the Setup goes to the gateway
     with the number as dialledDigits and as the Called party number."""
     gateway_port = free_port()
-    plan = tmp_path / "isdn.yaml"
-    plan.write_text(
-        "version: 1\ndomain: 127.0.0.1\nmedia: {timeout: 0}\n"
-        f'h323:\n  gateways:\n    - {{id: rnis-caf, address: "127.0.0.1:{gateway_port}"}}\n'
-        "kiosks:\n"
-        "  - {id: lessay, site: MSP de Lessay, addresses: [127.0.0.1], services: all}\n"
-        'services:\n  - {name: caf, number: "1001", partner: caf}\n'
-        "partners:\n  - id: caf\n    name: CAF de la Manche\n    wrap_up: 0\n"
-        "    stations:\n"
-        '      - {id: caf-isdn, protocol: h323, number: "0233445566", via: rnis-caf}\n'
+    plan = write_plan(
+        tmp_path,
+        '{id: caf-isdn, protocol: h323, number: "0233445566", via: rnis-caf}',
+        top=f'h323:\n  gateways:\n    - {{id: rnis-caf, address: "127.0.0.1:{gateway_port}"}}\n',
     )
-    log = tmp_path / "h320.log"
-    unit = start_station(gateway_port, "faststart", log)
+    h320 = listening_unit(tmp_path, gateway_port, "-n", "-f")
     try:
         gw: GatewayProcess = gateway_factory(plan)
         capture = start_capture(tmp_path / "isdn.pcapng", [gateway_port])
-        kiosk = start_pjagent(
-            {
-                "deadline": 30,
-                "transports": [{"type": "udp", "port": 0}],
-                "media": {"tone_hz": 440},
-                "accounts": [{"id": "kiosk", "uri": "sip:lessay@127.0.0.1", "register": False}],
-                "actions": [
-                    {
-                        "do": "call",
-                        "account": "kiosk",
-                        "dest": f"sip:caf@127.0.0.1:{gw.sip_port}",
-                        "name": "c1",
-                    },
-                    {"do": "wait_state", "call": "c1", "state": "CONFIRMED", "timeout": 15},
-                    {"do": "hangup", "call": "c1", "after": 1.0},
-                    {"do": "wait_state", "call": "c1", "state": "DISCONNECTED", "timeout": 10},
-                ],
-            },
-            workdir=tmp_path / "kiosk",
-        )
-        with kiosk:
+        with sip_kiosk(gw, tmp_path) as kiosk:
             result = kiosk.wait(timeout=30)
         gw.wait_idle()
-        wait_for(lambda: "cleared the call" in log.read_text("latin-1"), 10, "release")
+        assert h320.wait_output("cleared the call", 10), h320.output[-3000:]
         capture.stop()
     finally:
-        stop_station(unit)
-    names = [s["state"] for s in find_call(result, "c1")["states"]]
-    assert "CONFIRMED" in names, names
+        h320.stop()
+    assert connected(find_call(result, "c1"))
     record = gw.http("/api/v1/calls")["ended"][-1]
     assert record["outcome"] == "completed" and record["station"] == "caf-isdn", record
     setups = capture.fields(
@@ -535,64 +373,29 @@ def test_station_located_through_a_partners_gatekeeper(
     """The partner runs its own GNU Gatekeeper, where its unit registers; the gateway
     registers there too, locates the unit by its alias (LRQ -> LCF) and calls it."""
     gk = GnuGk(tmp_path)
-    unit_port = free_port()
-    log = tmp_path / "unit.log"
-    unit: subprocess.Popen[bytes] | None = None
+    station: SimplePeer | None = None
     try:
         asyncio.run(gk.ready())
-        simple = h323_peers() / "bin" / "simple"
-        args = [str(simple), "-l", "-a", "-e", "-u", "agent-caf", "-i", "127.0.0.1"]
-        args += ["-x", str(unit_port), "-g", f"127.0.0.1:{gk.ras_port}", "-s", "Null Audio"]
-        with log.open("wb") as out:
-            unit = subprocess.Popen(
-                [*args, "-f"], stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT
-            )
+        station = listening_unit(tmp_path, free_port(), "-g", f"127.0.0.1:{gk.ras_port}", "-f")
         wait_for(lambda: any("agent-caf" in r for r in asyncio.run(gk.registrations())), 10, "unit")
-        plan = tmp_path / "partner-gk.yaml"
-        plan.write_text(
-            "version: 1\ndomain: 127.0.0.1\nmedia: {timeout: 0}\n"
-            "h323:\n  gatekeepers:\n"
-            f'    - {{id: gk-caf, address: "127.0.0.1:{gk.ras_port}", aliases: [vrgw-manche]}}\n'
-            "kiosks:\n"
-            "  - {id: lessay, site: MSP de Lessay, addresses: [127.0.0.1], services: all}\n"
-            'services:\n  - {name: caf, number: "1001", partner: caf}\n'
-            "partners:\n  - id: caf\n    name: CAF de la Manche\n    wrap_up: 0\n"
-            "    stations:\n"
-            "      - {id: caf-gk, protocol: h323, alias: agent-caf, gatekeeper: gk-caf}\n"
+        plan = write_plan(
+            tmp_path,
+            "{id: caf-gk, protocol: h323, alias: agent-caf, gatekeeper: gk-caf}",
+            top="h323:\n  gatekeepers:\n"
+            f'    - {{id: gk-caf, address: "127.0.0.1:{gk.ras_port}", aliases: [vrgw-manche]}}\n',
         )
         gw: GatewayProcess = gateway_factory(plan)
         wait_for(lambda: "station caf-gk is reachable" in gw.log(), 15, "the LCF")
         assert any("vrgw-manche" in r for r in asyncio.run(gk.registrations()))
-        kiosk = start_pjagent(
-            {
-                "deadline": 30,
-                "transports": [{"type": "udp", "port": 0}],
-                "media": {"tone_hz": 440},
-                "accounts": [{"id": "kiosk", "uri": "sip:lessay@127.0.0.1", "register": False}],
-                "actions": [
-                    {
-                        "do": "call",
-                        "account": "kiosk",
-                        "dest": f"sip:caf@127.0.0.1:{gw.sip_port}",
-                        "name": "c1",
-                    },
-                    {"do": "wait_state", "call": "c1", "state": "CONFIRMED", "timeout": 15},
-                    {"do": "hangup", "call": "c1", "after": 1.0},
-                    {"do": "wait_state", "call": "c1", "state": "DISCONNECTED", "timeout": 10},
-                ],
-            },
-            workdir=tmp_path / "kiosk",
-        )
-        with kiosk:
+        with sip_kiosk(gw, tmp_path) as kiosk:
             result = kiosk.wait(timeout=30)
         gw.wait_idle()
-        wait_for(lambda: "cleared the call" in log.read_text("latin-1"), 10, "release")
+        assert station.wait_output("cleared the call", 10), station.output[-3000:]
     finally:
-        if unit is not None:
-            stop_station(unit)
+        if station is not None:
+            station.stop()
         gk.stop()
-    names = [s["state"] for s in find_call(result, "c1")["states"]]
-    assert "CONFIRMED" in names, names
+    assert connected(find_call(result, "c1"))
     record = gw.http("/api/v1/calls")["ended"][-1]
     assert record["outcome"] == "completed" and record["station"] == "caf-gk", record
 
@@ -605,51 +408,31 @@ def test_kiosk_hold_pauses_the_h323_station(
     station gets an empty capability set (third-party pause, H.323 8.4.6), closes its
     channel, then reopens it on resume; the kiosk's re-INVITEs are answered."""
     station_port = free_port()
-    station_log = tmp_path / "simple.log"
-    station = start_station(station_port, mode, station_log)
+    station = listening_unit(tmp_path, station_port, "-n", *MODES[mode])
     try:
-        gw: GatewayProcess = gateway_factory(dialplan(tmp_path, station_port))
-        kiosk = start_pjagent(
-            {
-                "deadline": 40,
-                "transports": [{"type": "udp", "port": 0}],
-                "media": {"tone_hz": 440},
-                "accounts": [{"id": "kiosk", "uri": "sip:lessay@127.0.0.1", "register": False}],
-                "actions": [
-                    {
-                        "do": "call",
-                        "account": "kiosk",
-                        "dest": f"sip:caf@127.0.0.1:{gw.sip_port}",
-                        "name": "c1",
-                    },
-                    {"do": "wait_state", "call": "c1", "state": "CONFIRMED", "timeout": 15},
-                    {"do": "hold", "call": "c1", "delay": 1.0},
-                    {"do": "wait_media", "call": "c1", "status": "LOCAL_HOLD", "timeout": 10},
-                    {"do": "unhold", "call": "c1", "delay": 1.0},
-                    {"do": "wait_media", "call": "c1", "status": "ACTIVE", "timeout": 10},
-                    # the agent hangs up once the station sends again (see below)
-                    {"do": "wait_state", "call": "c1", "state": "DISCONNECTED", "timeout": 30},
-                ],
-            },
-            workdir=tmp_path / "kiosk",
+        gw: GatewayProcess = gateway_factory(write_plan(tmp_path, h323_station(station_port)))
+        kiosk = sip_kiosk(
+            gw,
+            tmp_path,
+            {"do": "hold", "call": "c1", "delay": 1.0},
+            {"do": "wait_media", "call": "c1", "status": "LOCAL_HOLD", "timeout": 10},
+            {"do": "unhold", "call": "c1", "delay": 1.0},
+            {"do": "wait_media", "call": "c1", "status": "ACTIVE", "timeout": 10},
+            hangup_after=None,  # the agent hangs up once the station sends again
         )
         with kiosk:
             # Paused by the empty capability set, the station closes its channel; on
             # resume it opens it again (H.245 at its own pace): then the agent hangs up.
             wait_for(
-                lambda: (
-                    station_log.read_text("latin-1").count("Started logical channel: sending") >= 2
-                ),
+                lambda: station.output.count("Started logical channel: sending") >= 2,
                 20,
                 "the station to send again after resume",
             )
-            assert station.stdin is not None
-            station.stdin.write(b"H\n")
-            station.stdin.flush()
+            station.type("H")
             result = kiosk.wait(timeout=40)
         gw.wait_idle()
     finally:
-        stop_station(station)
+        station.stop()
     outcomes = [a.get("outcome") for a in result["actions"]]
     assert all(o in (None, "ok") for o in outcomes), result["actions"]
     assert find_call(result, "c1")["hung_up_by"] == "remote"
