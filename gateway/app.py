@@ -210,6 +210,7 @@ class Gateway:
         self.dialplan = new
         self.ua.set_dialplan(new)
         self.b2bua.set_dialplan(new)
+        self.scheduler.spawn(self.partner_gatekeepers.update(new.gatekeepers))
         self.presence.changed_all()
         log.info("dialplan reloaded from %s", new.source)
         return True, "reloaded"

@@ -130,6 +130,49 @@ class _LiveCollector(Collector):
         yield calls
         yield queue
         yield status
+        yield from _h323_metrics(gw)
+
+
+def _h323_metrics(gw: Gateway) -> Iterable[Metric]:
+    """H.323: connections, our gatekeeper's registrations, RAS traffic per gatekeeper
+    (``vrgw`` is ours, the others are partners' gatekeepers of the dialplan)."""
+    yield _gauge(
+        "vrgw_h323_connections",
+        "H.225.0 call signalling connections open (calls and station probes)",
+        len(gw.h323.connections),
+    )
+    yield _gauge(
+        "vrgw_h323_registrations",
+        "H.323 endpoints registered with the gateway's gatekeeper",
+        len(gw.gatekeeper.registrations),
+    )
+    entities = [("vrgw", gw.gatekeeper.counters)]
+    registered = GaugeMetricFamily(
+        "vrgw_h323_partner_gatekeeper_registered",
+        "1 while the gateway is registered with a partner's gatekeeper",
+        labels=["gatekeeper"],
+    )
+    for name, (client, _) in gw.partner_gatekeepers.clients.items():
+        entities.append((name, client.counters))
+        registered.add_metric([name], 1 if client.registered else 0)
+    yield registered
+    families = {
+        field: CounterMetricFamily(f"vrgw_ras_{field}", doc, labels=["gatekeeper"])
+        for field, doc in (
+            ("messages_received", "RAS messages received (H.225.0 7)"),
+            ("messages_sent", "RAS messages sent"),
+            ("malformed", "RAS datagrams that did not decode"),
+            ("retransmissions", "Our RAS requests sent again"),
+            ("timeouts", "Our RAS requests never answered"),
+        )
+    }
+    for name, counters in entities:
+        families["messages_received"].add_metric([name], counters.received)
+        families["messages_sent"].add_metric([name], counters.sent)
+        families["malformed"].add_metric([name], counters.malformed)
+        families["retransmissions"].add_metric([name], counters.retransmissions)
+        families["timeouts"].add_metric([name], counters.timeouts)
+    yield from families.values()
 
 
 def _counter(name: str, doc: str, value: int) -> CounterMetricFamily:

@@ -18,7 +18,7 @@ from typing import Any
 from gateway.call.leg import EventSink, OutgoingCall, Target
 from gateway.call.scheduler import Step
 from gateway.dialplan import Dialplan
-from gateway.media.engine import MediaError, SessionStats, TimeoutHandler
+from gateway.media.engine import MediaError, MediaEventHandler, SessionStats, TimeoutHandler
 from gateway.model.causes import Cause
 from gateway.model.events import CallEvent, Dtmf, Failed, MediaUpdateAnswer, Side
 from gateway.model.sdp import Connection, SessionDescription
@@ -200,6 +200,8 @@ class FakeMedia:
         self.playing: dict[str, str] = {}
         self.fail_offer = False
         self.timeout_handler: TimeoutHandler | None = None
+        self.event_handler: MediaEventHandler | None = None
+        self.keyframe_sides: set[Side] = set()  # sides that negotiated PLI/FIR feedback
 
     def _note(self, verb: str, call_id: str, what: Any) -> None:
         self.calls[verb] += 1
@@ -251,6 +253,13 @@ class FakeMedia:
 
     def set_timeout_handler(self, handler: TimeoutHandler) -> None:
         self.timeout_handler = handler
+
+    def set_event_handler(self, handler: MediaEventHandler) -> None:
+        self.event_handler = handler
+
+    async def request_keyframe(self, call_id: str, *, to_side: Side) -> bool:
+        self._note("request_keyframe", call_id, to_side)
+        return call_id in self.sessions and to_side in self.keyframe_sides
 
     @property
     def ports_in_use(self) -> int:

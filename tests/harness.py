@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -144,6 +145,15 @@ class GatewayProcess:
     def status(self) -> dict[str, Any]:
         result: dict[str, Any] = self.http("/api/v1/status")
         return result
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        """One sample of ``/metrics`` (parsed as Prometheus text), None when absent."""
+        for family in text_string_to_metric_families(self.http("/metrics")):
+            for sample in family.samples:
+                wanted = all(sample.labels.get(k) == v for k, v in labels.items())
+                if sample.name == name and wanted:
+                    return float(sample.value)
+        return None
 
     def relaying_call(self, packets: int) -> dict[str, Any] | None:
         """A connected call whose first stream carried ``packets`` RTP packets both ways

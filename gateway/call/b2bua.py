@@ -155,6 +155,7 @@ class B2BUA:
         self._prefix = f"{int(scheduler.now()):x}"
         self.build_desks(dialplan)
         media.set_timeout_handler(self._media_timeout)
+        media.set_event_handler(self._media_event)
 
     def clock(self) -> float:
         """Wall-clock time as the controller sees it (a test clock may move it)."""
@@ -507,7 +508,7 @@ class B2BUA:
         elif isinstance(event, Dtmf) and b is not None:
             b.send_dtmf(event)
         elif isinstance(event, FastUpdate) and b is not None:
-            b.fast_update()
+            self.scheduler.spawn(self._refresh_picture(call, b))
 
     def _on_b_event(self, call: Call, event: CallEvent) -> None:
         if isinstance(event, Ringing):
@@ -532,7 +533,7 @@ class B2BUA:
         elif isinstance(event, Dtmf):
             call.a.send_dtmf(event)
         elif isinstance(event, FastUpdate):
-            call.a.fast_update()
+            self.scheduler.spawn(self._refresh_picture(call, call.a))
 
     def _b_failed(self, call: Call, failure: Failed, *, missed: bool = False) -> None:
         """The station did not take the call: its desk decides what comes next."""
@@ -660,6 +661,30 @@ class B2BUA:
             )
             return
         origin.update_answer(MediaUpdateAnswer(rewritten))
+
+    async def _refresh_picture(self, call: Call, leg: CallLeg) -> None:
+        """Ask ``leg``'s video sender for a key frame: in RTCP through the media engine
+        when that side negotiated PLI or FIR feedback, else in its signalling (SIP INFO
+        picture_fast_update, RFC 5168; H.245 videoFastUpdatePicture)."""
+        if leg.ended or call.state is CallState.ENDED:
+            return
+        try:
+            sent = await self.media.request_keyframe(call.id, to_side=leg.side)
+        except MediaError as exc:
+            log.info("%s: key-frame request through the media engine failed: %s", call.id, exc)
+            sent = False
+        if not sent and not leg.ended:
+            leg.fast_update()
+
+    def _media_event(self, call_id: str, side: Side, event: Dtmf | FastUpdate) -> None:
+        """What the media engine ended in side's media (an RFC 4733 digit, a PLI or FIR)
+        goes on like the same event from side's leg."""
+        call = self.calls.get(call_id)
+        if call is None or call.state is CallState.ENDED:
+            return
+        leg = call.a if side is Side.A else call.b
+        if leg is not None:
+            self._on_leg_event(leg, event)
 
     def _media_timeout(self, call_id: str) -> None:
         call = self.calls.get(call_id)

@@ -211,10 +211,12 @@ class PartnerGatekeepers:
         self.clients: dict[str, tuple[GatekeeperClient, RasEndpoint]] = {}
         self._where: dict[tuple[str, str], tuple[Address | None, float]] = {}
         self._asking: set[tuple[str, str]] = set()
+        self._settings: dict[str, tuple[object, ...]] = {}
 
     async def start(self, gatekeepers: Sequence[GatekeeperConfig]) -> None:
         """Open a RAS socket per gatekeeper and register with each (GRQ, RRQ)."""
         for settings in gatekeepers:
+            self._settings[settings.id] = _identity(settings)
             client = GatekeeperClient(
                 (self.host, 0),
                 settings.address,
@@ -263,10 +265,34 @@ class PartnerGatekeepers:
             elif isinstance(event, GatekeeperUnregistered | RegistrationFailed):
                 log.warning("H.323: gatekeeper %s: %s", gatekeeper, event)
 
+    async def update(self, gatekeepers: Sequence[GatekeeperConfig]) -> None:
+        """Follow a reloaded dialplan: a gatekeeper gone or changed (address, aliases,
+        identifier) is left (URQ) and its answers forgotten; one new or changed is
+        registered with; the others keep their registration untouched."""
+        wanted = {settings.id: settings for settings in gatekeepers}
+        for name in list(self.clients):
+            settings = wanted.get(name)
+            if settings is None or _identity(settings) != self._settings.get(name):
+                self._leave(name)
+                log.info("H.323: gatekeeper %s left after a dialplan reload", name)
+        await self.start([settings for settings in gatekeepers if settings.id not in self.clients])
+
+    def _leave(self, name: str) -> None:
+        client, endpoint = self.clients.pop(name)
+        self._settings.pop(name, None)
+        if client.registered:
+            endpoint.run(client.unregister)
+        endpoint.close()
+        for key in [key for key in self._where if key[0] == name]:
+            del self._where[key]
+        self._asking = {key for key in self._asking if key[0] != name}
+
     def close(self) -> None:
         """Unregister (URQ, sent as the sockets close) and close every socket."""
-        for client, endpoint in self.clients.values():
-            if client.registered:
-                endpoint.run(client.unregister)
-            endpoint.close()
-        self.clients.clear()
+        for name in list(self.clients):
+            self._leave(name)
+
+
+def _identity(settings: GatekeeperConfig) -> tuple[object, ...]:
+    """What makes a registration with a gatekeeper: changing any of it means a new one."""
+    return (settings.address, tuple(settings.aliases), settings.identifier)

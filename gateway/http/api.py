@@ -60,6 +60,10 @@ def create_app(gw: Gateway) -> FastAPI:
                 "parse_errors": gw.endpoint.counters.parse_errors,
             },
             "dialplan": str(gw.dialplan.source),
+            "h323": {
+                "connections": len(gw.h323.connections),
+                "registrations": len(gw.gatekeeper.registrations),
+            },
         }
 
     @app.get("/api/v1/calls")
@@ -86,6 +90,29 @@ def create_app(gw: Gateway) -> FastAPI:
         """The live bindings of one login."""
         bindings = await gw.store.get_bindings(aor)
         return {"aor": aor, "bindings": [asdict(b) for b in bindings]}
+
+    @app.get("/api/v1/h323/registrations")
+    async def h323_registrations() -> dict[str, Any]:
+        """H.323 units registered with the gateway's gatekeeper (H.225.0 RRQ), and the
+        gateway's own registrations with partners' gatekeepers."""
+        now = gw.ras.now()  # the clock the gatekeeper's expiries are on
+        units = [
+            {
+                "endpoint_id": r.endpoint_id,
+                "aliases": [{"kind": a.kind, "value": a.value} for a in r.aliases],
+                "call_signal_address": list(r.call_signal_address),
+                "ras_address": list(r.ras_address),
+                "time_to_live": r.time_to_live,
+                "expires_in": None if r.expires is None else round(r.expires - now, 1),
+                "calls": len(r.calls),
+            }
+            for r in gw.gatekeeper.registrations.values()
+        ]
+        partners = [
+            {"gatekeeper": name, "registered": client.registered, "state": client.state.value}
+            for name, (client, _) in gw.partner_gatekeepers.clients.items()
+        ]
+        return {"registrations": units, "partner_gatekeepers": partners}
 
     @app.post("/api/v1/reload")
     async def reload() -> dict[str, Any]:

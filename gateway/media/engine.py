@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from gateway.model.events import Side
+from gateway.model.events import Dtmf, FastUpdate, Side
 from gateway.model.sdp import SessionDescription
 
 
@@ -61,6 +61,9 @@ class SessionStats:
 
 
 TimeoutHandler = Callable[[str], None]
+# What an engine ended in the media of ``side`` because the other side cannot take it
+# there: an RFC 4733 digit, a PLI or FIR (RFC 4585, RFC 5104) as a FastUpdate.
+MediaEventHandler = Callable[[str, Side, Dtmf | FastUpdate], None]
 
 
 class MediaEngine(Protocol):
@@ -112,6 +115,20 @@ class MediaEngine(Protocol):
 
     def set_timeout_handler(self, handler: TimeoutHandler) -> None:
         """Register the callback run with ``call_id`` when a call's media stops."""
+
+    def set_event_handler(self, handler: MediaEventHandler) -> None:
+        """Register the callback for what the engine ends in band on a side's behalf.
+
+        An engine that can, answers a side offering RFC 4733 ``telephone-event`` or
+        RTCP feedback (``a=rtcp-fb`` PLI or FIR) with them even when the other side
+        lacks them, keeps those packets and reports each digit or key-frame request
+        here, for the controller to hand to the other leg's signalling.
+        """
+
+    async def request_keyframe(self, call_id: str, *, to_side: Side) -> bool:
+        """Ask ``to_side``'s video sender for a key frame in RTCP (a PLI, RFC 4585
+        6.3.1, or a FIR, RFC 5104 4.3.1) if that side negotiated such feedback; False
+        when it did not (or the engine cannot), and the leg's signalling must ask."""
 
     @property
     def ports_in_use(self) -> int:

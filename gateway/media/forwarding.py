@@ -28,7 +28,9 @@ import logging
 import socket
 from collections.abc import Callable
 
+from gateway.media.dtmf import EventReceiver
 from gateway.media.engine import DirectionStats
+from gateway.media.rtp import asks_for_keyframe
 from gateway.model.sdp import MediaDescription
 
 logger = logging.getLogger(__name__)
@@ -43,11 +45,19 @@ class Leg:
     """One side of one stream: the sockets facing that side and where that side is.
 
     ``media`` is the side's own m= line from its latest SDP, which lists what the side
-    receives (RFC 3264 5.1); only the announcement player reads it, to pick a codec.
+    receives (RFC 3264 5.1); the announcement player reads it to pick a codec.
+
+    Where the other side cannot take what this side sends in band, the relay ends it
+    here: ``events`` keeps this side's RFC 4733 telephone events and reports digits,
+    ``on_keyframe_request`` is called for the PLI or FIR in this side's RTCP (RFC 4585,
+    RFC 5104); both are forwarded as usual when ``None``. ``ssrc`` is the SSRC of this
+    side's first RTP packet, the media source a key-frame request names.
     """
 
     __slots__ = (
+        "events",
         "media",
+        "on_keyframe_request",
         "pair",
         "port",
         "rtcp_dest",
@@ -59,6 +69,7 @@ class Leg:
         "rtp_sdp",
         "rtp_sock",
         "rx",
+        "ssrc",
     )
 
     def __init__(self, rx: DirectionStats) -> None:
@@ -74,6 +85,9 @@ class Leg:
         self.rtp_latched = False
         self.rtcp_latched = False
         self.media: MediaDescription | None = None
+        self.events: EventReceiver | None = None
+        self.on_keyframe_request: Callable[[], None] | None = None
+        self.ssrc: int | None = None
 
     def set_sdp_addresses(self, rtp: Address | None, rtcp: Address | None) -> None:
         """Take the side's addresses from its latest SDP (RFC 3264 8.3.1: it may move)."""
@@ -141,13 +155,21 @@ class Forwarder:
             if not src.rtp_latched:
                 src.rtp_dest = addr
                 src.rtp_latched = True
+                if size >= 12 and not 192 <= buf[1] <= 223:
+                    src.ssrc = int.from_bytes(buf[8:12], "big")
             # rtcp-mux: RTCP types 192-223 fill the byte holding RTP's marker and PT
             if size >= 8 and 192 <= buf[1] <= 223:
                 rx.rtcp_packets += 1
                 rx.rtcp_bytes += size
+                if src.on_keyframe_request is not None and asks_for_keyframe(view[:size]):
+                    src.on_keyframe_request()
             else:
                 rx.rtp_packets += 1
                 rx.rtp_bytes += size
+                events = src.events
+                if events is not None and buf[1] & 0x7F == events.pt:
+                    events.feed(bytes(view[:size]))
+                    continue  # ended here: the other side does not take them in RTP
             out = dst.rtp_sock
             dest = dst.rtp_dest
             if out is not None and dest is not None:
@@ -179,6 +201,8 @@ class Forwarder:
                 src.rtcp_latched = True
             rx.rtcp_packets += 1
             rx.rtcp_bytes += size
+            if src.on_keyframe_request is not None and asks_for_keyframe(view[:size]):
+                src.on_keyframe_request()
             out = dst.rtcp_sock
             dest = dst.rtcp_dest
             if out is not None and dest is not None:

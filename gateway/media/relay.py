@@ -23,11 +23,15 @@ import contextlib
 import functools
 import ipaddress
 import logging
+import os
 import socket
+from collections.abc import Callable
 
+from gateway.media.dtmf import EventReceiver, telephone_event_format
 from gateway.media.engine import (
     DirectionStats,
     MediaError,
+    MediaEventHandler,
     SessionStats,
     StreamStats,
     TimeoutHandler,
@@ -36,7 +40,8 @@ from gateway.media.forwarding import Address, Forwarder, Leg, PortPair
 from gateway.media.player import Player, negotiated_g711
 from gateway.media.ports import PortPool
 from gateway.media.prompts import PromptError, load_prompt
-from gateway.model.events import Side
+from gateway.media.rtp import keyframe_request
+from gateway.model.events import Dtmf, FastUpdate, Side
 from gateway.model.sdp import (
     Connection,
     Direction,
@@ -61,6 +66,40 @@ ICE_ATTRIBUTES = frozenset(
         "remote-candidates",
     }
 )
+
+# At most one key-frame request a second from one side reaches the controller: a
+# receiver facing loss may send a PLI with every RTCP report (RFC 4585 3.4).
+KEYFRAME_REPORT_INTERVAL = 1.0
+
+
+def keyframe_feedback(media: MediaDescription | None) -> list[str]:
+    """The ``a=rtcp-fb`` values of an m= line that ask for key frames: ``nack pli``
+    (RFC 4585 6.3.1) and ``ccm fir`` (RFC 5104 7.1)."""
+    if media is None:
+        return []
+    found: list[str] = []
+    for value in media.get_attrs("rtcp-fb"):
+        words = value.lower().split()
+        if words[1:3] in (["nack", "pli"], ["ccm", "fir"]):
+            found.append(value)
+    return found
+
+
+class _KeyframeReporter:
+    """Reports one side's PLI/FIR to the engine's handler, at most once a second."""
+
+    __slots__ = ("_clock", "_last", "_report")
+
+    def __init__(self, clock: Callable[[], float], report: Callable[[], None]) -> None:
+        self._clock = clock
+        self._report = report
+        self._last = -KEYFRAME_REPORT_INTERVAL
+
+    def __call__(self) -> None:
+        now = self._clock()
+        if now - self._last >= KEYFRAME_REPORT_INTERVAL:
+            self._last = now
+            self._report()
 
 
 class _Stream:
@@ -178,6 +217,9 @@ class RelayEngine:
         )
         self._sessions: dict[str, _Session] = {}
         self._handler: TimeoutHandler | None = None
+        self._event_handler: MediaEventHandler | None = None
+        self._fir_sequence = 0
+        self._ssrc = int.from_bytes(os.urandom(4), "big")  # ours, in RTCP we originate
         self._watcher: asyncio.Task[None] | None = None
         self._players: dict[str, Player] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -284,6 +326,39 @@ class RelayEngine:
         """Register the callback run with ``call_id`` when a call's media stops."""
         self._handler = handler
 
+    def set_event_handler(self, handler: MediaEventHandler) -> None:
+        """Register the callback for digits and key-frame requests the relay ends."""
+        self._event_handler = handler
+
+    async def request_keyframe(self, call_id: str, *, to_side: Side) -> bool:
+        """Send ``to_side`` a PLI (or a FIR where it only takes ``ccm fir``) for each
+        live video stream it sends and negotiated such feedback on; False if none."""
+        session = self._sessions.get(call_id)
+        if session is None:
+            return False
+        sent = False
+        for stream in session.streams:
+            leg = stream.legs[to_side]
+            feedback = keyframe_feedback(leg.media)
+            if stream.kind != "video" or not stream.active or not feedback or leg.ssrc is None:
+                continue
+            mux = leg.media is not None and leg.media.has_attr("rtcp-mux")
+            sock, dest = (leg.rtp_sock, leg.rtp_dest) if mux else (leg.rtcp_sock, leg.rtcp_dest)
+            if sock is None or dest is None:
+                continue
+            if any("pli" in value.lower() for value in feedback):
+                packet = keyframe_request(self._ssrc, leg.ssrc)
+            else:
+                self._fir_sequence += 1
+                packet = keyframe_request(self._ssrc, leg.ssrc, fir_sequence=self._fir_sequence)
+            try:
+                sock.sendto(packet, dest)
+            except OSError as exc:
+                logger.info("call %s: key-frame request to %s failed: %s", call_id, dest, exc)
+                continue
+            sent = True
+        return sent
+
     @property
     def ports_in_use(self) -> int:
         """UDP ports held by calls right now (two per allocated leg)."""
@@ -383,10 +458,12 @@ class RelayEngine:
             leg = stream.legs[from_side]
             leg.set_sdp_addresses(rtp_dest, rtcp_dest)
             # Kept as handed over (callers never change a description they gave the
-            # engine: the controller makes new ones). Only audio, because only an
-            # announcement reads it (to pick its codec).
-            leg.media = media if media.kind == "audio" else None
+            # engine: the controller makes new ones): the announcement reads it to pick
+            # its codec, the in-band interworking to see what each side takes.
+            leg.media = media
             self._rewrite_media(out.media[i], stream.legs[to_side])
+            if answer:
+                self._end_in_band(call_id, stream, out.media[i], offerer=to_side)
         if out.connection is not None:
             out.connection = self._advertised
         out.remove_attrs(ICE_ATTRIBUTES)
@@ -450,6 +527,60 @@ class RelayEngine:
         # RTP on 65535 leaves no port for RTCP: wait for latching rather than send nowhere.
         rtcp = (rtcp_host, rtcp_port) if rtcp_host is not None and rtcp_port <= 65535 else None
         return rtp, rtcp
+
+    def _end_in_band(
+        self, call_id: str, stream: _Stream, answer: MediaDescription, *, offerer: Side
+    ) -> None:
+        """Answer in the relay's name what the offerer listed and the answerer lacks.
+
+        RFC 3264 6.1 lets an answer keep only formats of the offer, so the relay may add
+        the offerer's ``telephone-event`` (RFC 4733 7.1) or its key-frame ``rtcp-fb``
+        lines (RFC 4585 4.2) to ``answer``, the copy going to the offerer; it then keeps
+        those packets from the offerer and reports them (:meth:`set_event_handler`),
+        since the answerer would not understand them. Anything else is left as it is.
+        """
+        offerer_leg = stream.legs[offerer]
+        answerer_leg = stream.legs[offerer.other]
+        for leg in (offerer_leg, answerer_leg):
+            leg.events = None
+            leg.on_keyframe_request = None
+        offered, answered = offerer_leg.media, answerer_leg.media
+        if offered is None or answered is None or answered.port == 0:
+            return
+        if stream.kind == "audio":
+            event_format = telephone_event_format(offered)
+            if event_format is None or telephone_event_format(answered) is not None:
+                return
+            pt, rate = event_format
+            answer.formats.append(str(pt))
+            for name in ("rtpmap", "fmtp"):
+                for value in offered.get_attrs(name):
+                    if value.split(maxsplit=1)[0] == str(pt):
+                        answer.add_attr(name, value)
+            offerer_leg.events = EventReceiver(
+                pt, rate, functools.partial(self._emit, call_id, offerer)
+            )
+        elif stream.kind == "video":
+            wanted = keyframe_feedback(offered)
+            if not wanted or keyframe_feedback(answered):
+                return
+            kept = {"*", *answer.formats}
+            for value in wanted:
+                if value.split(maxsplit=1)[0] in kept:
+                    answer.add_attr("rtcp-fb", value)
+            offerer_leg.on_keyframe_request = _KeyframeReporter(
+                self._now, functools.partial(self._emit, call_id, offerer, FastUpdate())
+            )
+
+    def _emit(self, call_id: str, side: Side, event: Dtmf | FastUpdate) -> None:
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("call %s: %s from side %s ended in the relay", call_id, event, side.name)
+        if self._event_handler is None:
+            return
+        try:
+            self._event_handler(call_id, side, event)
+        except Exception:
+            logger.exception("media event handler failed for call %s", call_id)
 
     def _deactivate(self, stream: _Stream) -> None:
         """A stream refused or removed (port 0): free its ports until it comes back."""

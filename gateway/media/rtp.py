@@ -174,4 +174,51 @@ def rtcp_packet_types(packet: bytes) -> list[int]:
     return types
 
 
-__all__ = ["RtpPacket", "RtpParseError", "is_rtcp", "parse_rtp", "rtcp_packet_types"]
+# RFC 4585 6.1: payload-specific feedback, with FMT 1 the picture loss indication (6.3.1);
+# RFC 5104 4.3.1: FMT 4 the full intra request. Either asks the sender for a key frame.
+RTCP_RR = 201
+RTCP_PSFB = 206
+FMT_PLI = 1
+FMT_FIR = 4
+
+
+def asks_for_keyframe(packet: bytes | memoryview) -> bool:
+    """Whether an RTCP compound packet holds a PLI or a FIR (RFC 4585 6.3.1, RFC 5104
+    4.3.1). Lenient: the walk stops at the first broken length, and never raises."""
+    offset = 0
+    size = len(packet)
+    while size - offset >= _RTCP_HEADER.size:
+        first, ptype, words = _RTCP_HEADER.unpack_from(packet, offset)
+        if first >> 6 != RTP_VERSION:
+            return False
+        if ptype == RTCP_PSFB and (first & 0x1F) in (FMT_PLI, FMT_FIR):
+            return True
+        offset += 4 * (words + 1)
+    return False
+
+
+def keyframe_request(
+    sender_ssrc: int, media_ssrc: int, *, fir_sequence: int | None = None
+) -> bytes:
+    """A compound RTCP packet asking ``media_ssrc`` for a key frame: an empty receiver
+    report (RFC 3550 6.1: a compound packet starts with SR or RR) then a PLI (RFC 4585
+    6.3.1), or a FIR (RFC 5104 4.3.1.1) when ``fir_sequence`` is given."""
+    report = _RTCP_HEADER.pack(0x80, RTCP_RR, 1) + struct.pack("!I", sender_ssrc)
+    if fir_sequence is None:
+        feedback = _RTCP_HEADER.pack(0x80 | FMT_PLI, RTCP_PSFB, 2)
+        return report + feedback + struct.pack("!II", sender_ssrc, media_ssrc)
+    # FIR: the media source field is 0; the FCI names the SSRC and a sequence number.
+    feedback = _RTCP_HEADER.pack(0x80 | FMT_FIR, RTCP_PSFB, 4)
+    fci = struct.pack("!IB3x", media_ssrc, fir_sequence & 0xFF)
+    return report + feedback + struct.pack("!II", sender_ssrc, 0) + fci
+
+
+__all__ = [
+    "RtpPacket",
+    "RtpParseError",
+    "asks_for_keyframe",
+    "is_rtcp",
+    "keyframe_request",
+    "parse_rtp",
+    "rtcp_packet_types",
+]

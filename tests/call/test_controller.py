@@ -195,6 +195,31 @@ def test_answer_bridges_both_legs_and_the_media(world: World) -> None:
     assert world.state("caf-1") is StationState.WRAP_UP
 
 
+def test_what_the_media_engine_ends_in_band_goes_on_through_the_other_leg(world: World) -> None:
+    """An RFC 4733 digit or a PLI the engine kept from one side's media (the other side
+    cannot take it in band) reaches the other leg like the same event from the leg; a
+    key-frame request goes in RTCP to a side that negotiated PLI/FIR, else by signalling."""
+    a, b = world.connect("caf", "caf-1")
+    handler = world.media.event_handler
+    assert handler is not None
+    call_id = b.label
+    handler(call_id, Side.A, Dtmf("7", 120))
+    world.sched.settle()
+    assert b.last("send_dtmf") == Dtmf("7", 120)
+    handler(call_id, Side.B, FastUpdate())
+    world.sched.settle()
+    assert "fast_update" in a.names()  # side A took no RTCP feedback: SIP INFO
+    asked = world.media.calls["request_keyframe"]
+    world.media.keyframe_sides.add(Side.B)
+    handler(call_id, Side.A, FastUpdate())
+    world.sched.settle()
+    assert world.media.calls["request_keyframe"] == asked + 1
+    assert "fast_update" not in b.names()  # the engine sent the station a PLI
+    handler("no-such-call", Side.A, Dtmf("1"))  # a late report for a call gone: ignored
+    world.sched.settle()
+    assert [n for n in b.names() if n == "send_dtmf"] == ["send_dtmf"]
+
+
 def test_a_busy_station_is_hunted_past_and_not_paused(world: World) -> None:
     # pause_after is 1 for the CAF: a refusal must not count as a missed offer (an
     # H.323 station says "user busy" with cause 17, a SIP one with 486: same cause).

@@ -158,9 +158,12 @@ def test_sip_kiosk_calls_an_h323_station(gateway_factory: Any, tmp_path: Path, m
         kiosk = sip_kiosk(
             gw,
             tmp_path,
-            # The citizen presses a key: SIP INFO to the gateway, H.245
-            # userInputIndication (or a Q.931 keypad) to the station.
+            # The citizen presses keys: SIP INFO, then RFC 4733 events in RTP; the
+            # station gets H.245 userInputIndication or a Q.931 keypad for the INFO,
+            # and RTP events when it announced them (RFC 2833 in its capability set),
+            # else the same signalling: the relay ends the events it would not take.
             {"do": "dtmf", "call": "c1", "digits": "5", "method": "info", "delay": 1.0},
+            {"do": "dtmf", "call": "c1", "digits": "3", "method": "rfc2833", "delay": 0.5},
             {"do": "wait_dtmf", "call": "c1", "count": 1, "timeout": 5},
             hangup_after=3.0,
             headers={"X-Visio-Context": "allocataire=1234567"},
@@ -187,6 +190,7 @@ def test_sip_kiosk_calls_an_h323_station(gateway_factory: Any, tmp_path: Path, m
     assert "Started logical channel: receiving" in station_out, station_out[-3000:]
     assert '"vrgw" has cleared the call' in station_out, station_out[-3000:]
     assert 'User input received: "5"' in station_out, station_out[-3000:]
+    assert station.wait_output('User input received: "3"', 5), station_out[-3000:]
 
     assert status["calls"] == 0 and status["media_sessions"] == 0, status
     assert status["media_ports_in_use"] == 0, status
@@ -200,6 +204,22 @@ def test_sip_kiosk_calls_an_h323_station(gateway_factory: Any, tmp_path: Path, m
     # The agent's unit shows who calls: the kiosk's label and the typed number (IA5).
     assert setups == [["MSP de Lessay - Allocataire 1234567"]], setups
     assert capture.problems(display_filter=f"tcp.port == {station_port}") == []
+    # How the digits reached the station. With fastStart on both sides no H.245 runs, so
+    # the unit announced no RFC 2833: the relay ended the kiosk's RTP events and both
+    # digits went as Q.931 keypads. In slow start its capability set has RFC 2833, so
+    # the events crossed in RTP and only the INFO digit was signalled (H.245 on the
+    # call's own connection when tunnelled; a separate channel is not captured).
+    keys = capture.fields(
+        f"tcp.dstport == {station_port} && (q931.keypad_facility || h245.userInput)",
+        "q931.keypad_facility",
+        "h245.signalType",
+    )
+    expected = {
+        "faststart": [["5", ""], ["3", ""]],
+        "slowstart-tunnelled": [["", "5"]],
+        "slowstart-separate-h245": [],
+    }
+    assert keys == expected[mode], keys
 
 
 @pytest.mark.parametrize("mode", ["faststart", "slowstart-tunnelled"])
@@ -244,7 +264,17 @@ def test_station_registered_with_the_gateways_gatekeeper(
     station = listening_unit(tmp_path, free_port(), "-g", f"127.0.0.1:{ras_port_of(gw)}", "-f")
     try:
         wait_for(lambda: "station caf-h323 is reachable" in gw.log(), 15, "the registration")
+        # The operator sees the unit: admin API, metrics, the station's state.
+        units = gw.http("/api/v1/h323/registrations")["registrations"]
+        assert [a["value"] for u in units for a in u["aliases"]] == ["agent-caf"], units
+        assert units[0]["call_signal_address"][0] == "127.0.0.1" and units[0]["expires_in"] > 0
+        assert gw.metric("vrgw_h323_registrations") == 1
+        assert (gw.metric("vrgw_ras_messages_received_total", gatekeeper="vrgw") or 0) >= 1
+        assert gw.metric("vrgw_station_state", station="caf-h323", state="idle") == 1
         with sip_kiosk(gw, tmp_path) as kiosk:
+            wait_for(lambda: gw.relaying_call(20), 15, "RTP relayed both ways")
+            assert gw.metric("vrgw_station_state", station="caf-h323", state="busy") == 1
+            assert (gw.metric("vrgw_h323_connections") or 0) >= 1
             result = kiosk.wait(timeout=30)
         gw.wait_idle()
         assert station.wait_output("cleared the call", 10), station.output[-3000:]
@@ -255,6 +285,9 @@ def test_station_registered_with_the_gateways_gatekeeper(
     assert record["outcome"] == "completed" and record["station"] == "caf-h323", record
     # The unit's URQ as it exits takes it off the desk.
     wait_for(lambda: "station caf-h323 is offline" in gw.log(), 10, "the unregistration")
+    assert gw.http("/api/v1/h323/registrations")["registrations"] == []
+    assert gw.metric("vrgw_h323_registrations") == 0
+    assert gw.metric("vrgw_station_state", station="caf-h323", state="offline") == 1
 
 
 def test_registered_h323_kiosk_calls_through_the_gatekeeper(
@@ -387,6 +420,11 @@ def test_station_located_through_a_partners_gatekeeper(
         gw: GatewayProcess = gateway_factory(plan)
         wait_for(lambda: "station caf-gk is reachable" in gw.log(), 15, "the LCF")
         assert any("vrgw-manche" in r for r in asyncio.run(gk.registrations()))
+        assert gw.http("/api/v1/h323/registrations")["partner_gatekeepers"] == [
+            {"gatekeeper": "gk-caf", "registered": True, "state": "registered"}
+        ]
+        assert gw.metric("vrgw_h323_partner_gatekeeper_registered", gatekeeper="gk-caf") == 1
+        assert (gw.metric("vrgw_ras_messages_sent_total", gatekeeper="gk-caf") or 0) >= 2
         with sip_kiosk(gw, tmp_path) as kiosk:
             result = kiosk.wait(timeout=30)
         gw.wait_idle()
@@ -398,6 +436,50 @@ def test_station_located_through_a_partners_gatekeeper(
     assert connected(find_call(result, "c1"))
     record = gw.http("/api/v1/calls")["ended"][-1]
     assert record["outcome"] == "completed" and record["station"] == "caf-gk", record
+
+
+def test_partner_gatekeepers_follow_a_dialplan_reload(
+    gateway_factory: Any, tmp_path: Path
+) -> None:
+    """A gatekeeper added by a reload is registered with at once; one removed is left
+    (URQ), without restarting the gateway or touching the rest of the dialplan."""
+    gk = GnuGk(tmp_path)
+    station: SimplePeer | None = None
+    try:
+        asyncio.run(gk.ready())
+        station = listening_unit(tmp_path, free_port(), "-g", f"127.0.0.1:{gk.ras_port}", "-f")
+        wait_for(lambda: any("agent-caf" in r for r in asyncio.run(gk.registrations())), 10, "unit")
+        plan = write_plan(tmp_path, sip_station_entry(free_port()))
+        sip_only = plan.read_text()
+        gw: GatewayProcess = gateway_factory(plan)
+        assert gw.http("/api/v1/h323/registrations")["partner_gatekeepers"] == []
+
+        write_plan(
+            tmp_path,
+            "{id: caf-gk, protocol: h323, alias: agent-caf, gatekeeper: gk-caf}",
+            top="h323:\n  gatekeepers:\n"
+            f'    - {{id: gk-caf, address: "127.0.0.1:{gk.ras_port}", aliases: [vrgw-manche]}}\n',
+        )
+        assert gw.http("/api/v1/reload", method="POST")["status"] == "reloaded"
+        wait_for(lambda: "station caf-gk is reachable" in gw.log(), 15, "the LCF")
+        assert any("vrgw-manche" in r for r in asyncio.run(gk.registrations()))
+        with sip_kiosk(gw, tmp_path) as kiosk:
+            result = kiosk.wait(timeout=30)
+        gw.wait_idle()
+        assert connected(find_call(result, "c1"))
+
+        plan.write_text(sip_only)
+        assert gw.http("/api/v1/reload", method="POST")["status"] == "reloaded"
+        wait_for(
+            lambda: not any("vrgw-manche" in r for r in asyncio.run(gk.registrations())),
+            10,
+            "the gateway's URQ",
+        )
+        assert gw.http("/api/v1/h323/registrations")["partner_gatekeepers"] == []
+    finally:
+        if station is not None:
+            station.stop()
+        gk.stop()
 
 
 @pytest.mark.parametrize("mode", ["faststart", "slowstart-tunnelled"])
