@@ -299,7 +299,8 @@ class H323Leg:
         was_connected = self.state in (_State.CONNECTED, _State.CONNECTING)
         self.state = _State.ENDED
         if was_connected or self.side is Side.A:
-            self._emit(Disconnected(cause, reason or "released by the caller"))
+            # No text of our own: the controller names the side that hung up.
+            self._emit(Disconnected(cause, reason))
         else:
             self._emit(Failed(cause, reason))
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -400,16 +401,29 @@ def test_an_isdn_unit_is_called_by_number_through_its_h320_gateway(
     assert setups == [["0233445566", "0233445566"]], setups
 
 
+@pytest.mark.parametrize(
+    ("mode", "hangs_up"),
+    [
+        ("faststart", "kiosk"),
+        ("slowstart-tunnelled", "station"),
+        ("slowstart-separate-h245", "station"),
+    ],
+)
 def test_station_located_through_a_partners_gatekeeper(
-    gateway_factory: Any, tmp_path: Path
+    gateway_factory: Any, tmp_path: Path, mode: str, hangs_up: str
 ) -> None:
     """The partner runs its own GNU Gatekeeper, where its unit registers; the gateway
-    registers there too, locates the unit by its alias (LRQ -> LCF) and calls it."""
+    registers there too, locates the unit by its alias (LRQ -> LCF) and calls it, in
+    each media mode: audio both ways, keys both ways, and the side that hangs up gives
+    the other the right cause (Q.931 cause 16; a SIP BYE with Reason Q.850 cause 16)."""
     gk = GnuGk(tmp_path)
     station: SimplePeer | None = None
+    station_port = free_port()
     try:
         asyncio.run(gk.ready())
-        station = listening_unit(tmp_path, free_port(), "-g", f"127.0.0.1:{gk.ras_port}", "-f")
+        station = listening_unit(
+            tmp_path, station_port, "-g", f"127.0.0.1:{gk.ras_port}", *MODES[mode]
+        )
         wait_for(lambda: any("agent-caf" in r for r in asyncio.run(gk.registrations())), 10, "unit")
         plan = write_plan(
             tmp_path,
@@ -425,22 +439,60 @@ def test_station_located_through_a_partners_gatekeeper(
         ]
         assert gw.metric("vrgw_h323_partner_gatekeeper_registered", gatekeeper="gk-caf") == 1
         assert (gw.metric("vrgw_ras_messages_sent_total", gatekeeper="gk-caf") or 0) >= 2
-        with sip_kiosk(gw, tmp_path) as kiosk:
-            result = kiosk.wait(timeout=30)
+        capture = start_capture(tmp_path / "call.pcapng", [gw.sip_port, station_port])
+        kiosk = sip_kiosk(
+            gw,
+            tmp_path,
+            # (in slow start the unit's channels open a moment after the Connect: a
+            # key pressed before would be lost on the way, as with any unit)
+            {"do": "dtmf", "call": "c1", "digits": "4", "method": "rfc2833", "delay": 2.5},
+            {"do": "wait_dtmf", "call": "c1", "count": 1, "timeout": 10},
+            hangup_after=5.0 if hangs_up == "kiosk" else None,
+        )
+        with kiosk:
+            wait_for(lambda: gw.relaying_call(20), 15, "RTP relayed both ways")
+            station.type("8")  # the agent's key
+            if hangs_up == "station":
+                assert station.wait_output('User input received: "4"', 10), station.output
+                time.sleep(1.0)  # the kiosk hears the agent's key first
+                station.type("H")
+            result = kiosk.wait(timeout=40)
         gw.wait_idle()
-        assert station.wait_output("cleared the call", 10), station.output[-3000:]
+        ended = "cleared the call" if hangs_up == "kiosk" else "completed"
+        assert station.wait_output(ended, 10), station.output[-3000:]
+        capture.stop()
     finally:
         if station is not None:
             station.stop()
         gk.stop()
-    assert connected(find_call(result, "c1"))
+    call = find_call(result, "c1")
+    assert connected(call)
+    assert call["streams"][0]["rx_packets"] > 20, call["streams"][0]
+    assert [d["digit"] for d in call["dtmf_received"]] == ["8"], call["dtmf_received"]
+    assert 'User input received: "4"' in station.output, station.output[-3000:]
     record = gw.http("/api/v1/calls")["ended"][-1]
     assert record["outcome"] == "completed" and record["station"] == "caf-gk", record
+    assert record["cause"] == 16, record
+    # Who sent the first ReleaseComplete, and with which cause (the other side may
+    # answer with its own).
+    releases = capture.fields(
+        f"tcp.port == {station_port} && q931.message_type == 0x5a",
+        "tcp.dstport",
+        "q931.cause_value",
+    )
+    assert releases, "no ReleaseComplete on the wire"
+    if hangs_up == "kiosk":
+        assert call["hung_up_by"] == "local"
+        assert releases[0] == [str(station_port), "16"], releases  # normal call clearing
+    else:
+        assert call["hung_up_by"] == "remote"
+        assert releases[0][0] != str(station_port) and releases[0][1] == "16", releases
+        byes = capture.fields(f'sip.Method == "BYE" && udp.srcport == {gw.sip_port}', "sip.Reason")
+        # (the text, when there is one, says how the unit ended: "endSessionCommand")
+        assert len(byes) == 1 and re.match(r"Q\.850;cause=16(;|$)", byes[0][0]), byes
 
 
-def test_partner_gatekeepers_follow_a_dialplan_reload(
-    gateway_factory: Any, tmp_path: Path
-) -> None:
+def test_partner_gatekeepers_follow_a_dialplan_reload(gateway_factory: Any, tmp_path: Path) -> None:
     """A gatekeeper added by a reload is registered with at once; one removed is left
     (URQ), without restarting the gateway or touching the rest of the dialplan."""
     gk = GnuGk(tmp_path)
