@@ -119,7 +119,12 @@ class Gateway:
             dialplan,
             self.media,
             self.scheduler,
-            {"sip": SipDialer(self.ua), "h323": H323Dialer(self.h323, aliases=("vrgw",))},
+            {
+                "sip": SipDialer(self.ua),
+                "h323": H323Dialer(
+                    self.h323, aliases=("vrgw",), admission=self.partner_gatekeepers
+                ),
+            },
             self.monitor.target,
             ring_timeout=settings.ring_timeout,
         )

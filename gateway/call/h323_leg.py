@@ -27,7 +27,6 @@ from typing import Protocol
 
 from gateway.call.leg import OWN_CONTEXT, CallLeg, EventSink, OutgoingCall, Target
 from gateway.dialplan import Dialplan, Kiosk
-from gateway.edge.h323_signalling import H323SignallingEndpoint
 from gateway.h323.call import (
     Alerted,
     Connected,
@@ -67,6 +66,9 @@ DISPLAY_MAX = 82  # octets of a Q.931 Display's contents (Q.931 4.5.16, H.225.0 
 DISPLAY_NAMES = {"allocataire": "display_allocataire"}
 
 
+Address = tuple[str, int]
+
+
 class Connection(Protocol):
     """What a leg needs of the edge that carries its call (``H323Connection`` is one)."""
 
@@ -78,6 +80,20 @@ class Connection(Protocol):
 
     def pump(self) -> None:
         """Send what the call queued, re-arm its timer, hand its events on."""
+
+
+class Signalling(Protocol):
+    """What the dialer needs of the H.225.0 edge (``H323SignallingEndpoint`` is one)."""
+
+    @property
+    def address(self) -> Address:
+        """Our call signalling address, as the units see it."""
+
+    def now(self) -> float:
+        """The clock of the calls' timers."""
+
+    def dial(self, call: H323Call, address: Address, handler: H323Leg) -> Connection:
+        """Open a TCP connection to ``address`` and carry ``call`` on it."""
 
 
 class _State(Enum):
@@ -121,6 +137,48 @@ def _ia5(value: str) -> str:
     return "".join(ch for ch in plain if 32 <= ord(ch) < 127)
 
 
+# H.225.0 7.8 AdmissionRejectReason -> the Q.850 cause the station's call fails with.
+# H.225.0 names no cause; these say what each reason tells of the unit (a denial is a
+# refusal, an unknown unit is absent, a full gatekeeper a lack of resources).
+_ARJ_CAUSES: dict[str, Cause] = {
+    "calledPartyNotRegistered": Cause.SUBSCRIBER_ABSENT,
+    "invalidPermission": Cause.CALL_REJECTED,
+    "requestDenied": Cause.CALL_REJECTED,
+    "securityDenial": Cause.CALL_REJECTED,
+    "callerNotRegistered": Cause.TEMPORARY_FAILURE,  # our registration lapsed meanwhile
+    "resourceUnavailable": Cause.RESOURCE_UNAVAILABLE,
+    "exceedsCallCapacity": Cause.NO_CIRCUIT_AVAILABLE,
+    "noRouteToDestination": Cause.NO_ROUTE_TO_DESTINATION,
+    "timeout": Cause.TEMPORARY_FAILURE,  # the gatekeeper did not answer the ARQ
+}
+
+
+def admission_refusal(reason: str) -> Failed:
+    """The failure of a call its gatekeeper did not admit (ARJ, or no answer)."""
+    return Failed(_ARJ_CAUSES.get(reason, Cause.CALL_REJECTED), f"gatekeeper: {reason}")
+
+
+class Admission(Protocol):
+    """The gatekeepers the gateway is registered with, asked before each call to one of
+    their units (ARQ, H.225.0 7.8) and told when it ends (DRQ, 7.10)."""
+
+    def admit(
+        self,
+        gatekeeper: str,
+        call: H323Call,
+        alias: str,
+        dest: Address,
+        done: Callable[[Address | None, str], None],
+        dropped: Callable[[], None],
+    ) -> None:
+        """ARQ for ``call``; later ``done(address, "")`` with where to send the Setup
+        (ACF) or ``done(None, reason)`` (ARJ, timeout), never from within this call.
+        ``dropped()`` if the gatekeeper ends the call itself (its DRQ)."""
+
+    def disengage(self, gatekeeper: str, call: H323Call) -> None:
+        """DRQ: the admitted call is over."""
+
+
 class H323Leg:
     """One side of a call on an H.323 unit (a :class:`CallLeg`).
 
@@ -138,6 +196,8 @@ class H323Leg:
         # The unit's media as it last described them (fastStart, or its channels).
         self._peer_sdp: SessionDescription | None = None
         self._late = False  # A: the kiosk sent no fastStart; its media comes by H.245
+        # Run once when the leg ends (the gatekeeper's DRQ for an admitted call).
+        self.on_ended: Callable[[], None] | None = None
 
     # -- the CallLeg protocol -----------------------------------------------------------
 
@@ -191,7 +251,7 @@ class H323Leg:
         """ReleaseComplete with ``cause`` (H.225.0 7.3.9, Q.931 5.3), whatever the state."""
         if self.state is _State.ENDED:
             return
-        self.state = _State.ENDED
+        self._end()
         if self.conn is not None:
             self.conn.call.release(cause, self._now())
             self.conn.pump()
@@ -297,12 +357,36 @@ class H323Leg:
 
     def _released(self, cause: Cause, reason: str) -> None:
         was_connected = self.state in (_State.CONNECTED, _State.CONNECTING)
-        self.state = _State.ENDED
+        self._end()
         if was_connected or self.side is Side.A:
             # No text of our own: the controller names the side that hung up.
             self._emit(Disconnected(cause, reason))
         else:
             self._emit(Failed(cause, reason))
+
+    def _end(self) -> None:
+        self.state = _State.ENDED
+        ended, self.on_ended = self.on_ended, None
+        if ended is not None:
+            ended()
+
+    def drop(self, reason: str) -> None:
+        """Station side: its gatekeeper ended the call (its DRQ, H.225.0 7.10): release
+        the unit and tell the controller."""
+        if self.state is _State.ENDED:
+            return
+        connected = self.state in (_State.CONNECTED, _State.CONNECTING)
+        self.hangup(Cause.NORMAL_CLEARING, reason)
+        if connected:
+            self._emit(Disconnected(Cause.NORMAL_CLEARING, reason))
+        else:
+            self._emit(Failed(Cause.CALL_REJECTED, reason))
+
+    def not_admitted(self, failure: Failed) -> None:
+        """Station side: its gatekeeper refused the call (ARJ): no Setup was sent."""
+        if self.state is not _State.ENDED:
+            self._end()
+            self._emit(failure)
 
     def _emit(self, event: CallEvent) -> None:
         if self.sink is not None:
@@ -387,27 +471,60 @@ class AttemptHandler(Protocol):
 class H323Dialer:
     """Opens legs towards H.323 stations (a :class:`~gateway.call.leg.Dialer`)."""
 
-    def __init__(self, endpoint: H323SignallingEndpoint, *, aliases: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        endpoint: Signalling,
+        *,
+        aliases: tuple[str, ...],
+        admission: Admission | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.aliases = aliases
+        self.admission = admission
 
     def dial(self, target: Target, call: OutgoingCall, label: str, sink: EventSink) -> H323Leg:
-        """Setup towards ``target.dest`` for ``target.uri`` (an h323-ID or E.164 number)."""
+        """Setup towards ``target.dest`` for ``target.uri`` (an h323-ID or E.164 number);
+        for a target with an ``admission`` gatekeeper, once that gatekeeper admitted it
+        (ACF), to the address it gave."""
         leg = H323Leg(Side.B, label, sink)
-        now = self.endpoint.now()
         h323 = H323Call(
             outgoing=True,
             local_address=self.endpoint.address,
-            now=now,
+            now=self.endpoint.now(),
             local_aliases=self.aliases,
         )
+        gatekeeper, admission = target.admission, self.admission
+        if gatekeeper is None or admission is None:
+            self._setup(leg, h323, target, call, target.dest)
+            return leg
+
+        def admitted(address: Address | None, reason: str) -> None:
+            if address is not None and leg.ended:
+                admission.disengage(gatekeeper, h323)  # hung up while we waited
+            elif address is None:
+                log.info("%s: gatekeeper %s refused the call: %s", label, gatekeeper, reason)
+                leg.not_admitted(admission_refusal(reason))
+            else:
+                leg.on_ended = lambda: admission.disengage(gatekeeper, h323)
+                self._setup(leg, h323, target, call, address)
+
+        def dropped() -> None:
+            leg.on_ended = None  # the gatekeeper forgot the call already: no DRQ
+            leg.drop("ended by the gatekeeper")
+
+        admission.admit(gatekeeper, h323, target.uri, target.dest, admitted, dropped)
+        return leg
+
+    def _setup(
+        self, leg: H323Leg, h323: H323Call, target: Target, call: OutgoingCall, dest: Address
+    ) -> None:
+        now = self.endpoint.now()
         h323.setup(
             destination=target.uri or None,
-            destination_address=target.dest,
+            destination_address=dest,
             offer=call.offer,
             calling_number=None,
             display=display_of(call),
             now=now,
         )
-        leg.conn = self.endpoint.dial(h323, target.dest, leg)
-        return leg
+        leg.conn = self.endpoint.dial(h323, dest, leg)

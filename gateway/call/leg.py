@@ -83,6 +83,9 @@ class Target:
     transport: str = "udp"
     # (username, password) for a station that challenges us; never shown in a repr.
     credentials: tuple[str, str] | None = field(default=None, repr=False)
+    # Who must admit a call before it is placed (an H.323 gatekeeper of the dialplan
+    # with which the gateway is registered), or None.
+    admission: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -242,7 +242,16 @@ class StationMonitor:
                 dest = found
             else:
                 return None
-            return Target(station.id, "h323", station.alias or "", dest, "tcp")
+            return Target(
+                station.id,
+                "h323",
+                station.alias or "",
+                dest,
+                "tcp",
+                # A unit of a partner's gatekeeper is called once that gatekeeper admits
+                # the call (ARQ/ACF, H.225.0 7.8): the gateway is registered there.
+                admission=station.gatekeeper if station.address is None else None,
+            )
         if station.address is not None:
             addr = station.address
             uri = f"sip:{station.id}@{addr.hostport}"

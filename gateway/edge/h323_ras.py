@@ -17,9 +17,13 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
+from gateway.h323.call import H323Call
 from gateway.h323.messages import Address
 from gateway.h323.ras import (
     RAS_PORT,
+    AdmissionConfirmed,
+    AdmissionRejected,
+    DisengageRequested,
     GatekeeperClient,
     GatekeeperRegistered,
     GatekeeperUnregistered,
@@ -212,6 +216,10 @@ class PartnerGatekeepers:
         self._where: dict[tuple[str, str], tuple[Address | None, float]] = {}
         self._asking: set[tuple[str, str]] = set()
         self._settings: dict[str, tuple[object, ...]] = {}
+        # callIdentifier -> (gatekeeper, done, dropped) of the calls asked or admitted
+        self._admissions: dict[
+            bytes, tuple[str, Callable[[Address | None, str], None], Callable[[], None]]
+        ] = {}
 
     async def start(self, gatekeepers: Sequence[GatekeeperConfig]) -> None:
         """Open a RAS socket per gatekeeper and register with each (GRQ, RRQ)."""
@@ -249,8 +257,61 @@ class PartnerGatekeepers:
             endpoint.run(lambda now: client.locate(alias, now))
         return answer
 
+    def admit(
+        self,
+        gatekeeper: str,
+        call: H323Call,
+        alias: str,
+        dest: Address,
+        done: Callable[[Address | None, str], None],
+        dropped: Callable[[], None],
+    ) -> None:
+        """ARQ to ``gatekeeper`` for our call to ``alias`` (H.225.0 7.8); ``done`` runs
+        from the loop with the ACF's address, or None and the ARJ's reason."""
+        loop = asyncio.get_running_loop()
+        found = self.clients.get(gatekeeper)
+        if found is None:
+            loop.call_soon(done, None, "gatekeeperUnknown")
+            return
+        client, endpoint = found
+        self._admissions[call.call_id] = (gatekeeper, done, dropped)
+        endpoint.run(
+            lambda now: client.admit(
+                call.call_id, call.conference_id, alias, False, now, destination_address=dest
+            )
+        )
+
+    def disengage(self, gatekeeper: str, call: H323Call) -> None:
+        """DRQ for an admitted call that ended (H.225.0 7.10)."""
+        self._admissions.pop(call.call_id, None)
+        found = self.clients.get(gatekeeper)
+        if found is not None:
+            client, endpoint = found
+            endpoint.run(lambda now: client.disengage(call.call_id, now))
+
+    def _admission(self, event: AdmissionConfirmed | AdmissionRejected) -> None:
+        pending = self._admissions.get(event.call_id)
+        if pending is None:
+            return
+        loop = asyncio.get_running_loop()
+        done = pending[1]
+        if isinstance(event, AdmissionConfirmed) and event.dest_call_signal_address:
+            loop.call_soon(done, event.dest_call_signal_address, "")
+            return
+        del self._admissions[event.call_id]
+        reason = event.reason if isinstance(event, AdmissionRejected) else "noAddress"
+        loop.call_soon(done, None, reason)
+
     def _events(self, gatekeeper: str, events: list[RasEvent]) -> None:
         for event in events:
+            if isinstance(event, AdmissionConfirmed | AdmissionRejected):
+                self._admission(event)
+                continue
+            if isinstance(event, DisengageRequested):
+                pending = self._admissions.pop(event.call_id, None)
+                if pending is not None:
+                    asyncio.get_running_loop().call_soon(pending[2])
+                continue
             if isinstance(event, Located | NotLocated):
                 key = (gatekeeper, event.alias.value)
                 self._asking.discard(key)

@@ -6,12 +6,13 @@ stand-in (no socket), so what the leg makes the engine send is read back as Q.93
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from harness import ROOT
 
-from gateway.call.h323_leg import H323Acceptor, H323Leg, display_of
-from gateway.call.leg import CallLeg, OutgoingCall
+from gateway.call.h323_leg import H323Acceptor, H323Dialer, H323Leg, display_of
+from gateway.call.leg import CallLeg, OutgoingCall, Target
 from gateway.dialplan import load_dialplan
 from gateway.h323 import q931
 from gateway.h323.call import (
@@ -236,3 +237,99 @@ def test_a_unit_reopening_its_channels_elsewhere_is_a_media_update() -> None:
     assert sink.events == [Answered(SDP)]
     leg.on_h323_events([MediaReady(moved)])
     assert sink.events[-1] == MediaUpdate(moved)
+
+
+# --- admission by a partner's gatekeeper (ARQ/ACF/ARJ, DRQ) ------------------------------
+
+
+@dataclass
+class FakeSignalling:
+    """The dialer's edge without sockets: what it dialled, and where."""
+
+    dialled: list[tuple[tuple[str, int], FakeConnection]] = field(default_factory=list)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return ("127.0.0.1", 1720)
+
+    def now(self) -> float:
+        return 0.0
+
+    def dial(self, call: H323Call, address: tuple[str, int], handler: H323Leg) -> FakeConnection:
+        conn = FakeConnection(call, address)
+        self.dialled.append((address, conn))
+        return conn
+
+
+@dataclass
+class FakeAdmission:
+    """A gatekeeper client that answers when the test says."""
+
+    asked: list[tuple[str, str, tuple[str, int]]] = field(default_factory=list)
+    done: list[Callable[[tuple[str, int] | None, str], None]] = field(default_factory=list)
+    dropped: list[Callable[[], None]] = field(default_factory=list)
+    disengaged: list[str] = field(default_factory=list)
+
+    def admit(
+        self,
+        gatekeeper: str,
+        call: H323Call,
+        alias: str,
+        dest: tuple[str, int],
+        done: Callable[[tuple[str, int] | None, str], None],
+        dropped: Callable[[], None],
+    ) -> None:
+        self.asked.append((gatekeeper, alias, dest))
+        self.done.append(done)
+        self.dropped.append(dropped)
+
+    def disengage(self, gatekeeper: str, call: H323Call) -> None:
+        self.disengaged.append(gatekeeper)
+
+
+def gatekeeper_dial() -> tuple[H323Leg, Sink, FakeSignalling, FakeAdmission]:
+    edge, admission, sink = FakeSignalling(), FakeAdmission(), Sink()
+    dialer = H323Dialer(edge, aliases=("vrgw",), admission=admission)
+    target = Target("caf-gk", "h323", "agent-caf", ("127.0.0.1", 1730), "tcp", admission="gk")
+    call = OutgoingCall("lessay", "MSP de Lessay", "caf", SDP, (("kiosk", "lessay"),), 70)
+    return dialer.dial(target, call, "call-9", sink), sink, edge, admission
+
+
+def test_a_gatekeepers_unit_is_called_once_admitted_where_the_acf_says() -> None:
+    leg, _, edge, admission = gatekeeper_dial()
+    assert admission.asked == [("gk", "agent-caf", ("127.0.0.1", 1730))]
+    assert edge.dialled == []  # no Setup before the ACF
+    admission.done[0](("127.0.0.1", 1740), "")
+    assert [address for address, _ in edge.dialled] == [("127.0.0.1", 1740)]
+    assert sent_types(edge.dialled[0][1].call) == [q931.MessageType.SETUP]
+    leg.hangup()
+    leg.hangup()
+    assert admission.disengaged == ["gk"]  # one DRQ when the call ends
+
+
+def test_a_refused_admission_fails_the_station_with_a_cause() -> None:
+    leg, sink, edge, admission = gatekeeper_dial()
+    admission.done[0](None, "calledPartyNotRegistered")
+    assert sink.events == [Failed(Cause.SUBSCRIBER_ABSENT, "gatekeeper: calledPartyNotRegistered")]
+    assert leg.ended and edge.dialled == [] and admission.disengaged == []
+    _, sink2, _, admission2 = gatekeeper_dial()
+    admission2.done[0](None, "timeout")
+    assert sink2.events == [Failed(Cause.TEMPORARY_FAILURE, "gatekeeper: timeout")]
+
+
+def test_a_call_given_up_before_the_acf_is_disengaged_and_never_set_up() -> None:
+    leg, sink, edge, admission = gatekeeper_dial()
+    leg.hangup(Cause.NORMAL_CLEARING)  # the kiosk left while the gatekeeper thought
+    admission.done[0](("127.0.0.1", 1740), "")
+    assert edge.dialled == [] and admission.disengaged == ["gk"] and sink.events == []
+
+
+def test_the_gatekeeper_ending_a_call_releases_the_unit() -> None:
+    _, sink, edge, admission = gatekeeper_dial()
+    admission.done[0](("127.0.0.1", 1740), "")
+    conn = edge.dialled[0][1]
+    conn.call.data_to_send()
+    admission.dropped[0]()
+    assert sent_types(conn.call) == [q931.MessageType.RELEASE_COMPLETE]
+    assert sink.events == [Failed(Cause.CALL_REJECTED, "ended by the gatekeeper")]
+    assert admission.disengaged == []  # its own DRQ was answered: none of ours

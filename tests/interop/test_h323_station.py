@@ -439,7 +439,9 @@ def test_station_located_through_a_partners_gatekeeper(
         ]
         assert gw.metric("vrgw_h323_partner_gatekeeper_registered", gatekeeper="gk-caf") == 1
         assert (gw.metric("vrgw_ras_messages_sent_total", gatekeeper="gk-caf") or 0) >= 2
-        capture = start_capture(tmp_path / "call.pcapng", [gw.sip_port, station_port])
+        capture = start_capture(
+            tmp_path / "call.pcapng", [gw.sip_port, station_port, gk.ras_port]
+        )
         kiosk = sip_kiosk(
             gw,
             tmp_path,
@@ -473,6 +475,26 @@ def test_station_located_through_a_partners_gatekeeper(
     record = gw.http("/api/v1/calls")["ended"][-1]
     assert record["outcome"] == "completed" and record["station"] == "caf-gk", record
     assert record["cause"] == 16, record
+    # Registered with the partner's gatekeeper, the gateway asked it to admit the call
+    # before the Setup (ARQ/ACF, H.225.0 7.8) and said when it ended (DRQ/DCF, 7.10).
+    ras = capture.fields(
+        f"udp.port == {gk.ras_port} && (h225.admissionRequest_element"
+        " || h225.admissionConfirm_element || h225.disengageRequest_element"
+        " || h225.disengageConfirm_element)",
+        "frame.number",
+        "udp.srcport",
+        "udp.dstport",
+        "h225.RasMessage",
+        decode_as=[f"udp.port=={gk.ras_port},h225"],
+    )
+    setup = capture.fields(
+        f"tcp.dstport == {station_port} && q931.message_type == 0x05", "frame.number"
+    )
+    # The unit asks too, as it answers (answerCall): the gateway's are on its own port.
+    ours = next(row[1] for row in ras if row[3] == "9" and int(row[0]) < int(setup[0][0]))
+    exchange = [(row[3], int(row[0])) for row in ras if ours in row[1:3]]
+    assert [kind for kind, _ in exchange] == ["9", "10", "15", "16"], ras  # ARQ ACF DRQ DCF
+    assert exchange[1][1] < int(setup[0][0]) < exchange[2][1], (ras, setup)
     # Who sent the first ReleaseComplete, and with which cause (the other side may
     # answer with its own).
     releases = capture.fields(
