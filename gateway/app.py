@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import signal
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from gateway.call.b2bua import B2BUA
 from gateway.call.h323_leg import H323Acceptor, H323Dialer
+from gateway.call.records import CallRecord
 from gateway.call.scheduler import LoopScheduler
 from gateway.call.sip_leg import SipDialer
 from gateway.call.sip_ua import SipUserAgent
@@ -30,6 +32,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.presence.feed import AvailabilityFeed
 from gateway.presence.server import PresenceServer
 from gateway.presence.views import GatewayViews
+from gateway.state.records import RecordStore, SqliteRecordStore
 from gateway.state.store import MemoryStore, Store
 
 if TYPE_CHECKING:
@@ -72,6 +75,8 @@ class Settings:
     ring_timeout: float = 60.0
     test_clock: bool = False  # let PUT /api/v1/clock move the schedules' clock
     sip_t1: float = 0.5  # RFC 3261 T1 in seconds; shorter only for tests (--sip-t1)
+    records: str = ":memory:"  # the call records' SQLite file (vrgw run names one)
+    records_retention_days: int = 365
 
 
 class Gateway:
@@ -141,7 +146,9 @@ class Gateway:
         self.b2bua.on_change = self._partner_changed
         self.metrics = GatewayMetrics()
         self.metrics.attach(self)
-        self.b2bua.on_record = self.metrics.record_call
+        self.b2bua.on_record = self._record
+        self.records: RecordStore = SqliteRecordStore(settings.records)
+        self._purging: asyncio.Task[None] | None = None
         self._http: asyncio.Task[None] | None = None
         self._http_server: QuietServer | None = None
         self.stopped = asyncio.Event()
@@ -175,6 +182,30 @@ class Gateway:
     def _registration_changed(self, username: str) -> None:
         self.scheduler.spawn(self.monitor.refresh_user(username))
 
+    def _record(self, record: CallRecord) -> None:
+        """An ended call: counted in the metrics, kept in the call records."""
+        self.metrics.record_call(record)
+        self.scheduler.spawn(self._keep_record(record))
+
+    async def _keep_record(self, record: CallRecord) -> None:
+        try:
+            await self.records.add(record.row())
+        except (sqlite3.Error, OSError, RuntimeError) as exc:
+            log.error("call %s: its record could not be written: %s", record.id, exc)
+
+    async def _purge_records(self) -> None:
+        """Delete the records past their retention now, then every hour."""
+        keep = self.settings.records_retention_days * 86400.0
+        while True:
+            try:
+                gone = await self.records.purge(self.clock.now() - keep)
+            except (sqlite3.Error, OSError) as exc:
+                log.error("call records could not be purged: %s", exc)
+            else:
+                if gone:
+                    log.info("%d call records older than %d days deleted", gone, keep // 86400)
+            await asyncio.sleep(3600)
+
     def _partner_changed(self, partner: str) -> None:
         self.presence.changed(partner)
         self.feed.changed(partner)
@@ -188,6 +219,11 @@ class Gateway:
             self.gatekeeper.call_signal_address = self.h323.address  # its port is known now
             await self.ras.start(self.settings.sip_host, self.settings.ras_port)
         await self.partner_gatekeepers.start(self.dialplan.gatekeepers)
+        try:
+            await self.records.open()
+        except (sqlite3.Error, OSError) as exc:
+            raise OSError(f"call records file {self.settings.records}: {exc}") from exc
+        self._purging = asyncio.get_running_loop().create_task(self._purge_records())
         self.monitor.start()
         if self.settings.http_port >= 0:
             from gateway.http.api import serve
@@ -236,6 +272,10 @@ class Gateway:
         self.partner_gatekeepers.close()
         await self.media.close()
         await self.store.close()
+        if self._purging is not None:
+            self._purging.cancel()
+        await self.scheduler.drain()  # the last records' writes
+        await self.records.close()
 
     async def run_forever(self) -> None:
         """Run until SIGINT/SIGTERM; SIGHUP reloads the dialplan."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +30,12 @@ def _positive_seconds(text: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
     return value
+
+
+def default_records_path() -> Path:
+    """Where call records go unless told: the user's state folder (XDG base directories)."""
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "vrgw" / "call-records.sqlite"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -68,6 +75,20 @@ def _parser() -> argparse.ArgumentParser:
         "timeouts follow it. For tests only: a shorter T1 ends transactions sooner and "
         "retransmits more often over UDP",
     )
+    run.add_argument(
+        "--records",
+        default=str(default_records_path()),
+        metavar="FILE",
+        help="SQLite file of the call records (default %(default)s; ':memory:' keeps none "
+        "beyond the process)",
+    )
+    run.add_argument(
+        "--records-retention-days",
+        type=int,
+        default=365,
+        metavar="DAYS",
+        help="call records older than this are deleted (default %(default)s)",
+    )
     run.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     check = sub.add_parser("check", help="validate a dialplan and exit")
     check.add_argument("path", type=Path)
@@ -91,6 +112,8 @@ def run_settings(args: argparse.Namespace) -> Settings:
         ring_timeout=args.ring_timeout,
         test_clock=args.test_clock,
         sip_t1=args.sip_t1,
+        records=args.records,
+        records_retention_days=args.records_retention_days,
     )
 
 

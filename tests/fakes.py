@@ -106,6 +106,7 @@ class FakeLeg:
     side: Side
     label: str = ""
     sink: EventSink | None = None
+    protocol: str = "sip"
     target: Target | None = None
     call: OutgoingCall | None = None
     commands: list[tuple[str, Any]] = field(default_factory=list)

@@ -236,6 +236,9 @@ def start_gateway(
         "0",  # free ports: tests run side by side
         "--ras-port",
         "0",
+        # each gateway its own call records (a later one given the same file reads them)
+        "--records",
+        str(tmp_path / f"records-{sip_port}.sqlite"),
         *(extra or []),
     ]
     full_env = {**os.environ, **(env or {})}
@@ -260,6 +263,11 @@ def start_gateway(
             time.sleep(0.1)
     stop_gateway(gw)
     raise RuntimeError(f"gateway did not come up:\n{gw.log()}")
+
+
+def records_file(gw: GatewayProcess) -> Path:
+    """The SQLite file of a gateway's call records (one per gateway, by its SIP port)."""
+    return gw.log_path.parent / f"records-{gw.sip_port}.sqlite"
 
 
 def stop_gateway(gw: GatewayProcess) -> int:

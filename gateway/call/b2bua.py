@@ -98,6 +98,7 @@ class Call:
     b: CallLeg | None = None
     target: Target | None = None  # the station offered now
     last_station: str | None = None  # the last station offered, kept for the record
+    station_protocol: str | None = None  # and the protocol it was offered in
     state: CallState = CallState.ROUTING
     answered: float | None = None
     ring_timer: Timer | None = None
@@ -275,6 +276,7 @@ class B2BUA:
             service=service.name if service is not None else attempt.service,
             partner=service.partner if service is not None else "",
             station=None,
+            kiosk_protocol=leg.protocol,
             started=now,
             answered=None,
             ended=now,
@@ -319,6 +321,7 @@ class B2BUA:
         """Offer the call to a station: anchor the media if not yet done, then dial."""
         call.target = target
         call.last_station = target.station
+        call.station_protocol = target.protocol
         if call.state is CallState.QUEUED:
             call.state = CallState.ROUTING
         if call.ring_timer is not None:
@@ -736,6 +739,8 @@ class B2BUA:
             service=call.service.name,
             partner=call.partner.id,
             station=call.last_station,
+            kiosk_protocol=call.a.protocol,
+            station_protocol=call.station_protocol,
             started=call.started,
             answered=call.answered,
             ended=now,

@@ -186,6 +186,8 @@ class H323Leg:
     gateway (its Setup arrived on :class:`H323Acceptor`'s port).
     """
 
+    protocol = "h323"
+
     def __init__(self, side: Side, label: str, sink: EventSink | None) -> None:
         self.side = side
         self.label = label

@@ -30,6 +30,7 @@ class CallLeg(Protocol):
     side: Side
     label: str  # the controller's call id, for logs
     sink: EventSink | None
+    protocol: str  # "sip", "h323": for call records
 
     @property
     def ended(self) -> bool:

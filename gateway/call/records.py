@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from gateway.media.engine import SessionStats
 from gateway.model.causes import Cause, Refusal
+from gateway.state.records import RecordRow
 
 # The outcome of a call that never connected, by the cause it was released with.
 _OUTCOME_OF_CAUSE = {
@@ -48,8 +49,39 @@ class CallRecord:
     media: SessionStats | None = None
     waited: float = 0.0  # seconds spent in the partner's queue
     queued: bool = False
+    kiosk_protocol: str = "sip"
+    station_protocol: str | None = None
 
     @property
     def duration(self) -> float:
         """Seconds between answer and end (0 when never answered)."""
         return self.ended - self.answered if self.answered is not None else 0.0
+
+    def row(self) -> RecordRow:
+        """The record as the durable store keeps it (no media detail but packet totals)."""
+        to_station = to_kiosk = 0
+        if self.media is not None:
+            for stream in self.media.streams:
+                to_station += stream.a_to_b.rtp_packets
+                to_kiosk += stream.b_to_a.rtp_packets
+        return RecordRow(
+            id=self.id,
+            kiosk=self.kiosk,
+            site=self.site,
+            service=self.service,
+            partner=self.partner,
+            station=self.station,
+            kiosk_protocol=self.kiosk_protocol,
+            station_protocol=self.station_protocol,
+            started=self.started,
+            queued=self.queued,
+            waited=round(self.waited, 3),
+            answered=self.answered,
+            ended=self.ended,
+            duration=round(self.duration, 3),
+            outcome=self.outcome,
+            cause=int(self.cause),
+            refusal=self.refusal.value if self.refusal is not None else None,
+            packets_to_station=to_station,
+            packets_to_kiosk=to_kiosk,
+        )

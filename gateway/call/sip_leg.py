@@ -92,6 +92,8 @@ def parse_sdp(body: bytes) -> SessionDescription | None:
 class SipLeg:
     """One SIP side of a call (UAS for kiosks, UAC for stations)."""
 
+    protocol = "sip"
+
     def __init__(
         self,
         ua: SipUserAgent,

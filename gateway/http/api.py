@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from gateway.dialplan import Kiosk
+from gateway.http.records import records_router
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -31,6 +32,7 @@ class ClockBody(BaseModel):
 def create_app(gw: Gateway) -> FastAPI:
     """Build the FastAPI application bound to one gateway."""
     app = FastAPI(title="visio-relais gateway", version="0.1.0")
+    app.include_router(records_router(gw))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import csv
+import io
 import signal
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import GatewayProcess, free_port, loadtest_variant, start_capture
+from harness import (
+    GatewayProcess,
+    free_port,
+    loadtest_variant,
+    records_file,
+    start_capture,
+    stop_gateway,
+    wait_for,
+)
 
 pytestmark = pytest.mark.interop
 
@@ -84,3 +93,31 @@ def test_sipp_thousand_calls_at_fifty_per_second(gateway_factory: Any, tmp_path:
     assert capture.problems() == []
     invites = capture.fields(f"sip.Method == INVITE && udp.srcport == {gw.sip_port}", "sip.Call-ID")
     assert len(invites) >= 1000
+
+    # One call record per call, with consistent times, kept across a restart and
+    # exported as CSV and as the per-partner summary with the run's counts.
+    wait_for(lambda: gw.http("/api/v1/records?limit=1")["total"] == 1000, 20, "1,000 records")
+    records: list[dict[str, Any]] = []
+    while len(records) < 1000:
+        page = gw.http(f"/api/v1/records?limit=1000&offset={len(records)}")["records"]
+        assert page, len(records)
+        records += page
+    assert len({r["id"] for r in records}) == 1000
+    for r in records:
+        assert r["outcome"] == "completed" and r["cause"] == 16, r
+        assert r["started"] <= r["answered"] <= r["ended"], r
+        assert abs(r["duration"] - (r["ended"] - r["answered"])) < 0.01, r
+        assert r["kiosk_protocol"] == "sip" and r["station_protocol"] == "sip", r
+    stop_gateway(gw)
+    again = gateway_factory(gw.dialplan, extra=["--records", str(records_file(gw))])
+    assert again.http("/api/v1/records?limit=1")["total"] == 1000
+    exported = again.http("/api/v1/records.csv")
+    assert exported.startswith("\ufeffid,kiosk,site,")  # a byte-order mark, then the header
+    rows = list(csv.DictReader(io.StringIO(exported.lstrip("\ufeff"))))
+    assert len(rows) == 1000 and {row["outcome"] for row in rows} == {"completed"}
+    assert {row["id"] for row in rows} == {r["id"] for r in records}
+    summary = again.http("/api/v1/records/summary?period=month")["rows"]
+    assert sum(row["calls"] for row in summary) == 1000, summary
+    assert sum(row["completed"] for row in summary) == 1000, summary
+    partners = {(r["partner"], r["site"]) for r in records}
+    assert {(row["partner"], row["site"]) for row in summary} == partners, summary

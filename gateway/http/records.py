@@ -1,0 +1,153 @@
+"""The call-record routes of the admin API: list with filters and paging, CSV export,
+and the per-partner, per-site summary by day or month."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import asdict
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, HTTPException, Query, Response
+
+from gateway.state.records import COLUMNS, RecordQuery, RecordRow
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+MAX_PAGE = 1000
+TIME_COLUMNS = ("started", "answered", "ended")
+
+
+def _instant(text: str | None, name: str) -> float | None:
+    """An ISO 8601 date or date-time (the machine's local time when it has no offset)."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise HTTPException(
+            status_code=422, detail=f"{name}: {text!r} is not an ISO 8601 date or date-time"
+        ) from exc
+    return moment.astimezone().timestamp() if moment.tzinfo is None else moment.timestamp()
+
+
+def _local(seconds: float | None) -> str:
+    """A record time as ISO 8601 in the machine's local time, to the second."""
+    if seconds is None:
+        return ""
+    return datetime.fromtimestamp(seconds).astimezone().isoformat(timespec="seconds")
+
+
+def records_router(gw: Gateway) -> APIRouter:
+    """The ``/api/v1/records`` routes, reading ``gw.records``."""
+    router = APIRouter()
+
+    def query_of(
+        kiosk: str | None,
+        site: str | None,
+        service: str | None,
+        partner: str | None,
+        station: str | None,
+        outcome: str | None,
+        since: str | None,
+        until: str | None,
+    ) -> RecordQuery:
+        given = {
+            "kiosk": kiosk,
+            "site": site,
+            "service": service,
+            "partner": partner,
+            "station": station,
+            "outcome": outcome,
+        }
+        return RecordQuery(
+            equal=tuple((k, v) for k, v in given.items() if v is not None),
+            since=_instant(since, "since"),
+            until=_instant(until, "until"),
+        )
+
+    @router.get("/api/v1/records")
+    async def records(
+        kiosk: str | None = None,
+        site: str | None = None,
+        service: str | None = None,
+        partner: str | None = None,
+        station: str | None = None,
+        outcome: str | None = None,
+        since: str | None = Query(None, description="ISO 8601, local time if no offset"),
+        until: str | None = Query(None, description="ISO 8601, local time if no offset"),
+        limit: int = Query(100, ge=1, le=MAX_PAGE),
+        offset: int = Query(0, ge=0),
+    ) -> dict[str, Any]:
+        """Call records, newest first: ``total`` matching, and one page of them."""
+        query = query_of(kiosk, site, service, partner, station, outcome, since, until)
+        rows = await gw.records.query(query, limit=limit, offset=offset)
+        return {
+            "total": await gw.records.count(query),
+            "limit": limit,
+            "offset": offset,
+            "records": [asdict(row) for row in rows],
+        }
+
+    @router.get("/api/v1/records.csv")
+    async def records_csv(
+        kiosk: str | None = None,
+        site: str | None = None,
+        service: str | None = None,
+        partner: str | None = None,
+        station: str | None = None,
+        outcome: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        sep: str = Query("comma", pattern="^(comma|semicolon)$"),
+    ) -> Response:
+        """Every matching record as CSV (RFC 4180, UTF-8 with a byte-order mark so that
+        spreadsheets read accents right; ``sep=semicolon`` for French-locale Excel)."""
+        query = query_of(kiosk, site, service, partner, station, outcome, since, until)
+        out = io.StringIO()
+        writer = csv.writer(
+            out, delimiter=";" if sep == "semicolon" else ",", lineterminator="\r\n"
+        )
+        writer.writerow(COLUMNS)
+        offset = 0
+        while True:
+            rows = await gw.records.query(query, limit=MAX_PAGE, offset=offset)
+            for row in rows:
+                writer.writerow(_csv_values(row))
+            if len(rows) < MAX_PAGE:
+                break
+            offset += MAX_PAGE
+        return Response(
+            content="\ufeff" + out.getvalue(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="call-records.csv"'},
+        )
+
+    @router.get("/api/v1/records/summary")
+    async def summary(
+        period: str = Query("month", pattern="^(day|month)$"),
+        site: str | None = None,
+        partner: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+    ) -> dict[str, Any]:
+        """Per period, partner and site: calls, completed, abandoned, refused, queued,
+        mean and longest wait, mean duration of completed calls (seconds)."""
+        query = query_of(None, site, None, partner, None, None, since, until)
+        rows = await gw.records.summary(query, period=period)
+        return {"period": period, "rows": [asdict(row) for row in rows]}
+
+    return router
+
+
+def _csv_values(row: RecordRow) -> list[object]:
+    values = asdict(row)
+    for name in TIME_COLUMNS:
+        values[name] = _local(values[name])
+    values["queued"] = int(values["queued"])
+    return [values[name] for name in COLUMNS]
+
+
+__all__ = ["records_router"]
