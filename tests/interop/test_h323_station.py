@@ -507,8 +507,11 @@ def test_station_located_through_a_partners_gatekeeper(
         assert call["hung_up_by"] == "local"
         assert releases[0] == [str(station_port), "16"], releases  # normal call clearing
     else:
+        # The unit ends with endSessionCommand (H.245) then ReleaseComplete; the
+        # gateway may answer the first with its own ReleaseComplete before the unit's
+        # arrives, so either may lead: both carry cause 16.
         assert call["hung_up_by"] == "remote"
-        assert releases[0][0] != str(station_port) and releases[0][1] == "16", releases
+        assert {cause for _, cause in releases} == {"16"}, releases
         byes = capture.fields(f'sip.Method == "BYE" && udp.srcport == {gw.sip_port}', "sip.Reason")
         # (the text, when there is one, says how the unit ended: "endSessionCommand")
         assert len(byes) == 1 and re.match(r"Q\.850;cause=16(;|$)", byes[0][0]), byes
