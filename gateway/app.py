@@ -32,7 +32,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.presence.feed import AvailabilityFeed
 from gateway.presence.server import PresenceServer
 from gateway.presence.views import GatewayViews
-from gateway.state.records import RecordStore, SqliteRecordStore
+from gateway.state.records import RecordRow, RecordStore, SqliteRecordStore
 from gateway.state.store import MemoryStore, Store
 
 if TYPE_CHECKING:
@@ -58,6 +58,9 @@ def settle_garbage_collector() -> None:
     gc.freeze()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+
+
+RECORD_FLUSH = 0.5  # seconds an ended call's record may wait to be written with others
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +151,7 @@ class Gateway:
         self.metrics.attach(self)
         self.b2bua.on_record = self._record
         self.records: RecordStore = SqliteRecordStore(settings.records)
+        self._unwritten: list[RecordRow] = []
         self._purging: asyncio.Task[None] | None = None
         self._http: asyncio.Task[None] | None = None
         self._http_server: QuietServer | None = None
@@ -183,15 +187,22 @@ class Gateway:
         self.scheduler.spawn(self.monitor.refresh_user(username))
 
     def _record(self, record: CallRecord) -> None:
-        """An ended call: counted in the metrics, kept in the call records."""
+        """An ended call: counted in the metrics now, written with the next batch of
+        call records (at most RECORD_FLUSH seconds later: one transaction for many)."""
         self.metrics.record_call(record)
-        self.scheduler.spawn(self._keep_record(record))
+        self._unwritten.append(record.row())
+        if len(self._unwritten) == 1:
+            self.scheduler.call_later(RECORD_FLUSH, self._flush_soon)
 
-    async def _keep_record(self, record: CallRecord) -> None:
+    def _flush_soon(self) -> None:
+        self.scheduler.spawn(self._write_records())
+
+    async def _write_records(self) -> None:
+        rows, self._unwritten = self._unwritten, []
         try:
-            await self.records.add(record.row())
+            await self.records.add(rows)
         except (sqlite3.Error, OSError, RuntimeError) as exc:
-            log.error("call %s: its record could not be written: %s", record.id, exc)
+            log.error("%d call records could not be written: %s", len(rows), exc)
 
     async def _purge_records(self) -> None:
         """Delete the records past their retention now, then every hour."""
@@ -274,7 +285,8 @@ class Gateway:
         await self.store.close()
         if self._purging is not None:
             self._purging.cancel()
-        await self.scheduler.drain()  # the last records' writes
+        await self.scheduler.drain()
+        await self._write_records()  # the last batch, whatever its timer
         await self.records.close()
 
     async def run_forever(self) -> None:

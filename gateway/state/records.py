@@ -102,8 +102,8 @@ class RecordStore(Protocol):
     async def open(self) -> None:
         """Be ready for records (connect, create what is missing)."""
 
-    async def add(self, row: RecordRow) -> None:
-        """Keep one record (a record already kept under that id is replaced)."""
+    async def add(self, rows: Sequence[RecordRow]) -> None:
+        """Keep records, in one transaction (a record kept under the same id is replaced)."""
 
     async def query(self, query: RecordQuery, *, limit: int, offset: int) -> list[RecordRow]:
         """Matching records, the most recent call first."""
@@ -187,18 +187,19 @@ class SqliteRecordStore:
 
     # -- RecordStore -----------------------------------------------------------------
 
-    async def add(self, row: RecordRow) -> None:
-        """Insert (or replace) one record and commit it."""
-        await self._run(self._add, row)
+    async def add(self, rows: Sequence[RecordRow]) -> None:
+        """Insert (or replace) records and commit them together."""
+        if rows:
+            await self._run(self._add, list(rows))
 
-    def _add(self, row: RecordRow) -> None:
+    def _add(self, rows: list[RecordRow]) -> None:
         db = self._conn()
         marks = ", ".join("?" for _ in COLUMNS)
-        db.execute(
-            f"INSERT OR REPLACE INTO call_records ({', '.join(COLUMNS)}) VALUES ({marks})",
-            astuple(row),
-        )
-        db.commit()
+        with db:
+            db.executemany(
+                f"INSERT OR REPLACE INTO call_records ({', '.join(COLUMNS)}) VALUES ({marks})",
+                [astuple(row) for row in rows],
+            )
 
     async def query(self, query: RecordQuery, *, limit: int, offset: int) -> list[RecordRow]:
         """Matching records, newest first, ``limit`` of them after ``offset``."""

@@ -72,8 +72,9 @@ def rows() -> list[RecordRow]:
 @pytest.fixture
 async def store(tmp_path: Path) -> SqliteRecordStore:
     kept = SqliteRecordStore(tmp_path / "sub" / "records.sqlite")  # the folder is made
-    for row in rows():
-        await kept.add(row)
+    await kept.add(rows()[:2])
+    await kept.add(rows()[2:])
+    await kept.add([])
     return kept
 
 
@@ -121,7 +122,7 @@ async def test_the_summary_counts_per_period_partner_and_site(store: SqliteRecor
 async def test_records_survive_a_reopening_and_retention_purges_the_old(
     store: SqliteRecordStore, tmp_path: Path
 ) -> None:
-    await store.add(replace(BASE, outcome="failed"))  # same id: replaced, not doubled
+    await store.add([replace(BASE, outcome="failed")])  # same id: replaced, not doubled
     await store.close()
     reopened = SqliteRecordStore(tmp_path / "sub" / "records.sqlite")
     assert await reopened.count(RecordQuery()) == 5
@@ -133,4 +134,4 @@ async def test_records_survive_a_reopening_and_retention_purges_the_old(
     assert await reopened.purge(time.time() - 86400 * 3650) == 0
     await reopened.close()
     with pytest.raises(RuntimeError, match="closed"):
-        await reopened.add(BASE)
+        await reopened.add([BASE])
