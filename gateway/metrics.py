@@ -26,8 +26,8 @@ class GatewayMetrics:
         self.registry = CollectorRegistry()
         self.calls = Counter(
             "vrgw_calls",
-            "Calls ended, by service, site and outcome",
-            ["service", "site", "outcome"],
+            "Calls ended, by partner, service, kiosk site and outcome",
+            ["partner", "service", "site", "outcome"],
             registry=self.registry,
         )
         self.call_duration = Histogram(
@@ -66,7 +66,7 @@ class GatewayMetrics:
 
     def record_call(self, record: CallRecord) -> None:
         """Account for one ended call."""
-        self._child(self.calls, record.service, record.site, record.outcome).inc()
+        self._child(self.calls, record.partner, record.service, record.site, record.outcome).inc()
         if record.queued:
             self._child(self.queue_wait, record.partner, record.outcome).observe(record.waited)
         if record.answered is not None:
