@@ -8,9 +8,10 @@ import logging
 import signal
 import sqlite3
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from gateway.call.b2bua import B2BUA
 from gateway.call.h323_leg import H323Acceptor, H323Dialer
@@ -60,7 +61,18 @@ def settle_garbage_collector() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
+T = TypeVar("T")
 RECORD_FLUSH = 0.5  # seconds an ended call's record may wait to be written with others
+
+
+async def _listening(what: str, opening: Awaitable[T]) -> T:
+    """Open a listening socket; a failure names the address (``SIP 127.0.0.1:5060 (udp):
+    address already in use``) instead of a bare errno."""
+    try:
+        return await opening
+    except OSError as exc:
+        reason = exc.strerror.lower() if exc.strerror else str(exc)
+        raise OSError(exc.errno, f"{what}: {reason}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,12 +235,15 @@ class Gateway:
 
     async def start(self) -> None:
         """Open sockets: media first, then SIP, then HTTP."""
+        s = self.settings
         await self.media.start()
-        await self.endpoint.start(tcp=self.settings.tcp)
-        await self.h323.start()
-        if self.settings.ras_port >= 0:
+        sip = f"SIP {s.sip_host}:{s.sip_port} (udp{'+tcp' if s.tcp else ''})"
+        await _listening(sip, self.endpoint.start(tcp=s.tcp))
+        await _listening(f"H.323 tcp {s.sip_host}:{s.h323_port}", self.h323.start())
+        if s.ras_port >= 0:
             self.gatekeeper.call_signal_address = self.h323.address  # its port is known now
-            await self.ras.start(self.settings.sip_host, self.settings.ras_port)
+            ras = f"RAS udp {s.sip_host}:{s.ras_port}"
+            await _listening(ras, self.ras.start(s.sip_host, s.ras_port))
         await self.partner_gatekeepers.start(self.dialplan.gatekeepers)
         try:
             await self.records.open()
@@ -239,7 +254,8 @@ class Gateway:
         if self.settings.http_port >= 0:
             from gateway.http.api import serve
 
-            self._http_server, self._http = await serve(self)
+            http = f"HTTP {s.http_host}:{s.http_port}"
+            self._http_server, self._http = await _listening(http, serve(self))
         log.info(
             "vrgw listening: SIP %s:%d (udp%s), H.323 tcp %d, RAS udp %s, HTTP %s:%d, dialplan %s",
             self.settings.sip_host,

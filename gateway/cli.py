@@ -41,7 +41,12 @@ def default_records_path() -> Path:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vrgw", description="visio-relais SIP gateway")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the gateway")
+    run = sub.add_parser(
+        "run",
+        help="run the gateway",
+        description="Run the gateway until SIGINT or SIGTERM; SIGHUP reloads the dialplan.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     run.add_argument("--dialplan", type=Path, default=DEFAULT_DIALPLAN, help="dialplan YAML file")
     run.add_argument("--sip-host", default="127.0.0.1", help="SIP listen address (UDP and TCP)")
     run.add_argument("--sip-port", type=int, default=5060, help="SIP listen port")
@@ -71,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
         type=_positive_seconds,
         default=T1,
         metavar="SECONDS",
-        help=f"SIP timer T1 (RFC 3261 17, default {T1}); T2, T4 and the 64*T1 transaction "
+        help="SIP timer T1 (RFC 3261 17); T2, T4 and the 64*T1 transaction "
         "timeouts follow it. For tests only: a shorter T1 ends transactions sooner and "
         "retransmits more often over UDP",
     )
@@ -79,15 +84,14 @@ def _parser() -> argparse.ArgumentParser:
         "--records",
         default=str(default_records_path()),
         metavar="FILE",
-        help="SQLite file of the call records (default %(default)s; ':memory:' keeps none "
-        "beyond the process)",
+        help="SQLite file of the call records (':memory:' keeps none beyond the process)",
     )
     run.add_argument(
         "--records-retention-days",
         type=int,
         default=365,
         metavar="DAYS",
-        help="call records older than this are deleted (default %(default)s)",
+        help="call records older than this are deleted",
     )
     run.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     check = sub.add_parser("check", help="validate a dialplan and exit")

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import itertools
 import shutil
+import socket
 import subprocess
 import sys
 import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import ROOT, GatewayProcess
+from harness import ROOT, GatewayProcess, free_port
 
 from gateway import cli
 from gateway.app import Gateway
@@ -130,3 +132,38 @@ def test_sip_t1_must_be_a_positive_number_of_seconds(
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "argument --sip-t1:" in err and repr(value) in err, err
+
+
+def test_run_help_shows_every_default() -> None:
+    text = vrgw("run", "--help").stdout
+    for default in ("(default: 5060)", "(default: 1720)", "(default: 8080)", "(default: 0.5)"):
+        assert default in " ".join(text.split()), text
+
+
+@pytest.mark.parametrize("taken", ["sip", "http"])
+def test_a_port_in_use_is_reported_with_its_address(
+    gateway_factory: Any, tmp_path: Path, taken: str
+) -> None:
+    """A second gateway on a port the first holds stops at once and says which."""
+    gw: GatewayProcess = gateway_factory(EXAMPLE)
+    sip = gw.sip_port if taken == "sip" else free_port()
+    http = gw.http_port if taken == "http" else free_port(socket.SOCK_STREAM)
+    second = vrgw(
+        "run", "--dialplan", str(EXAMPLE), "--sip-port", str(sip), "--http-port", str(http),
+        "--h323-port", "0", "--ras-port", "0", "--records", ":memory:",
+    )  # fmt: skip
+    assert second.returncode == 1, second.stderr[-2000:]
+    where = f"SIP 127.0.0.1:{sip} (udp+tcp)" if taken == "sip" else f"HTTP 127.0.0.1:{http}"
+    assert f"error: [Errno 98] {where}: address already in use" in second.stderr, second.stderr
+    assert "Traceback" not in second.stderr
+    assert gw.http("/healthz")["status"] == "ok"  # the first one is untouched
+
+
+def test_metrics_answer_head_in_the_text_exposition_format(
+    gateway_factory: Any, tmp_path: Path
+) -> None:
+    gw: GatewayProcess = gateway_factory(EXAMPLE)
+    url = f"http://127.0.0.1:{gw.http_port}/metrics"
+    with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=5) as resp:
+        assert resp.status == 200 and resp.read() == b""
+        assert resp.headers["Content-Type"].startswith("text/plain; version=")

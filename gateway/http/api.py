@@ -39,9 +39,9 @@ def create_app(gw: Gateway) -> FastAPI:
         """Liveness: the loop answers and the SIP socket is open."""
         return {"status": "ok", "sip_port": gw.endpoint.port, "calls": len(gw.b2bua.calls)}
 
-    @app.get("/metrics")
+    @app.api_route("/metrics", methods=["GET", "HEAD"])
     async def metrics() -> Response:
-        """Prometheus exposition format."""
+        """Prometheus text exposition format (HEAD answers too, for probes)."""
         return Response(generate_latest(gw.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/api/v1/status")
