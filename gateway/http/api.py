@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 from datetime import datetime
@@ -297,7 +298,17 @@ async def serve(gw: Gateway) -> tuple[QuietServer, asyncio.Task[None]]:
     server = QuietServer(config)
     # The gateway owns SIGINT/SIGTERM/SIGHUP on this loop; uvicorn must not take them.
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-    task = asyncio.get_running_loop().create_task(server.serve())
+    # Bound here, not by uvicorn, which would end the process on a port already in use:
+    # the caller reports the address instead.
+    host = gw.settings.http_host
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, gw.settings.http_port))
+    except OSError:
+        sock.close()
+        raise
+    task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
     while not server.started and not task.done():
         await asyncio.sleep(0.01)
     if task.done():
