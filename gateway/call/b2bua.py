@@ -603,6 +603,12 @@ class B2BUA:
         # A caller who heard our early media already holds its answer: the 200 repeats it.
         call.a.answer(call.early or to_kiosk)
         log.debug("%s: connected to %s", call.id, call.last_station)
+        if call.early is not None and b is not None and _has_video(call.early):
+            # Bridged after an announcement: each side's decoder starts on a stream it
+            # has not seen begin, so both senders are asked for a key frame at once
+            # rather than leaving a grey picture until their next periodic one.
+            self.scheduler.spawn(self._refresh_picture(call, call.a))
+            self.scheduler.spawn(self._refresh_picture(call, b))
 
     async def _kiosk_sdp(
         self, call: Call, sdp: SessionDescription | None
@@ -789,6 +795,11 @@ class B2BUA:
             if call.b is not None:
                 call.b.hangup(Cause.NORMAL_CLEARING, "gateway shutting down")
             self._end(call, Cause.NORMAL_CLEARING, "gateway shutting down")
+
+
+def _has_video(sdp: SessionDescription) -> bool:
+    """Whether a description keeps a video stream (an m=video line with a port)."""
+    return any(m.kind == "video" and m.port != 0 for m in sdp.media)
 
 
 def _refusal_failure(refusal: Refusal, retry_after: int | None = None) -> Failed:

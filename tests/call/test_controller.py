@@ -185,6 +185,7 @@ def test_answer_bridges_both_legs_and_the_media(world: World) -> None:
     answer = a.last("answer")
     assert answer is not None and answer.connection.address == RELAY_HOST
     assert world.state("caf-1") is StationState.BUSY
+    assert world.media.calls["request_keyframe"] == 0  # no announcement: nothing to refresh
     world.emit(a, Dtmf("5"))
     world.emit(b, FastUpdate())
     assert b.last("send_dtmf") == Dtmf("5") and "fast_update" in a.names()
@@ -269,9 +270,15 @@ def test_queue_then_connect_with_announcement(world: World) -> None:
     # The station gets only the formats the 183 already promised the kiosk.
     assert [m.kind for m in b.call.offer.media] == [m.kind for m in early.media]
     assert ("waited", "30") in b.call.context
+    world.media.keyframe_sides.add(Side.A)  # the kiosk negotiated PLI, the station not
     world.emit(b, Answered(ANSWER))
     assert call_id not in world.media.playing
     assert waiting.last("answer") is early  # the 200 repeats the 183's answer
+    # Bridged after the announcement: both video senders asked for a key frame, the
+    # kiosk in RTCP through the engine, the station in its signalling.
+    asked = [what for verb, cid, what in world.media.log if verb == "request_keyframe"]
+    assert sorted(asked) == [Side.A, Side.B]
+    assert "fast_update" in b.names() and "fast_update" not in waiting.names()
     [record] = [r for r in world.b2bua.records if r.kiosk == "lessay"]
     assert record.outcome == "completed"
 
