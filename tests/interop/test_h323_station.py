@@ -272,7 +272,7 @@ def test_station_registered_with_the_gateways_gatekeeper(
         assert gw.metric("vrgw_h323_registrations") == 1
         assert (gw.metric("vrgw_ras_messages_received_total", gatekeeper="vrgw") or 0) >= 1
         assert gw.metric("vrgw_station_state", station="caf-h323", state="idle") == 1
-        with sip_kiosk(gw, tmp_path) as kiosk:
+        with sip_kiosk(gw, tmp_path, hangup_after=5.0) as kiosk:
             wait_for(lambda: gw.relaying_call(20), 15, "RTP relayed both ways")
             assert gw.metric("vrgw_station_state", station="caf-h323", state="busy") == 1
             assert (gw.metric("vrgw_h323_connections") or 0) >= 1
