@@ -131,6 +131,40 @@ class _LiveCollector(Collector):
         yield queue
         yield status
         yield from _h323_metrics(gw)
+        yield from _auth_metrics(gw)
+
+
+def _auth_metrics(gw: Gateway) -> Iterable[Metric]:
+    """Failed logins, bans (issue 13) and challenges no unit answered (RFC 7616 3.7)."""
+    guard = gw.ua.guard
+    yield _counter(
+        "vrgw_sip_auth_failures",
+        "Digest credentials that failed verification",
+        guard.failures_total,
+    )
+    yield _counter(
+        "vrgw_sip_auth_refused_banned",
+        "Requests refused because their source or login was banned",
+        guard.refused_total,
+    )
+    started = CounterMetricFamily(
+        "vrgw_sip_bans", "Bans started after failed authentications", labels=["kind"]
+    )
+    active = GaugeMetricFamily("vrgw_sip_bans_active", "Bans in force", labels=["kind"])
+    in_force = guard.bans(gw.ua.monotonic())
+    for kind, total in guard.bans_total.items():
+        started.add_metric([kind.value], total)
+        active.add_metric([kind.value], sum(1 for ban in in_force if ban.kind is kind))
+    yield started
+    yield active
+    unanswered = CounterMetricFamily(
+        "vrgw_sip_auth_challenges_unanswered",
+        "Digest challenges never answered (a likely algorithm mismatch), by login",
+        labels=["login"],
+    )
+    for login, count in gw.ua.auth_stats.unanswered.items():
+        unanswered.add_metric([login], count)
+    yield unanswered
 
 
 def _h323_metrics(gw: Gateway) -> Iterable[Metric]:

@@ -26,9 +26,16 @@ from gateway.dialplan import Dialplan, Kiosk
 from gateway.edge.sip_transport import SipEndpoint
 from gateway.model.events import CallAttempt, Side
 from gateway.model.sdp import SdpError, SessionDescription
-from gateway.sip.auth import AuthParseError, AuthResult, DigestAuthenticator, parse_challenge_params
+from gateway.sip.auth import (
+    AuthParseError,
+    AuthResult,
+    ChallengeWatch,
+    DigestAuthenticator,
+    parse_challenge_params,
+)
 from gateway.sip.dialog import Dialog, new_call_id
 from gateway.sip.errors import SipParseError
+from gateway.sip.guard import AuthGuard, Ban, BanKind, GuardSettings
 from gateway.sip.message import Request, Response, make_response
 from gateway.sip.session_timer import TooSmall, negotiate_as_uas
 from gateway.sip.transaction import (
@@ -99,6 +106,27 @@ class AuthOutcome:
     reason: str = ""
 
 
+class AuthStats:
+    """Authentication figures read by the metrics exporter."""
+
+    __slots__ = ("unanswered",)
+
+    def __init__(self) -> None:
+        # Challenges never answered, by login ("unknown" for a name no account has).
+        self.unanswered: dict[str, int] = {}
+
+
+def guard_settings(dialplan: Dialplan) -> GuardSettings:
+    """The ban limits of a dialplan's ``auth.bans``."""
+    bans = dialplan.auth.bans
+    return GuardSettings(
+        source_failures=bans.source_failures,
+        account_failures=bans.account_failures,
+        window=bans.window,
+        ban_time=bans.duration,
+    )
+
+
 class SipUserAgent:
     """Dispatches transaction events; owns dialogs, registrar and authentication."""
 
@@ -110,7 +138,9 @@ class SipUserAgent:
         scheduler: Scheduler,
         *,
         wall_clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``monotonic`` times bans and unanswered challenges (never the test clock)."""
         self.endpoint = endpoint
         self.store = store
         self.scheduler = scheduler
@@ -123,6 +153,12 @@ class SipUserAgent:
         self.server_invites: dict[str, SipLeg] = {}
         self.dialplan = dialplan
         self.auth = self._make_auth(dialplan)
+        self.monotonic = monotonic
+        self.guard = AuthGuard(guard_settings(dialplan))
+        # A unit that cannot answer gives up within a transaction's lifetime (64*T1).
+        self.challenge_watch = ChallengeWatch(timeout=64 * endpoint.layer.t1)
+        self.auth_stats = AuthStats()
+        self._watch_timer = False
         endpoint.tu = self
 
     def _make_auth(self, dialplan: Dialplan) -> DigestAuthenticator:
@@ -131,12 +167,14 @@ class SipUserAgent:
             dialplan.secret_for,
             algorithms=dialplan.auth.algorithms,
             nonce_ttl=dialplan.auth.nonce_ttl,
+            algorithms_for=dialplan.algorithms_for,
         )
 
     def set_dialplan(self, dialplan: Dialplan) -> None:
         """Switch to a newly loaded dialplan; calls in progress keep their routing."""
         self.dialplan = dialplan
         self.auth = self._make_auth(dialplan)
+        self.guard.settings = guard_settings(dialplan)  # bans in force stay in force
 
     # -- bookkeeping shared with the legs ------------------------------------------------
     def new_call_id(self) -> str:
@@ -172,19 +210,115 @@ class SipUserAgent:
     # -- authentication (RFC 3261 22.3) ------------------------------------------------------
     def authenticate(self, request: Request, source: Address) -> AuthOutcome:
         """Identify the sender: a kiosk trusted by address, or a digest login."""
-        header = request.headers.get("proxy-authorization") or request.headers.get("authorization")
+        header = self._credentials(request, "proxy-authorization") or self._credentials(
+            request, "authorization"
+        )
         if header is None:
             kiosk = self.dialplan.kiosk_for_address(source[0])
             if kiosk is not None:
                 return AuthOutcome(kiosk, None)
             return AuthOutcome(None, None, challenge=True, reason="no credentials")
         result = self._verify(request, header)
+        self._answered(request, source, result)
         if not result.ok:
             return AuthOutcome(
                 None, result.username, challenge=True, stale=result.stale, reason=result.reason
             )
         username = result.username or ""
         return AuthOutcome(self.dialplan.kiosk_for_user(username), username)
+
+    def _credentials(self, request: Request, name: str) -> str | None:
+        """The one Authorization or Proxy-Authorization value to verify (RFC 7616 3.7).
+
+        A client answering the SHA-256 and the MD5 challenge of one realm sends two
+        values; the authenticator picks the one its login prefers.
+        """
+        values = request.headers.by_name().get(name)
+        if not values:
+            return None
+        return self.auth.select(values) or values[0]
+
+    # -- failed logins, bans and unanswered challenges ---------------------------------
+    def _answered(self, request: Request, source: Address, result: AuthResult) -> None:
+        """Credentials arrived: the challenge was understood; a failure counts to bans."""
+        claimed = claimed_login(request)
+        self.challenge_watch.answered(source[0], claimed)
+        if result.ok or result.stale:
+            return
+        for ban in self.guard.failed(source[0], result.username or claimed, self.monotonic()):
+            what = "source" if ban.kind is BanKind.SOURCE else "login"
+            log.warning(
+                "banned %s %s for %.0f s after %d failed authentications in %.0f s "
+                "(last from %s, login %r, %s)",
+                what,
+                ban.key,
+                ban.until - ban.since,
+                ban.failures,
+                self.guard.settings.window,
+                source[0],
+                result.username,
+                result.reason,
+            )
+            self.scheduler.call_later(ban.until - ban.since + 0.05, self._bans_expired)
+
+    def _bans_expired(self) -> None:
+        for ban in self.guard.expire(self.monotonic()):
+            log.warning("ban of %s %s expired", ban.kind.value, ban.key)
+
+    def refused_by_ban(self, request: Request, key: str, source: Address) -> bool:
+        """Answer 403 to a request from a banned source or for a banned login.
+
+        The same answer whether the login exists or not: bans count claimed names alike.
+        """
+        ban = self.guard.banned(source[0], claimed_login(request), self.monotonic())
+        if ban is None:
+            return False
+        log.debug(
+            "%s from %s refused: %s %s banned", request.method, source[0], ban.kind.value, ban.key
+        )
+        self.endpoint.send_response(key, make_response(request, 403, to_tag=new_tag_for(request)))
+        return True
+
+    def lift_ban(self, kind: BanKind, key: str) -> Ban | None:
+        """End a ban now (admin API); the ban lifted, or None."""
+        ban = self.guard.lift(kind, key)
+        if ban is not None:
+            log.warning("ban of %s %s lifted by an operator", kind.value, key)
+        return ban
+
+    def _watch_challenge(
+        self, request: Request, source: Address, algorithms: tuple[str, ...]
+    ) -> None:
+        self.challenge_watch.challenged(
+            source[0], claimed_login(request), algorithms, self.monotonic()
+        )
+        if not self._watch_timer:
+            self._watch_timer = True
+            self.scheduler.call_later(self.challenge_watch.timeout + 0.05, self._check_unanswered)
+
+    def _check_unanswered(self) -> None:
+        """Log and count the challenges nobody answered (a likely algorithm mismatch)."""
+        self._watch_timer = False
+        for item in self.challenge_watch.expired(self.monotonic()):
+            user = item.username
+            known = user is not None and self.dialplan.secret_for(user) is not None
+            label = user if known and user is not None else "unknown"
+            self.auth_stats.unanswered[label] = self.auth_stats.unanswered.get(label, 0) + 1
+            if known:
+                log.warning(
+                    "%s at %s never answered the digest challenge (%s): likely a digest "
+                    "algorithm it lacks; give its login its own algorithms in the dialplan",
+                    user,
+                    item.source,
+                    ", ".join(item.algorithms),
+                )
+            else:
+                log.info("unanswered challenge to %s for %r", item.source, user)
+        deadline = self.challenge_watch.next_deadline()
+        if deadline is not None:
+            self._watch_timer = True
+            delay = max(0.0, deadline - self.monotonic()) + 0.05
+            self.scheduler.call_later(delay, self._check_unanswered)
 
     def _verify(self, request: Request, header: str) -> AuthResult:
         """Check a digest and that it was computed for this Request-URI (RFC 7616 3.4.6).
@@ -206,10 +340,15 @@ class SipUserAgent:
             return AuthResult(False, result.username, reason="digest uri does not match")
         return result
 
-    def challenge(self, request: Request, key: str, *, proxy: bool, stale: bool) -> None:
-        """Answer 401 or 407 with one challenge per algorithm (RFC 8760 2.4)."""
+    def challenge(
+        self, request: Request, key: str, source: Address, *, proxy: bool, stale: bool
+    ) -> None:
+        """Answer 401 or 407 with one challenge per algorithm of the claimed login
+        (RFC 8760 2.4, RFC 7616 3.7), and watch for its answer."""
         name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
-        extra = [(name, value) for value in self.auth.challenges(stale=stale)]
+        username = claimed_login(request)
+        extra = [(name, value) for value in self.auth.challenges(stale=stale, username=username)]
+        self._watch_challenge(request, source, self.auth.algorithms_of(username))
         self.endpoint.send_response(
             key,
             make_response(request, 407 if proxy else 401, to_tag=new_tag_for(request), extra=extra),
@@ -342,10 +481,12 @@ class SipUserAgent:
                 ),
             )
             return
+        if self.refused_by_ban(request, key, source):
+            return
         outcome = self.authenticate(request, source)
         if outcome.kiosk is None:
             if outcome.challenge:
-                self.challenge(request, key, proxy=True, stale=outcome.stale)
+                self.challenge(request, key, source, proxy=True, stale=outcome.stale)
             else:
                 log.info("INVITE from %s refused: %s is not a kiosk", source[0], outcome.username)
                 endpoint.send_response(
@@ -390,30 +531,37 @@ class SipUserAgent:
                 ),
             )
             return
+        if self.refused_by_ban(request, key, source):
+            return
         outcome = self.authenticate(request, source)
         if (outcome.kiosk is None and outcome.username is None) or outcome.challenge:
-            self.challenge(request, key, proxy=False, stale=outcome.stale)
+            self.challenge(request, key, source, proxy=False, stale=outcome.stale)
             return
         watcher = Watcher(outcome.kiosk.id if outcome.kiosk else None, outcome.username)
         self.subscribe_handler.on_subscribe(request, key, source, transport, watcher)
 
     # -- registrar (RFC 3261 10.3) ---------------------------------------------------------
     def _on_register(self, request: Request, key: str, source: Address, transport: str) -> None:
-        outcome = self.authenticate_login(request)
+        if self.refused_by_ban(request, key, source):
+            return
+        outcome = self.authenticate_login(request, source)
         if outcome is not None:
-            self.challenge(request, key, proxy=False, stale=outcome)
+            self.challenge(request, key, source, proxy=False, stale=outcome)
             return
         self.scheduler.spawn(self._register(request, key, source, transport))
 
-    def authenticate_login(self, request: Request) -> bool | None:
+    def authenticate_login(self, request: Request, source: Address) -> bool | None:
         """None when a REGISTER carries valid credentials for its To user; else the stale flag."""
-        header = request.headers.get("authorization")
+        header = self._credentials(request, "authorization")
         if header is None:
             return False
         result = self._verify(request, header)
         to_uri = request.to.uri
         to_user = to_uri.user_unescaped if isinstance(to_uri, SipUri) else None
-        if result.ok and result.username == to_user:
+        if result.ok and result.username != to_user:
+            result = AuthResult(False, result.username, reason="credentials of another login")
+        self._answered(request, source, result)
+        if result.ok:
             return None
         return result.stale
 
@@ -499,6 +647,13 @@ def attempt_of(request: Request, kiosk: Kiosk, offer: SessionDescription | None)
         # RFC 3261 16.6 step 3: one hop less for the request we send on.
         hops=max(0, int(mf) - 1) if mf and mf.isdigit() else 69,
     )
+
+
+def claimed_login(request: Request) -> str | None:
+    """The login a request claims before any credentials: the To user of a REGISTER
+    (the AOR it binds, RFC 3261 10.2), else the From user (the kiosk calling)."""
+    uri = request.to.uri if request.method == "REGISTER" else request.from_.uri
+    return uri.user_unescaped if isinstance(uri, SipUri) else None
 
 
 def _same_target(a: Uri, b: Uri) -> bool:

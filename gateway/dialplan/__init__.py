@@ -7,6 +7,7 @@ the file, the line and the reason.
 from gateway.dialplan.loader import load_dialplan
 from gateway.dialplan.model import (
     AuthSettings,
+    BanSettings,
     Dialplan,
     DialplanError,
     GatekeeperSettings,
@@ -23,6 +24,7 @@ from gateway.dialplan.model import (
 
 __all__ = [
     "AuthSettings",
+    "BanSettings",
     "Dialplan",
     "DialplanError",
     "GatekeeperSettings",

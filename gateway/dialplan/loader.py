@@ -37,7 +37,9 @@ from pydantic_core import PydanticCustomError
 
 from gateway.dialplan.model import (
     AuthSettings,
+    BanSettings,
     DialplanError,
+    DigestAlgorithm,
     GatekeeperSettings,
     Kiosk,
     MediaSettings,
@@ -321,12 +323,22 @@ class SecretRefDoc(_Doc):
 Password = Annotated[SecretRefDoc | None, BeforeValidator(_refuse_literal_secret)]
 
 
+class BansDoc(_Doc):
+    """``auth.bans``: failed authentications that ban a source or a login (0: never)."""
+
+    source_failures: int = Field(default=10, ge=0, le=100_000)
+    account_failures: int = Field(default=30, ge=0, le=100_000)
+    window: float = Field(default=60.0, ge=1, le=86400)
+    duration: float = Field(default=600.0, ge=1, le=7 * 86400)
+
+
 class AuthDoc(_Doc):
     """The ``auth`` section (RFC 3261 22.4, RFC 8760)."""
 
     realm: Text | None = None
     algorithms: list[AlgorithmText] = Field(default=["SHA-256", "MD5"], min_length=1)
     nonce_ttl: int = Field(default=300, ge=1, le=86400)
+    bans: BansDoc = BansDoc()
 
 
 class MediaDoc(_Doc):
@@ -431,6 +443,8 @@ class KioskDoc(_Doc):
     username: Username | None = None
     password: Password = None
     addresses: list[IpText] = Field(default_factory=list)
+    # This login's own digest algorithms (RFC 8760); absent: those of ``auth``.
+    algorithms: list[AlgorithmText] | None = Field(default=None, min_length=1)
     services: Annotated[list[ServiceName] | None, BeforeValidator(_services_or_all)]
     opening_hours: ScheduleDoc | None = None
 
@@ -458,6 +472,7 @@ class StationDoc(_Doc):
     protocol: ProtocolText = "sip"
     username: Username | None = None
     password: Password = None
+    algorithms: list[AlgorithmText] | None = Field(default=None, min_length=1)
     address: HostPort | None = None
     transport: TransportText | None = None
     alias: Alias | None = None  # H.323: the unit's h323-ID or E.164 number, put in Setup
@@ -869,12 +884,22 @@ def _check_settings(doc: DialplanDoc, problems: _Problems) -> None:
 
 
 def _check_login(
-    problems: _Problems, what: str, username: str | None, password: SecretRefDoc | None, loc: Loc
+    problems: _Problems,
+    what: str,
+    username: str | None,
+    password: SecretRefDoc | None,
+    loc: Loc,
+    algorithms: list[DigestAlgorithm] | None = None,
 ) -> None:
     if username is not None and password is None:
         problems.at((*loc, "username"), f"{what} has a username but no password")
     if username is None and password is not None:
         problems.at((*loc, "password"), f"{what} has a password but no username")
+    if algorithms is not None and username is None:
+        problems.at((*loc, "algorithms"), f"{what}: algorithms apply to a digest login only")
+    for index, name in enumerate(algorithms or ()):
+        if name in (algorithms or ())[:index]:
+            problems.at((*loc, "algorithms", index), f"{name} is listed twice")
 
 
 def _check_references(doc: DialplanDoc, problems: _Problems) -> None:
@@ -927,7 +952,9 @@ def _check_references(doc: DialplanDoc, problems: _Problems) -> None:
 
     for i, kiosk in enumerate(doc.kiosks):
         loc = ("kiosks", i)
-        _check_login(problems, f"kiosk '{kiosk.id}'", kiosk.username, kiosk.password, loc)
+        _check_login(
+            problems, f"kiosk '{kiosk.id}'", kiosk.username, kiosk.password, loc, kiosk.algorithms
+        )
         if kiosk.username is None and not kiosk.addresses:
             problems.at(
                 loc,
@@ -1015,7 +1042,7 @@ def _check_references(doc: DialplanDoc, problems: _Problems) -> None:
                     f"{what}: an H.323 station needs an address (host[:port]) or the alias "
                     "it registers with",
                 )
-            for key in ("username", "password", "transport", "auth"):
+            for key in ("username", "password", "algorithms", "transport", "auth"):
                 if getattr(station, key) is not None:
                     problems.at((*loc, key), f"{what}: {key} applies to SIP stations only")
             continue
@@ -1025,7 +1052,7 @@ def _check_references(doc: DialplanDoc, problems: _Problems) -> None:
             problems.at(loc, f"{what} needs a username (it registers) or an address (static)")
         elif station.username is not None and station.address is not None:
             problems.at((*loc, "address"), f"{what} has both a username and an address: keep one")
-        _check_login(problems, what, station.username, station.password, loc)
+        _check_login(problems, what, station.username, station.password, loc, station.algorithms)
         if station.transport is not None and station.address is None:
             problems.at((*loc, "transport"), f"{what}: transport applies to a static address only")
         if station.auth is not None and station.auth.password is None:
@@ -1104,6 +1131,7 @@ def _build(doc: DialplanDoc, source: Path, secrets: _SecretSource, problems: _Pr
             label=k.label or k.site,
             username=k.username,
             addresses=tuple(k.addresses),
+            algorithms=None if k.algorithms is None else tuple(k.algorithms),
             services=frozenset(services if k.services is None else k.services),
             opening_hours=_schedule(k.opening_hours, doc.timezone),
         )
@@ -1135,6 +1163,7 @@ def _build(doc: DialplanDoc, source: Path, secrets: _SecretSource, problems: _Pr
                     partner=partner.id,
                     username=st.username,
                     address=address,
+                    algorithms=None if st.algorithms is None else tuple(st.algorithms),
                     protocol=st.protocol,
                     alias=st.number if st.via is not None else st.alias,
                     gatekeeper=st.gatekeeper,
@@ -1168,6 +1197,12 @@ def _build(doc: DialplanDoc, source: Path, secrets: _SecretSource, problems: _Pr
             realm=doc.auth.realm or doc.domain,
             algorithms=tuple(doc.auth.algorithms),
             nonce_ttl=doc.auth.nonce_ttl,
+            bans=BanSettings(
+                source_failures=doc.auth.bans.source_failures,
+                account_failures=doc.auth.bans.account_failures,
+                window=float(doc.auth.bans.window),
+                duration=float(doc.auth.bans.duration),
+            ),
         ),
         media=MediaSettings(
             bind=doc.media.bind,

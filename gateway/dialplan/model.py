@@ -80,12 +80,27 @@ def normalise_ip(text: str) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
+class BanSettings:
+    """Failed authentications that ban a source address or a login, and for how long.
+
+    ``source_failures`` from one address, or ``account_failures`` on one login, within
+    ``window`` seconds ban it for ``duration`` seconds; 0 turns that limit off.
+    """
+
+    source_failures: int = 10
+    account_failures: int = 30
+    window: float = 60.0
+    duration: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
 class AuthSettings:
     """Digest authentication of kiosks and stations (RFC 3261 22.4, RFC 8760 for SHA-256)."""
 
     realm: str
     algorithms: tuple[DigestAlgorithm, ...] = ("SHA-256", "MD5")
     nonce_ttl: int = 300  # seconds a nonce stays valid before a "stale" challenge
+    bans: BanSettings = field(default_factory=BanSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +157,8 @@ class Kiosk:
     addresses: tuple[str, ...]  # source IPs trusted without authentication
     services: frozenset[str]
     opening_hours: Schedule | None = None  # the site's own hours; None = the partner's only
+    # The login's own digest algorithms (RFC 8760), None: the dialplan's ``auth`` ones.
+    algorithms: tuple[DigestAlgorithm, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +191,8 @@ class Station:
     # The gateway's own login when this station challenges its INVITEs with 401/407
     # (RFC 3261 22.2); the password is in Dialplan.station_secrets.
     auth_username: str | None = None
+    # The registering login's own digest algorithms, None: the dialplan's ``auth`` ones.
+    algorithms: tuple[DigestAlgorithm, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +242,7 @@ class Dialplan:
     _station_by_user: Mapping[str, tuple[Partner, Station]] = field(init=False, repr=False)
     _service_by_key: Mapping[str, Service] = field(init=False, repr=False)
     _outbound_by_station: Mapping[str, tuple[str, SecretStr]] = field(init=False, repr=False)
+    _algorithms_by_user: Mapping[str, tuple[DigestAlgorithm, ...]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         # Frozen views, so that a shared dialplan cannot be edited behind the B2BUA's back.
@@ -257,6 +277,16 @@ class Dialplan:
             by_key[service.name.lower()] = service
             by_key[service.number] = service
         freeze("_service_by_key", by_key)
+        own: dict[str, tuple[DigestAlgorithm, ...]] = {
+            k.username: k.algorithms
+            for k in self.kiosks.values()
+            if k.username is not None and k.algorithms is not None
+        }
+        for partner in self.partners.values():
+            for station in partner.stations:
+                if station.username is not None and station.algorithms is not None:
+                    own[station.username] = station.algorithms
+        freeze("_algorithms_by_user", own)
         freeze(
             "_outbound_by_station",
             {
@@ -287,6 +317,14 @@ class Dialplan:
         """The digest password of a kiosk or station login, or None for an unknown user."""
         secret = self.credentials.get(username)
         return None if secret is None else secret.get_secret_value()
+
+    def algorithms_for(self, username: str) -> tuple[DigestAlgorithm, ...]:
+        """The digest algorithms offered to and accepted from a login, preferred first.
+
+        A kiosk's or station's own ``algorithms``, else the ``auth`` section's (RFC 8760);
+        an unknown username gets the latter too, so that challenges do not tell it apart.
+        """
+        return self._algorithms_by_user.get(username, self.auth.algorithms)
 
     def outbound_credentials(self, station_id: str) -> tuple[str, str] | None:
         """(username, password) the gateway answers this station's challenges with, or None.

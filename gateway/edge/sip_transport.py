@@ -90,7 +90,9 @@ class _TcpConnection(asyncio.Protocol):
             # A broken stream cannot be resynchronised (18.3): answer if we can, then close.
             self.endpoint.counters.parse_errors += 1
             log.info("closing TCP %s:%s: %s", *self.peer, exc.reason)
-            reply = salvage_error_response(bytes(self.framer._buf), exc.status, exc.reason)
+            reply = salvage_error_response(
+                bytes(self.framer._buf), exc.status, exc.reason, self.peer
+            )
             if reply is not None and self.transport is not None:
                 self.transport.write(reply)
             if self.transport is not None:
@@ -218,7 +220,7 @@ class SipEndpoint:
         except SipParseError as exc:
             self.counters.parse_errors += 1
             log.info("bad message from %s:%s: %s", source[0], source[1], exc.reason)
-            reply = salvage_error_response(data, exc.status, exc.reason)
+            reply = salvage_error_response(data, exc.status, exc.reason, source)
             if reply is not None:
                 self._write(reply, source, transport)
             return

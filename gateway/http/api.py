@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from gateway.dialplan import Kiosk
 from gateway.http.records import records_router
+from gateway.sip.guard import Ban, BanKind
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -232,6 +233,32 @@ def create_app(gw: Gateway) -> FastAPI:
                 "recent_waits": [round(x, 1) for x in desk.waits],
             }
         return {"queues": out}
+
+    def ban_view(ban: Ban, now: float) -> dict[str, Any]:
+        return {
+            "kind": ban.kind.value,
+            "key": ban.key,
+            "failures": ban.failures,
+            "remaining": round(max(0.0, ban.until - now), 1),
+        }
+
+    @app.get("/api/v1/bans")
+    async def bans() -> dict[str, Any]:
+        """Sources and logins banned after failed authentications, with time left."""
+        now = gw.ua.monotonic()
+        return {"bans": [ban_view(ban, now) for ban in gw.ua.guard.bans(now)]}
+
+    @app.delete("/api/v1/bans/{kind}/{key}")
+    async def lift_ban(kind: str, key: str) -> dict[str, Any]:
+        """Lift a ban now: ``kind`` is ``source`` (an IP address) or ``account`` (a login)."""
+        try:
+            ban_kind = BanKind(kind)
+        except ValueError:
+            raise HTTPException(status_code=404, detail="kind is source or account") from None
+        ban = gw.ua.lift_ban(ban_kind, key)
+        if ban is None:
+            raise HTTPException(status_code=404, detail=f"no {kind} ban on {key!r}")
+        return {"lifted": ban_view(ban, gw.ua.monotonic())}
 
     @app.get("/api/v1/clock")
     async def get_clock() -> dict[str, Any]:

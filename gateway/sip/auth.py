@@ -41,7 +41,9 @@ __all__ = [
     "CREDENTIALS_HEADER",
     "AuthParseError",
     "AuthResult",
+    "ChallengeWatch",
     "DigestAuthenticator",
+    "UnansweredChallenge",
     "answer_challenge",
     "build_authorization",
     "choose_challenge",
@@ -291,7 +293,10 @@ class DigestAuthenticator:
         key: bytes | None = None,
         clock: Callable[[], float] = time.monotonic,
         max_tracked_nonces: int = 10_000,
+        algorithms_for: Callable[[str], Sequence[str] | None] | None = None,
     ) -> None:
+        """``algorithms_for(username)`` names a login's own algorithms (None: the default
+        ``algorithms``), so that one legacy unit does not weaken every other account."""
         _quote(realm)  # refuses CR/LF early rather than when the first challenge is built
         algs: list[_Algorithm] = []
         for name in algorithms:
@@ -307,6 +312,8 @@ class DigestAuthenticator:
         self.realm = realm
         self._lookup = lookup
         self._algorithms = tuple(algs)
+        self._algorithms_for = algorithms_for
+        self._by_names: dict[tuple[str, ...], tuple[_Algorithm, ...]] = {}
         self._ttl = nonce_ttl
         self._key = key if key is not None else secrets.token_bytes(32)
         self._clock = clock
@@ -324,20 +331,38 @@ class DigestAuthenticator:
         """The algorithm names offered, in preference order."""
         return tuple(a.name for a in self._algorithms)
 
+    def algorithms_of(self, username: str | None) -> tuple[str, ...]:
+        """The algorithms offered to and accepted from one login, in preference order."""
+        return tuple(a.name for a in self._user_algorithms(username))
+
+    def _user_algorithms(self, username: str | None) -> tuple[_Algorithm, ...]:
+        if username is None or self._algorithms_for is None:
+            return self._algorithms
+        names = self._algorithms_for(username)
+        if names is None:
+            return self._algorithms
+        key = tuple(names)
+        algs = self._by_names.get(key)
+        if algs is None:
+            found = [a for a in map(_algorithm, key) if a is not None]
+            algs = self._by_names[key] = tuple(dict.fromkeys(found)) or self._algorithms
+        return algs
+
     @property
     def tracked_nonces(self) -> int:
         """How many nonces have a replay record now (bounded by ``max_tracked_nonces``)."""
         return len(self._uses)
 
-    def challenges(self, *, stale: bool = False) -> list[str]:
-        """WWW-/Proxy-Authenticate values, one per algorithm, strongest first (RFC 8760 2.4)."""
+    def challenges(self, *, stale: bool = False, username: str | None = None) -> list[str]:
+        """WWW-/Proxy-Authenticate values, one per algorithm, preferred first (RFC 8760 2.4,
+        RFC 7616 3.7): the algorithms of ``username``'s login when it has its own."""
         self._forget_expired(self._clock())
         nonce = self._new_nonce()
         tail = ", stale=true" if stale else ""
         realm = _quote(self.realm)
         return [
             f'Digest realm={realm}, nonce="{nonce}", algorithm={alg.name}, qop="auth"{tail}'
-            for alg in self._algorithms
+            for alg in self._user_algorithms(username)
         ]
 
     def verify(self, method: str, authorization: str) -> AuthResult:
@@ -359,7 +384,7 @@ class DigestAuthenticator:
         if params["realm"] != self.realm:
             return self._refuse("wrong realm", username)
         alg = _algorithm(params.get("algorithm"))
-        if alg is None or alg not in self._algorithms:
+        if alg is None or alg not in self._user_algorithms(username):
             return self._refuse("algorithm not offered", username)
         qop = params.get("qop")
         if qop is None:
@@ -419,6 +444,34 @@ class DigestAuthenticator:
             use.highest_nc = nc
         return AuthResult(ok=True, username=username)
 
+    def select(self, values: Sequence[str]) -> str | None:
+        """The one credentials value to verify among several of a request (RFC 7616 3.7).
+
+        A client that met several challenges of our realm may answer each in its own
+        header (RFC 8760 2.4 lets it): the answer with the login's preferred algorithm
+        is verified, and only that one, since every answer to one nonce shares its
+        nonce count. Values for another realm or scheme are skipped; None when nothing
+        is left (then the first value is refused as usual).
+        """
+        if len(values) == 1:
+            return values[0]
+        best: tuple[int, str] | None = None
+        for value in values:
+            try:
+                scheme, params = parse_challenge_params(value)
+            except AuthParseError:
+                continue
+            if scheme != "Digest" or params.get("realm") != self.realm:
+                continue
+            allowed = self._user_algorithms(params.get("username"))
+            alg = _algorithm(params.get("algorithm"))
+            if alg is None or alg not in allowed:
+                continue
+            rank = allowed.index(alg)
+            if best is None or rank < best[0]:
+                best = (rank, value)
+        return None if best is None else best[1]
+
     # -- nonces ----------------------------------------------------------------------
 
     def _mac(self, stamp_and_salt: bytes) -> bytes:
@@ -470,6 +523,68 @@ class DigestAuthenticator:
             f" ({detail})" if detail else "",
         )
         return AuthResult(ok=False, username=username, stale=stale, reason=reason)
+
+
+@dataclass(frozen=True, slots=True)
+class UnansweredChallenge:
+    """A challenge its client never answered: most often a digest algorithm it lacks."""
+
+    source: str
+    username: str | None
+    algorithms: tuple[str, ...]
+    issued: float
+
+
+class ChallengeWatch:
+    """Challenges waiting for an answer, by source address and claimed login.
+
+    A unit whose digest code knows none of the algorithms offered gives up on the 401/407
+    without a word (RFC 7616 3.7 leaves it nothing to answer with). The registrar notes
+    each challenge here, and each request that carries credentials from the same source
+    and login; what is still unanswered ``timeout`` seconds later comes out of
+    :meth:`expired`. Sans-IO: the caller gives the time. The first challenge of a key
+    counts, so a unit that keeps retrying unanswered is still reported; at most
+    ``max_entries`` are kept (oldest dropped first).
+    """
+
+    def __init__(self, timeout: float = 32.0, max_entries: int = 10_000) -> None:
+        self.timeout = timeout
+        self._max = max_entries
+        self._waiting: dict[tuple[str, str | None], UnansweredChallenge] = {}
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def challenged(
+        self, source: str, username: str | None, algorithms: Sequence[str], now: float
+    ) -> None:
+        """A challenge went to ``source`` for ``username`` (None: no login claimed)."""
+        key = (source, username)
+        if key in self._waiting:
+            return
+        if len(self._waiting) >= self._max:
+            del self._waiting[next(iter(self._waiting))]
+        self._waiting[key] = UnansweredChallenge(source, username, tuple(algorithms), now)
+
+    def answered(self, source: str, username: str | None) -> None:
+        """Credentials came from ``source`` for ``username``: its challenge was understood."""
+        self._waiting.pop((source, username), None)
+
+    def next_deadline(self) -> float | None:
+        """When the oldest waiting challenge is due, or None."""
+        first = next(iter(self._waiting.values()), None)
+        return None if first is None else first.issued + self.timeout
+
+    def expired(self, now: float) -> list[UnansweredChallenge]:
+        """The challenges left unanswered for ``timeout`` seconds, now forgotten."""
+        out: list[UnansweredChallenge] = []
+        while self._waiting:
+            key, first = next(iter(self._waiting.items()))
+            if now - first.issued < self.timeout:
+                break
+            del self._waiting[key]
+            out.append(first)
+        return out
 
 
 # --------------------------------------------------------------------------------------

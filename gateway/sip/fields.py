@@ -9,6 +9,7 @@ values are immutable.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -56,6 +57,25 @@ class Via(FrozenParams):
         port = int(rport) if rport else (self.port or default_port)
         return host.strip("[]"), port
 
+    def stamped(self, source: tuple[str, int]) -> Via:
+        """This Via as the server transport leaves it for the source it came from.
+
+        RFC 3261 18.2.1: ``received`` with the source address when the sent-by host is a
+        name or another address; RFC 3581 4: ``received`` always and an empty ``rport``
+        filled with the source port when the client asked for rport. ``self`` when
+        nothing changes (the usual case on a LAN without rport).
+        """
+        host, port = source
+        rport = self.params.get("rport", "")
+        wants_rport = rport is None  # present and empty: the client asks (RFC 3581 3)
+        if "rport" not in self.params and _same_address(self.host, host):
+            return self
+        if wants_rport:
+            return self.with_params(received=host, rport=str(port))
+        if self.params.get("received") == host:
+            return self
+        return self.with_params(received=host)
+
     @staticmethod
     def parse(text: str) -> Via:
         """Parse one Via value (20.42); malformed values are a :class:`SipParseError`.
@@ -74,6 +94,20 @@ class Via(FrozenParams):
     def __str__(self) -> str:
         port = f":{self.port}" if self.port is not None else ""
         return f"SIP/2.0/{self.transport} {self.host}{port}{format_params(self.params)}"
+
+
+def _same_address(sent_by: str, source: str) -> bool:
+    """Whether a Via sent-by host is the IP address a packet came from (18.2.1).
+
+    A host name never is (the server must say which address it saw); IPv6 literals are
+    compared as addresses, brackets and spelling aside.
+    """
+    if sent_by == source:
+        return True
+    try:
+        return ipaddress.ip_address(sent_by.strip("[]")) == ipaddress.ip_address(source)
+    except ValueError:
+        return False
 
 
 def _parse_via_sent(sent: str) -> tuple[str, str, int | None]:

@@ -10,10 +10,12 @@ is not SIP raises :class:`~gateway.sip.errors.SipParseError` and nothing else.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from gateway.sip.errors import SipParseError
-from gateway.sip.headers import Headers, header_name, is_number
+from gateway.sip.headers import Headers, header_name, is_number, split_list
 from gateway.sip.messages import Request, Response
+from gateway.sip.uri import SipUri, parse_name_addr
 
 MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 1024 * 1024
@@ -24,6 +26,12 @@ _REQUEST_LINE = re.compile(r"([A-Za-z0-9\-.!%*_+`'~]+) (\S+) (SIP/\d+\.\d+)\Z")
 _STATUS_LINE = re.compile(r"(SIP/\d+\.\d+) ([1-6]\d\d)(?: (.*))?\Z")
 # A header line continued on the next one (LWS, 7.3.1)
 _FOLD = re.compile(r"\r?\n[ \t]+")
+# SIP-date = rfc1123-date = wkday "," SP date1 SP time SP "GMT" (RFC 3261 20.17, 25.1)
+_SIP_DATE = re.compile(
+    r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (?:0[1-9]|[12]\d|3[01]) "
+    r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} "
+    r"(?:[01]\d|2[0-3]):[0-5]\d:(?:[0-5]\d|60) GMT\Z"
+)
 
 
 def split_head(data: bytes) -> tuple[bytes, bytes]:
@@ -119,13 +127,39 @@ def _body(headers: Headers, body: bytes) -> bytes:
 
 
 def _check_request(request: Request) -> None:
-    """What a request adds to 8.1.1: CSeq names its method (8.1.1.5), Max-Forwards <= 255."""
+    """What a request adds to 8.1.1, checked before any layer acts on it.
+
+    CSeq names its method (8.1.1.5); Max-Forwards <= 255; no URI headers in the
+    Request-URI (19.1.1, table 1); Date in the RFC 1123 form in GMT (20.17); Expires a
+    delta-seconds below 2**32 (20.19); every Contact parses (20.10). A request failing one
+    gets its 400 here rather than a challenge or a 200 further up (RFC 4475 3.1.2).
+    """
     method = request.cseq.method
     if method != request.method:
         raise SipParseError(f"CSeq method {method} does not match {request.method}")
+    by_name = request.headers.by_name()
     max_forwards = request.headers.get("max-forwards")
     if max_forwards is not None and not (is_number(max_forwards) and int(max_forwards) <= 255):
         raise SipParseError(f"malformed Max-Forwards {max_forwards!r}")
+    uri = request.uri
+    if type(uri) is SipUri and uri.headers is not None:
+        raise SipParseError("URI headers are not allowed in a Request-URI")
+    _check_optional(by_name)
+
+
+def _check_optional(by_name: Mapping[str, list[str]]) -> None:
+    """Date, Expires and Contact, when a request carries them (20.17, 20.19, 20.10)."""
+    dates = by_name.get("date")
+    if dates is not None and not all(_SIP_DATE.match(d) for d in dates):
+        raise SipParseError("Date is not an RFC 1123 date in GMT")
+    expires = by_name.get("expires")
+    if expires is not None and not all(is_number(e) and int(e) < 2**32 for e in expires):
+        raise SipParseError("malformed Expires")
+    contacts = by_name.get("contact")
+    if contacts is not None:
+        for value in contacts:
+            for item in split_list(value):
+                parse_name_addr(item)
 
 
 class StreamFramer:

@@ -11,7 +11,8 @@ import re
 from collections.abc import Iterable
 
 from gateway.sip.errors import SipParseError
-from gateway.sip.headers import Headers, canonical_name
+from gateway.sip.fields import parse_via
+from gateway.sip.headers import Headers, canonical_name, split_list
 from gateway.sip.messages import Request, Response
 from gateway.sip.parser import MAX_HEADER_BYTES, parse_message, split_head
 
@@ -38,7 +39,8 @@ def make_response(
         to_value = f"{to_value};tag={to_tag}"
     fields.append(("to", "To", to_value))
     fields.append(("call-id", "Call-ID", request.call_id))
-    fields.append(("cseq", "CSeq", str(request.cseq)))
+    # The CSeq as received: the method's spelling is what the client matches on (17.1.3).
+    fields.append(("cseq", "CSeq", rh.get("cseq") or str(request.cseq)))
     fields += [(canonical_name(name), name, value) for name, value in extra]
     return Response(status, reason, Headers.from_fields(fields), body)
 
@@ -46,11 +48,15 @@ def make_response(
 _SALVAGE = re.compile(rb"^(via|v|from|f|to|t|call-id|i|cseq)[ \t]*:[ \t]*(.*?)\r?$", re.I | re.M)
 
 
-def salvage_error_response(data: bytes, status: int, reason: str) -> bytes | None:
+def salvage_error_response(
+    data: bytes, status: int, reason: str, source: tuple[str, int] | None = None
+) -> bytes | None:
     """Best-effort error response to a request that failed to parse (RFC 3261 21.4.1).
 
     Copies the raw Via, From, To, Call-ID and CSeq lines when all are present; returns
     ``None`` when the input is a response or too broken to answer (then it is dropped).
+    With the ``source`` it came from, the top Via gets ``received``/``rport`` as for any
+    request (18.2.1, RFC 3581 4) when it parses.
     """
     if data.lstrip().startswith(b"SIP/"):
         return None
@@ -61,6 +67,8 @@ def salvage_error_response(data: bytes, status: int, reason: str) -> bytes | Non
         found.setdefault(key, []).append(m.group(2))
     if any(k not in found for k in ("via", "from", "to", "call-id", "cseq")):
         return None
+    if source is not None:
+        found["via"][0] = _stamped_via_line(found["via"][0], source)
     reason = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in reason)[:120]
     lines = [f"SIP/2.0 {status} {reason}".encode()]
     for key, name in (
@@ -79,3 +87,14 @@ def salvage_error_response(data: bytes, status: int, reason: str) -> bytes | Non
     except SipParseError:
         return None  # the copied headers are broken too: the client could not match it
     return reply
+
+
+def _stamped_via_line(line: bytes, source: tuple[str, int]) -> bytes:
+    """A raw Via line with its first value stamped for ``source``; as it was if unparsable."""
+    try:
+        text = line.decode("utf-8")
+        first, *rest = split_list(text)
+        stamped = parse_via(first).stamped(source)
+    except (UnicodeDecodeError, ValueError, SipParseError):
+        return line
+    return ", ".join([str(stamped), *rest]).encode()

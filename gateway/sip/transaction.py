@@ -439,10 +439,15 @@ class TransactionLayer:
             ):
                 self._send_trying(tx)  # the caller is already retransmitting: no more waiting
             return
+        # 18.2.1 and RFC 3581 4: the top Via says where the request came from, so
+        # that every response (copied from it, 8.2.6.2) tells the client its address.
+        via = request.top_via
+        stamped = via.stamped(source)
+        if stamped is not via:
+            request.set_top_via(stamped)
         # 18.2.2: responses go to the source IP and the Via port, or to the source
         # port as well when the client asked for rport (RFC 3581 4); on a stream, back
         # on the connection the request came in on.
-        via = request.top_via
         if transport == "udp" and not via.rport_requested:
             dest = (source[0], via.port or 5060)
         else:

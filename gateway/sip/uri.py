@@ -38,6 +38,24 @@ _SIP_URI = re.compile(
     \Z""",
     re.VERBOSE | re.IGNORECASE,
 )
+# The same with the user part of 25.1 to the letter, for a userinfo holding "?" or "/"
+# (user-unreserved) that the lenient form above stops at. Tried second, so that a
+# headers part with an unescaped "@" is still read as headers.
+_SIP_URI_STRICT_USER = re.compile(
+    r"""
+    (?P<scheme>sips?):
+    (?P<user>(?:[A-Za-z0-9\-_.!~*'()&=+$,;?/]|%[0-9A-Fa-f]{2})+)
+    (?::(?P<password>(?:[A-Za-z0-9\-_.!~*'()&=+$,]|%[0-9A-Fa-f]{2})*))?@
+    (?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._\-]+)
+    (?::(?P<port>[0-9]{1,5}))?
+    (?P<params>(?:;[^?]*)?)
+    (?:\?(?P<headers>.*))?
+    \Z""",
+    re.VERBOSE | re.IGNORECASE,
+)
+# No URI holds white space or a control character (25.1): "sip:caf @host" is malformed,
+# not a user "caf " (RFC 4475 3.1.2.14).
+_NOT_IN_URI = re.compile(r"[\x00-\x20\x7f]")
 # RFC 3966 3: telephone-uri = "tel:" telephone-subscriber
 _TEL_URI = re.compile(r"tel:(?P<number>[0-9A-Fa-f*#+\-.()pPwW]+)(?P<params>(?:;.*)?)\Z", re.I)
 # RFC 3986 3.1: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ), e.g. "h323"
@@ -166,7 +184,9 @@ Uri = SipUri | TelUri
 def _parse_uri(text: str) -> Uri:
     """Parse a SIP, SIPS or tel URI; anything else is a :class:`SipParseError` (416 for schemes)."""
     text = text.strip()
-    m = _SIP_URI.match(text)
+    if _NOT_IN_URI.search(text):
+        raise SipParseError(f"white space or control character in URI {text[:80]!r}")
+    m = _SIP_URI.match(text) or _SIP_URI_STRICT_USER.match(text)
     if m is not None:
         port = m.group("port")
         if port is not None and not 0 < int(port) < 65536:
@@ -256,12 +276,25 @@ def _find_lt_outside_quotes(text: str) -> int:
     return m.end() - 1 if m is not None else -1
 
 
+# display-name = *(token LWS) / quoted-string (RFC 3261 25.1)
+_QUOTED_STRING = re.compile(r'"(?:[^"\\]|\\.)*"\Z', re.S)
+_TOKENS = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+(?:[ \t]+[A-Za-z0-9\-.!%*_+`'~]+)*\Z")
+
+
 def _parse_addr_head(head: str) -> tuple[Uri, str | None]:
-    """The URI and display name of ``[display-name] <URI>`` (RFC 3261 20.10, 25.1)."""
+    """The URI and display name of ``[display-name] <URI>`` (RFC 3261 20.10, 25.1).
+
+    The display name is one quoted-string or tokens: "Mairie@Lessay" unquoted is not
+    one (RFC 4475 3.1.2.15).
+    """
     lt = head.find("<") if '"' not in head else _find_lt_outside_quotes(head)
     display = head[:lt].strip() or None
-    if display and display.startswith('"') and (len(display) < 2 or not display.endswith('"')):
-        raise SipParseError(f"unterminated quoted display name in {head!r}")
+    if display is not None:
+        if display.startswith('"'):
+            if not _QUOTED_STRING.match(display):
+                raise SipParseError(f"malformed quoted display name in {head!r}")
+        elif not _TOKENS.match(display):
+            raise SipParseError(f"display name neither tokens nor quoted in {head!r}")
     return parse_uri(head[lt + 1 : -1]), display
 
 
@@ -294,6 +327,10 @@ def _parse_name_addr(text: str) -> NameAddr:
     if text.startswith('"'):
         raise SipParseError(f"quoted display name without a <URI> in {text!r}")
     addr, params_text = _split_params_outside_quotes(text)
+    if "?" in addr:
+        # Unbracketed, ";" starts header parameters and "?" has no meaning: a URI with
+        # headers must be in angle brackets (RFC 3261 20, 20.10; RFC 4475 3.1.2.13).
+        raise SipParseError(f"URI with headers outside angle brackets in {text!r}")
     return NameAddr(uri=parse_uri(addr), params=_parse_params(params_text))
 
 

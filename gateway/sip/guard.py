@@ -1,0 +1,133 @@
+"""Failed digest authentications and the temporary bans they lead to, sans-IO.
+
+RFC 3261 26.1.3 leaves password guessing to the implementation, and RFC 7616 5.13 asks
+servers to slow down repeated failures. The registrar reports each failed verification
+here with its source address and the login it claimed (known or not: both count alike,
+so that a ban says nothing about which accounts exist). Too many failures from one
+source within ``window`` seconds ban the source; too many on one login, from anywhere,
+ban the login. A ban lasts ``ban_time`` seconds, is listed and can be lifted. Time comes
+in from the caller; nothing here reads a clock or touches a socket.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from enum import Enum
+
+
+@dataclass(frozen=True, slots=True)
+class GuardSettings:
+    """Limits on failed authentications; a limit of 0 never bans."""
+
+    source_failures: int = 10  # failures from one address within the window
+    account_failures: int = 30  # failures on one login, from any address, within the window
+    window: float = 60.0
+    ban_time: float = 600.0
+
+
+class BanKind(Enum):
+    """What a ban is on."""
+
+    SOURCE = "source"
+    ACCOUNT = "account"
+
+
+@dataclass(frozen=True, slots=True)
+class Ban:
+    """A source address or a login refused until ``until`` (the caller's clock)."""
+
+    kind: BanKind
+    key: str
+    since: float
+    until: float
+    failures: int
+
+
+class AuthGuard:
+    """Sliding-window failure counts per source and per login, and the bans they cause.
+
+    At most ``max_tracked`` keys of each kind are followed; when full, the key seen
+    least recently is forgotten first (a flood of forged addresses cannot grow memory).
+    """
+
+    def __init__(self, settings: GuardSettings | None = None, max_tracked: int = 50_000) -> None:
+        self.settings = settings if settings is not None else GuardSettings()
+        self._max = max_tracked
+        self._failures: dict[BanKind, dict[str, deque[float]]] = {k: {} for k in BanKind}
+        self._bans: dict[tuple[BanKind, str], Ban] = {}
+        self.failures_total = 0
+        self.bans_total: dict[BanKind, int] = dict.fromkeys(BanKind, 0)
+        self.refused_total = 0
+
+    def banned(self, source: str, username: str | None, now: float) -> Ban | None:
+        """The ban refusing a request from ``source`` claiming ``username``, if any."""
+        ban = self._active(BanKind.SOURCE, source, now)
+        if ban is None and username is not None:
+            ban = self._active(BanKind.ACCOUNT, username, now)
+        if ban is not None:
+            self.refused_total += 1
+        return ban
+
+    def failed(self, source: str, username: str | None, now: float) -> list[Ban]:
+        """Count one failed authentication; the bans it starts (none most of the time)."""
+        self.failures_total += 1
+        limits = self.settings
+        out: list[Ban] = []
+        for kind, key, limit in (
+            (BanKind.SOURCE, source, limits.source_failures),
+            (BanKind.ACCOUNT, username, limits.account_failures),
+        ):
+            if key is None or limit <= 0 or self._active(kind, key, now) is not None:
+                continue
+            count = self._count(kind, key, now)
+            if count >= limit:
+                ban = Ban(kind, key, now, now + limits.ban_time, count)
+                self._bans[(kind, key)] = ban
+                self._failures[kind].pop(key, None)
+                self.bans_total[kind] += 1
+                out.append(ban)
+        return out
+
+    def bans(self, now: float) -> list[Ban]:
+        """The bans in force at ``now``, oldest first."""
+        return sorted((b for b in self._bans.values() if b.until > now), key=lambda b: b.since)
+
+    def lift(self, kind: BanKind, key: str) -> Ban | None:
+        """End a ban at once (an operator's decision); the ban lifted, or None."""
+        self._failures[kind].pop(key, None)
+        return self._bans.pop((kind, key), None)
+
+    def expire(self, now: float) -> list[Ban]:
+        """Forget the bans whose time is over and return them, each once (to be logged).
+
+        A ban over is no longer in force even before this is called."""
+        over = [ban for ban in self._bans.values() if ban.until <= now]
+        for ban in over:
+            del self._bans[(ban.kind, ban.key)]
+        return over
+
+    def next_expiry(self) -> float | None:
+        """When the next ban ends, or None."""
+        return min((ban.until for ban in self._bans.values()), default=None)
+
+    def _active(self, kind: BanKind, key: str, now: float) -> Ban | None:
+        ban = self._bans.get((kind, key))
+        if ban is None or ban.until <= now:
+            return None
+        return ban
+
+    def _count(self, kind: BanKind, key: str, now: float) -> int:
+        """Record a failure at ``now`` and return the failures within the window."""
+        table = self._failures[kind]
+        times = table.pop(key, None)  # re-inserted last: the dict runs oldest to newest
+        if times is None:
+            times = deque()
+            if len(table) >= self._max:
+                del table[next(iter(table))]
+        horizon = now - self.settings.window
+        while times and times[0] <= horizon:
+            times.popleft()
+        times.append(now)
+        table[key] = times
+        return len(times)
