@@ -36,6 +36,9 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from gateway.dialplan.model import (
+    MIN_TOKEN_LENGTH,
+    AdminSettings,
+    AdminToken,
     AuthSettings,
     BanSettings,
     DialplanError,
@@ -341,6 +344,21 @@ class AuthDoc(_Doc):
     bans: BansDoc = BansDoc()
 
 
+class AdminTokenDoc(_Doc):
+    """One bearer token of the admin API: who holds it and what it may do."""
+
+    name: Text
+    role: Literal["operator", "monitoring"]
+    token: Annotated[SecretRefDoc, BeforeValidator(_refuse_literal_secret)]
+
+
+class AdminDoc(_Doc):
+    """The ``admin`` section: bearer tokens of the admin HTTP API."""
+
+    tokens: list[AdminTokenDoc] = []
+    public_on_loopback: bool = False  # /healthz and /metrics without a token from loopback
+
+
 class MediaDoc(_Doc):
     """The ``media`` section."""
 
@@ -505,6 +523,7 @@ class DialplanDoc(_Doc):
     timezone: TimeZoneName = "Europe/Paris"
     secrets_file: Text | None = None
     auth: AuthDoc = AuthDoc()
+    admin: AdminDoc = AdminDoc()
     media: MediaDoc = MediaDoc()
     session_timer: SessionTimerDoc = SessionTimerDoc()
     registration: RegistrationDoc = RegistrationDoc()
@@ -1188,6 +1207,16 @@ def _build(doc: DialplanDoc, source: Path, secrets: _SecretSource, problems: _Pr
                 ),
             ),
         )
+    tokens: list[AdminToken] = []
+    for t, token in enumerate(doc.admin.tokens):
+        value = secrets.resolve(token.token, ("admin", "tokens", t, "token"))
+        if value is not None and len(value.get_secret_value()) < MIN_TOKEN_LENGTH:
+            problems.at(
+                ("admin", "tokens", t, "token"),
+                f"the token of {token.name!r} is shorter than {MIN_TOKEN_LENGTH} characters",
+            )
+        elif value is not None:
+            tokens.append(AdminToken(token.name, token.role, value))
     problems.raise_if_any()
     return Dialplan(
         source=source,
@@ -1204,6 +1233,7 @@ def _build(doc: DialplanDoc, source: Path, secrets: _SecretSource, problems: _Pr
                 duration=float(doc.auth.bans.duration),
             ),
         ),
+        admin=AdminSettings(tokens=tuple(tokens), public_on_loopback=doc.admin.public_on_loopback),
         media=MediaSettings(
             bind=doc.media.bind,
             advertise=doc.media.advertise,

@@ -103,6 +103,26 @@ class AuthSettings:
     bans: BanSettings = field(default_factory=BanSettings)
 
 
+MIN_TOKEN_LENGTH = 20  # characters of an admin bearer token: not guessable by hand
+
+
+@dataclass(frozen=True, slots=True)
+class AdminToken:
+    """A bearer token of the admin API (RFC 6750) and the role it gives."""
+
+    name: str  # who holds it, for logs
+    role: str  # "operator": everything; "monitoring": reads only
+    token: SecretStr = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class AdminSettings:
+    """Who may use the admin API. Without tokens, only loopback clients may."""
+
+    tokens: tuple[AdminToken, ...] = ()
+    public_on_loopback: bool = False  # /healthz and /metrics need no token from loopback
+
+
 @dataclass(frozen=True, slots=True)
 class MediaSettings:
     """Where the media relay binds and which ports it may use (RTP even, RTCP odd: RFC 3550 11)."""
@@ -225,6 +245,7 @@ class Dialplan:
     domain: str
     auth: AuthSettings
     timezone: str = "Europe/Paris"
+    admin: AdminSettings = field(default_factory=AdminSettings)
     media: MediaSettings = field(default_factory=MediaSettings)
     session_timer: SessionTimerSettings = field(default_factory=SessionTimerSettings)
     registration: RegistrationSettings = field(default_factory=RegistrationSettings)

@@ -6,18 +6,20 @@ import asyncio
 import contextlib
 import json
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
-from fastapi import FastAPI, HTTPException, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from gateway.dialplan import Kiosk
+from gateway.http import auth
 from gateway.http.records import records_router
 from gateway.sip.guard import Ban, BanKind
 
@@ -31,10 +33,39 @@ class ClockBody(BaseModel):
     now: datetime
 
 
+AUTH_DESCRIPTION = (
+    "A token of the dialplan's admin.tokens: operator (everything) or monitoring (reads). "
+    "Without tokens configured, only loopback clients are served."
+)
+
+
 def create_app(gw: Gateway) -> FastAPI:
     """Build the FastAPI application bound to one gateway."""
-    app = FastAPI(title="visio-relais gateway", version="0.1.0")
+    # Documents the bearer scheme in the OpenAPI description; the middleware below is
+    # what enforces it (gateway/http/auth.py), on every route alike.
+    app = FastAPI(
+        title="visio-relais gateway",
+        version="0.1.0",
+        dependencies=[Depends(HTTPBearer(auto_error=False, description=AUTH_DESCRIPTION))],
+    )
     app.include_router(records_router(gw))
+
+    @app.middleware("http")
+    async def admin_auth(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        client = request.client.host if request.client is not None else None
+        refusal = auth.check(
+            gw.dialplan.admin,
+            request.method,
+            request.url.path,
+            client,
+            request.headers.get("authorization"),
+        )
+        if refusal is None:
+            return await call_next(request)
+        headers = {"WWW-Authenticate": 'Bearer realm="vrgw"'} if refusal.status == 401 else None
+        return JSONResponse({"detail": refusal.reason}, refusal.status, headers=headers)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
