@@ -7,9 +7,9 @@ import csv
 import io
 from dataclasses import asdict
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Query, Response
 
 from gateway.state.records import COLUMNS, RecordQuery, RecordRow
 
@@ -17,19 +17,15 @@ if TYPE_CHECKING:
     from gateway.app import Gateway
 
 MAX_PAGE = 1000
+WHEN = "ISO 8601 date-time (or date) of a call's start; local time when it has no offset"
+When = Annotated[datetime | None, Query(description=WHEN)]
 TIME_COLUMNS = ("started", "answered", "ended")
 
 
-def _instant(text: str | None, name: str) -> float | None:
-    """An ISO 8601 date or date-time (the machine's local time when it has no offset)."""
-    if text is None:
+def _instant(moment: datetime | None) -> float | None:
+    """Epoch seconds of an ISO 8601 date-time (the machine's local time without offset)."""
+    if moment is None:
         return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise HTTPException(
-            status_code=422, detail=f"{name}: {text!r} is not an ISO 8601 date or date-time"
-        ) from exc
     return moment.astimezone().timestamp() if moment.tzinfo is None else moment.timestamp()
 
 
@@ -51,8 +47,8 @@ def records_router(gw: Gateway) -> APIRouter:
         partner: str | None,
         station: str | None,
         outcome: str | None,
-        since: str | None,
-        until: str | None,
+        since: datetime | None,
+        until: datetime | None,
     ) -> RecordQuery:
         given = {
             "kiosk": kiosk,
@@ -64,8 +60,8 @@ def records_router(gw: Gateway) -> APIRouter:
         }
         return RecordQuery(
             equal=tuple((k, v) for k, v in given.items() if v is not None),
-            since=_instant(since, "since"),
-            until=_instant(until, "until"),
+            since=_instant(since),
+            until=_instant(until),
         )
 
     @router.get("/api/v1/records")
@@ -76,8 +72,8 @@ def records_router(gw: Gateway) -> APIRouter:
         partner: str | None = None,
         station: str | None = None,
         outcome: str | None = None,
-        since: str | None = Query(None, description="ISO 8601, local time if no offset"),
-        until: str | None = Query(None, description="ISO 8601, local time if no offset"),
+        since: When = None,
+        until: When = None,
         limit: int = Query(100, ge=1, le=MAX_PAGE),
         offset: int = Query(0, ge=0),
     ) -> dict[str, Any]:
@@ -99,8 +95,8 @@ def records_router(gw: Gateway) -> APIRouter:
         partner: str | None = None,
         station: str | None = None,
         outcome: str | None = None,
-        since: str | None = None,
-        until: str | None = None,
+        since: When = None,
+        until: When = None,
         sep: str = Query("comma", pattern="^(comma|semicolon)$"),
     ) -> Response:
         """Every matching record as CSV (RFC 4180, UTF-8 with a byte-order mark so that
@@ -130,8 +126,8 @@ def records_router(gw: Gateway) -> APIRouter:
         period: str = Query("month", pattern="^(day|month)$"),
         site: str | None = None,
         partner: str | None = None,
-        since: str | None = None,
-        until: str | None = None,
+        since: When = None,
+        until: When = None,
     ) -> dict[str, Any]:
         """Per period, partner and site: calls, completed, abandoned, refused, queued,
         mean and longest wait, mean duration of completed calls (seconds)."""
