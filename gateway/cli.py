@@ -64,7 +64,12 @@ def _parser() -> argparse.ArgumentParser:
         help="the gatekeeper's RAS UDP port, on the SIP address (0: any free port, -1: off)",
     )
     run.add_argument("--http-host", default="127.0.0.1", help="admin HTTP listen address")
-    run.add_argument("--http-port", type=int, default=8080, help="admin HTTP port (-1: off)")
+    run.add_argument(
+        "--http-port",
+        type=int,
+        default=int(os.environ.get("VRGW_HTTP_PORT") or 8080),
+        help="admin HTTP port (-1: off; the environment's VRGW_HTTP_PORT sets the default)",
+    )
     run.add_argument("--ring-timeout", type=float, default=60.0, help="seconds a station may ring")
     run.add_argument(
         "--test-clock",

@@ -1,0 +1,43 @@
+# The visio-relais gateway in a container: the README's install (scripts/install) on
+# Debian bookworm, run by an unprivileged user. Mount the dialplan (and its secrets
+# file) on /etc/vrgw; call records go to the volume /var/lib/vrgw.
+#
+#   podman build -t vrgw .
+#   podman run --network host -v /srv/vrgw:/etc/vrgw:ro -v vrgw-state:/var/lib/vrgw vrgw
+#
+# With --network host the gateway binds the host's addresses itself (SIP, H.323, RAS,
+# the media relay's UDP range); the published ports below say which they are.
+FROM debian:bookworm-slim
+
+RUN apt-get update -q \
+ && apt-get install -y -q --no-install-recommends python3 python3-venv ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --home-dir /var/lib/vrgw --create-home --shell /usr/sbin/nologin vrgw
+
+# A network that inspects TLS needs its own CA for pip: mount the bundle into the build
+# and name it here (podman build -v /etc/ssl/certs/ca-certificates.crt:/run/build-ca.crt
+# --build-arg BUILD_CA=/run/build-ca.crt); nothing of it stays in the image.
+ARG BUILD_CA=""
+WORKDIR /opt/vrgw
+COPY pyproject.toml README.md ./
+COPY scripts/install scripts/install
+COPY codecs codecs
+COPY dialplans dialplans
+COPY gateway gateway
+RUN if [ -n "$BUILD_CA" ]; then export PIP_CERT="$BUILD_CA"; fi \
+ && scripts/install && rm -rf /root/.cache
+
+USER vrgw
+ENV XDG_STATE_HOME=/var/lib/vrgw \
+    PYTHONUNBUFFERED=1
+VOLUME ["/var/lib/vrgw"]
+# SIP (UDP and TCP), H.225.0 call signalling, RAS, the admin API and /metrics, the media
+# relay's default port range (dialplan media.port_min..port_max).
+EXPOSE 5060/udp 5060/tcp 1720/tcp 1719/udp 8080/tcp 20000-29999/udp
+# The health check asks /healthz on the admin port: VRGW_HTTP_PORT, which `vrgw run` also
+# takes as its --http-port default (set it, rather than the flag, to move the port).
+ENV VRGW_HTTP_PORT=8080
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+  CMD ["/opt/vrgw/.venv/bin/python", "-c", "import os, sys, urllib.request; url = 'http://127.0.0.1:%s/healthz' % os.environ['VRGW_HTTP_PORT']; sys.exit(urllib.request.urlopen(url, timeout=2).status != 200)"]
+ENTRYPOINT ["/opt/vrgw/.venv/bin/vrgw", "run"]
+CMD ["--dialplan", "/etc/vrgw/dialplan.yaml", "--sip-host", "0.0.0.0"]

@@ -1,0 +1,133 @@
+"""Acceptance: the Dockerfile builds with podman on a Debian base made here, the container
+starts, reports healthy, and a SIPp call crosses the gateway inside it.
+
+No image registry is reachable: the base image ``debian:bookworm-slim`` is made from
+Debian's packages with ``mmdebstrap`` and imported under that name. On these virtual
+machines podman needs runc and the cgroupfs manager (../shared/PEERS.md). A machine
+without podman skips this test, saying so; ``scripts/install --test`` installs it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from harness import ROOT, free_port, loadtest_variant, wait_for
+
+pytestmark = [
+    pytest.mark.interop,
+    pytest.mark.long,  # an image build: about a minute, more on a cold machine
+    pytest.mark.skipif(
+        shutil.which("podman") is None or shutil.which("mmdebstrap") is None,
+        reason="podman and mmdebstrap are missing (scripts/install --test installs them)",
+    ),
+]
+
+BASE = "docker.io/library/debian:bookworm-slim"
+PODMAN = ["podman", "--runtime", "/usr/sbin/runc", "--cgroup-manager=cgroupfs"]
+LIMITS = ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=4096:4096"]
+HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def podman(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*PODMAN, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def ensure_base_image(workdir: Path) -> None:
+    """The Debian base, made from Debian's packages unless podman already has it."""
+    if podman("image", "exists", BASE).returncode == 0:
+        return
+    rootfs = workdir / "rootfs.tar"
+    made = subprocess.run(
+        ["mmdebstrap", "--variant=minbase", "bookworm", str(rootfs)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert made.returncode == 0, made.stderr[-3000:]
+    imported = podman("import", str(rootfs), BASE)
+    assert imported.returncode == 0, imported.stderr
+    rootfs.unlink()
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Iterator[str]:
+    ensure_base_image(tmp_path)
+    tag = f"localhost/vrgw-test-{uuid.uuid4().hex[:8]}"
+    build = [
+        "build", "--format", "docker", "--network", "host", *LIMITS, "-t", tag,
+    ]  # fmt: skip
+    if HOST_CA.exists():  # a network that inspects TLS: pip inside the build needs its CA
+        build += [
+            "-v",
+            f"{HOST_CA}:/run/build-ca.crt:ro",
+            "--build-arg",
+            "BUILD_CA=/run/build-ca.crt",
+        ]
+    built = podman(*build, str(ROOT), timeout=900)
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    yield tag
+    podman("rmi", "--force", tag)
+
+
+def test_the_container_builds_runs_healthy_and_carries_a_call(image: str, tmp_path: Path) -> None:
+    inspect = podman(
+        "image", "inspect", "--format", "{{.Config.User}} {{.Config.Healthcheck.Test}}", image
+    )
+    user, _, check = inspect.stdout.strip().partition(" ")
+    assert user == "vrgw" and "healthz" in check, inspect.stdout  # non-root, health on /healthz
+
+    # The dialplan and its folder readable by the container's own user.
+    uas_port = free_port()
+    conf = tmp_path / "etc-vrgw"
+    conf.mkdir()
+    shutil.copy(loadtest_variant(tmp_path, "container", uas_port), conf / "dialplan.yaml")
+    os.chmod(conf, 0o755)
+    os.chmod(conf / "dialplan.yaml", 0o644)
+    sip_port, http_port = free_port(), free_port(socket.SOCK_STREAM)
+    name = f"vrgw-{uuid.uuid4().hex[:8]}"
+    started = podman(
+        "run", "--detach", "--name", name, "--network", "host", *LIMITS,
+        "-v", f"{conf}:/etc/vrgw:ro", "-e", f"VRGW_HTTP_PORT={http_port}", image,
+        "--dialplan", "/etc/vrgw/dialplan.yaml", "--sip-host", "127.0.0.1",
+        "--sip-port", str(sip_port), "--h323-port", "0", "--ras-port", "0",
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    uas = subprocess.Popen(
+        ["sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", str(uas_port), "-nostdin"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=tmp_path,
+    )
+    try:
+        # The image's own HEALTHCHECK (on /healthz) says healthy.
+        def healthy() -> bool:
+            return podman("healthcheck", "run", name).returncode == 0
+
+        wait_for(healthy, 60, "the container's health check")
+        call = subprocess.run(
+            [
+                "sipp", "-sn", "uac", "-s", "bench", f"127.0.0.1:{sip_port}", "-i", "127.0.0.1",
+                "-p", str(free_port()), "-m", "1", "-nostdin", "-timeout", "30s",
+                "-timeout_error", "-recv_timeout", "10000",
+            ],
+            capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        )  # fmt: skip
+        logs = podman("logs", name).stdout + podman("logs", name).stderr
+        assert call.returncode == 0, call.stderr[-2000:] + logs[-3000:]
+        assert "ended (completed, station bench-uas" in logs, logs[-3000:]
+    finally:
+        uas.terminate()
+        uas.wait(10)
+        stopped = podman("stop", "--time", "10", name)
+        exit_code = podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip()
+        podman("rm", "--force", name)
+    assert stopped.returncode == 0 and exit_code == "0", (stopped.stderr, exit_code)
