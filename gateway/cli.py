@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import math
 import os
 import sys
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING
 import uvloop
 
 from gateway.dialplan import DialplanError, load_dialplan
+from gateway.logs import configure as configure_logs
 from gateway.sip.transaction import T1
 
 if TYPE_CHECKING:
@@ -99,6 +99,12 @@ def _parser() -> argparse.ArgumentParser:
         help="call records older than this are deleted",
     )
     run.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    run.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines as text or as one JSON object each (call_id on every line of a call)",
+    )
     check = sub.add_parser("check", help="validate a dialplan and exit")
     check.add_argument("path", type=Path)
     return parser
@@ -141,10 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{sum(len(p.stations) for p in dp.partners.values())} stations)"
         )
         return 0
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logs(str(args.log_level), args.log_format)
     try:
         dialplan = load_dialplan(args.dialplan)
     except DialplanError as exc:

@@ -26,6 +26,7 @@ from gateway.call.leg import OWN_CONTEXT, CallLeg, Dialer, OutgoingCall, Target
 from gateway.call.records import CallRecord, outcome_of
 from gateway.call.scheduler import Scheduler, Timer
 from gateway.dialplan import Dialplan, Kiosk, Partner, Service
+from gateway.logs import call_context
 from gateway.media.engine import MediaEngine, MediaError
 from gateway.media.prompts import early_answer, restrict_offer
 from gateway.model.causes import Cause, Refusal
@@ -253,9 +254,12 @@ class B2BUA:
         leg.label = call.id
         leg.sink = self._on_leg_event
         self.calls[call.id] = call
-        log.info("%s: kiosk %s (%s) calls %s", call.id, kiosk.id, kiosk.site, service.name)
-        decision = desk.arrive(call.id, kiosk.id, appointment=attempt.appointment, now=call.started)
-        self._apply(desk, [decision, *desk.take_pending()])
+        with call_context(call.id):
+            log.info("%s: kiosk %s (%s) calls %s", call.id, kiosk.id, kiosk.site, service.name)
+            decision = desk.arrive(
+                call.id, kiosk.id, appointment=attempt.appointment, now=call.started
+            )
+            self._apply(desk, [decision, *desk.take_pending()])
 
     def _refuse(
         self,
@@ -485,6 +489,10 @@ class B2BUA:
 
     # -- events from the legs -------------------------------------------------------------
     def _on_leg_event(self, leg: CallLeg, event: CallEvent) -> None:
+        with call_context(leg.label):
+            self._leg_event(leg, event)
+
+    def _leg_event(self, leg: CallLeg, event: CallEvent) -> None:
         call = self.calls.get(leg.label)
         if call is None:
             leg.hangup(Cause.NORMAL_CLEARING)
@@ -696,6 +704,10 @@ class B2BUA:
             self._on_leg_event(leg, event)
 
     def _media_timeout(self, call_id: str) -> None:
+        with call_context(call_id):
+            self._media_stopped(call_id)
+
+    def _media_stopped(self, call_id: str) -> None:
         call = self.calls.get(call_id)
         if call is None or call.state is CallState.ENDED:
             return
