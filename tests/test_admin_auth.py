@@ -65,7 +65,13 @@ def bearer(token: str) -> dict[str, str]:
 def mutating_routes(gw: Gateway) -> list[tuple[str, str]]:
     """(method, path with its parameters filled) of every route that may change state."""
     spec: dict[str, Any] = create_app(gw).openapi()
-    values = {"station": "caf-1", "kind": "source", "key": "192.0.2.9"}
+    values = {
+        "station": "caf-1",
+        "kind": "source",
+        "key": "192.0.2.9",
+        "call_id": "6b0-1",
+        "partner": "caf",
+    }
     found = []
     for path, operations in spec["paths"].items():
         for method in operations:

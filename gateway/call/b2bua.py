@@ -712,10 +712,25 @@ class B2BUA:
         if call is None or call.state is CallState.ENDED:
             return
         log.info("%s: media stopped, ending the call", call_id)
-        call.a.hangup(Cause.RECOVERY_ON_TIMER_EXPIRY, "no media")
+        self._hang_up(call, Cause.RECOVERY_ON_TIMER_EXPIRY, "no media")
+
+    def end_call(self, call_id: str, reason: str = "ended by an operator") -> bool:
+        """Hang up a call, connected, ringing or queued (admin API); False if unknown."""
+        call = self.calls.get(call_id)
+        if call is None or call.state is CallState.ENDED:
+            return False
+        with call_context(call_id):
+            log.info("%s: %s", call_id, reason)
+            self._hang_up(call, Cause.NORMAL_CLEARING, reason)
+        return True
+
+    def _hang_up(self, call: Call, cause: Cause, reason: str) -> None:
+        """Both legs released by the gateway itself, and the call ended."""
+        call.a.hangup(cause, reason)
         if call.b is not None:
-            call.b.hangup(Cause.RECOVERY_ON_TIMER_EXPIRY, "no media")
-        self._end(call, Cause.RECOVERY_ON_TIMER_EXPIRY, "no media")
+            call.b.hangup(cause, reason)
+        connected = call.state is CallState.CONNECTED
+        self._end(call, cause, reason, rejected=not connected)
 
     # -- the end -----------------------------------------------------------------------
     def _fail(self, call: Call, failure: Failed, refusal: Refusal | None = None) -> None:

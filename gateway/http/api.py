@@ -120,6 +120,30 @@ def create_app(gw: Gateway) -> FastAPI:
         ended = [{**asdict(r), "duration": r.duration} for r in list(gw.b2bua.records)[-100:]]
         return {"active": live, "ended": ended}
 
+    @app.delete("/api/v1/calls/{call_id}")
+    async def end_call(call_id: str) -> dict[str, Any]:
+        """Hang up a call in progress (connected, ringing or queued) on both sides."""
+        if not gw.b2bua.end_call(call_id):
+            raise HTTPException(status_code=404, detail=f"no call {call_id!r} in progress")
+        return {"ended": call_id}
+
+    @app.delete("/api/v1/queues/{partner}/{call_id}")
+    async def remove_caller(partner: str, call_id: str) -> dict[str, Any]:
+        """Take a waiting caller out of a partner's queue (the kiosk's call is ended)."""
+        desk = gw.b2bua.desks.get(partner)
+        if desk is None or desk.queued_since(call_id) is None:
+            raise HTTPException(
+                status_code=404, detail=f"no caller {call_id!r} waits for {partner!r}"
+            )
+        gw.b2bua.end_call(call_id, "removed from the queue by an operator")
+        return {"removed": call_id, "partner": partner}
+
+    @app.get("/api/v1/registrations")
+    async def all_registrations() -> dict[str, Any]:
+        """Every live SIP binding, by login (H.323 ones: /api/v1/h323/registrations)."""
+        bindings = await gw.store.all_bindings()
+        return {"registrations": [asdict(b) for b in bindings]}
+
     @app.get("/api/v1/registrations/{aor}")
     async def registrations(aor: str) -> dict[str, Any]:
         """The live bindings of one login."""

@@ -51,6 +51,9 @@ class Store(Protocol):
     async def binding_count(self) -> int:
         """How many live bindings exist in all (for metrics)."""
 
+    async def all_bindings(self) -> list[Binding]:
+        """Every live binding of every AOR (for the admin API), by AOR."""
+
     async def close(self) -> None:
         """Release connections."""
 
@@ -99,6 +102,13 @@ class MemoryStore:
     async def binding_count(self) -> int:
         """How many live bindings exist in all."""
         return sum(len(self._live(aor)) for aor in list(self._bindings))
+
+    async def all_bindings(self) -> list[Binding]:
+        """Every live binding, by AOR, each AOR's most recent first."""
+        found: list[Binding] = []
+        for aor in sorted(self._bindings):
+            found.extend(reversed(self._live(aor).values()))
+        return found
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -444,3 +444,21 @@ def test_close_ends_every_call(world: World) -> None:
     assert world.b2bua.calls == {}
     assert "hangup" in a.names() and "hangup" in b.names() and queued.ended
     assert world.media.sessions == set()
+
+
+def test_an_operator_ends_a_connected_call_and_a_queued_one(world: World) -> None:
+    a, b = world.connect("solo", "solo-1")
+    waiting = world.call("solo", "gavray")
+    desk = world.b2bua.desks["solo"]
+    assert [w.kiosk for w in desk.queue] == ["gavray"]
+    assert world.b2bua.end_call(waiting.label, "removed from the queue by an operator")
+    assert list(desk.queue) == [] and waiting.names()[-1] == "hangup"
+    assert waiting.last("hangup") is Cause.NORMAL_CLEARING
+    assert world.b2bua.end_call(a.label)
+    assert a.last("hangup") is Cause.NORMAL_CLEARING
+    assert b.names()[-1] == "hangup"
+    assert not world.b2bua.end_call(a.label) and not world.b2bua.end_call("no-such-call")
+    world.sched.settle()
+    outcomes = sorted((r.kiosk, r.outcome) for r in world.b2bua.records)
+    assert outcomes == [("gavray", "failed"), ("lessay", "completed")]
+    assert world.b2bua.calls == {} and world.media.sessions == set()

@@ -88,3 +88,68 @@ def test_reloads_keep_the_call_up_and_the_caller_waiting(
     assert ended["lessay"]["outcome"] == "completed"
     assert ended["carentan"]["outcome"] == "completed" and ended["carentan"]["queued"]
     assert_idle(gw)
+
+
+def test_an_operator_removes_a_waiting_caller_and_ends_a_call(
+    gateway_factory: Any, tmp_path: Path
+) -> None:
+    """DELETE on a queued caller and on a connected call, with real pjsua2 peers: the
+    waiting kiosk is refused, the connected ones get a BYE with Q.850 cause 16."""
+    plan = variant(
+        tmp_path,
+        "ops",
+        [(MSA_PARTNER, MSA_PARTNER + "    wrap_up: 0\n    queue: {max_length: 3}\n")],
+    )
+    gw: GatewayProcess = gateway_factory(plan)
+    station = start_agent(
+        tmp_path,
+        "station",
+        [account(gw, "station-msa-1", "station", answer={"mode": "answer", "delay": 0.3})],
+        [{"do": "wait_registered"}, {"do": "wait_idle", "min_calls": 1, "timeout": 40}],
+        deadline=50,
+    )
+    wait_bound(gw, station, ["station-msa-1"])
+    kiosks = start_agent(
+        tmp_path,
+        "kiosks",
+        [kiosk(gw, "kiosk-lessay", "a"), kiosk(gw, "kiosk-carentan", "b")],
+        [
+            {"do": "wait_registered"},
+            {"do": "call", "account": "a", "dest": dial(gw, "msa"), "name": "a"},
+            {"do": "wait_state", "call": "a", "state": "CONFIRMED", "timeout": 10},
+            {"do": "call", "account": "b", "dest": dial(gw, "msa"), "name": "b"},
+            {"do": "wait_state", "call": "b", "state": "DISCONNECTED", "timeout": 20},
+            {"do": "wait_state", "call": "a", "state": "DISCONNECTED", "timeout": 20},
+        ],
+        deadline=50,
+    )
+    with kiosks:
+        waiting = wait_for(
+            lambda: gw.http("/api/v1/queues")["queues"]["msa"]["waiting"], 15, "B queued"
+        )
+        queued_id = waiting[0]["call"]
+        assert delete_status(gw, f"/api/v1/queues/caf/{queued_id}") == 404  # not caf's
+        assert gw.http(f"/api/v1/queues/msa/{queued_id}", method="DELETE")["removed"] == queued_id
+        live = wait_for(lambda: gw.http("/api/v1/calls")["active"], 5, "the connected call")
+        assert [c["state"] for c in live] == ["connected"], live
+        assert gw.http(f"/api/v1/calls/{live[0]['id']}", method="DELETE")["ended"]
+        assert delete_status(gw, f"/api/v1/calls/{live[0]['id']}") == 404  # gone
+        k = kiosks.wait(40)
+    s = station.wait(40)
+    assert_all_ok(k, "kiosks")
+    assert_all_ok(s, "station")
+    a, b = find_call(k, "a"), find_call(k, "b")
+    assert a["hung_up_by"] == "remote" and b["hung_up_by"] == "remote"
+    assert 200 not in b["responses"], b["responses"]  # refused while waiting, never answered
+    assert find_call(s, role="incoming")["hung_up_by"] == "remote"
+    ended = {r["kiosk"]: r["outcome"] for r in gw.http("/api/v1/calls")["ended"]}
+    assert ended == {"lessay": "completed", "carentan": "failed"}, ended
+    assert_idle(gw)
+
+
+def delete_status(gw: GatewayProcess, path: str) -> int:
+    try:
+        gw.http(path, method="DELETE")
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    return 200
