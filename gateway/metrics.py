@@ -130,6 +130,7 @@ class _LiveCollector(Collector):
         yield calls
         yield queue
         yield status
+        yield from _sip_transaction_metrics(gw)
         yield from _h323_metrics(gw)
         yield from _auth_metrics(gw)
 
@@ -165,6 +166,30 @@ def _auth_metrics(gw: Gateway) -> Iterable[Metric]:
     for login, count in gw.ua.auth_stats.unanswered.items():
         unanswered.add_metric([login], count)
     yield unanswered
+
+
+def _sip_transaction_metrics(gw: Gateway) -> Iterable[Metric]:
+    """SIP transactions by role, method and final status; retransmissions, repeats
+    absorbed and timeouts by method (RFC 3261 17)."""
+    stats = gw.endpoint.layer.stats
+    finals = CounterMetricFamily(
+        "vrgw_sip_transactions_completed",
+        "SIP transactions ended by a final response, by role (server: we answered), "
+        "method and status",
+        labels=["role", "method", "status"],
+    )
+    for (role, method, status), count in stats.finals.items():
+        finals.add_metric([role, method, str(status)], count)
+    yield finals
+    for name, table, doc in (
+        ("vrgw_sip_retransmissions", stats.retransmissions, "SIP messages we sent again"),
+        ("vrgw_sip_request_repeats", stats.repeats, "SIP requests peers sent again"),
+        ("vrgw_sip_transaction_timeouts", stats.timeouts, "SIP transactions timed out"),
+    ):
+        family = CounterMetricFamily(name, f"{doc} (RFC 3261 17), by method", labels=["method"])
+        for method, count in table.items():
+            family.add_metric([method], count)
+        yield family
 
 
 def _h323_metrics(gw: Gateway) -> Iterable[Metric]:

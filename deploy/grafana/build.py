@@ -243,6 +243,11 @@ def build() -> dashboard.Dashboard:
                     "calls not served",
                 ),
                 query("sum(rate(vrgw_ras_timeouts_total[$__rate_interval])) * 60", "RAS timeouts"),
+                query(
+                    "(sum(rate(vrgw_sip_retransmissions_total[$__rate_interval])) or vector(0))"
+                    " * 60",
+                    "SIP retransmissions",
+                ),
                 width=8,
             )
         )
@@ -253,6 +258,11 @@ def build() -> dashboard.Dashboard:
                 query("sum(rate(vrgw_sip_messages_received_total[$__rate_interval]))", "SIP in"),
                 query("sum(rate(vrgw_sip_messages_sent_total[$__rate_interval]))", "SIP out"),
                 query("sum(rate(vrgw_ras_messages_received_total[$__rate_interval]))", "RAS in"),
+                query(
+                    "sum by (method, status) (rate("
+                    'vrgw_sip_transactions_completed_total{role="server"}[$__rate_interval]))',
+                    "answered {{method}} {{status}}",
+                ),
                 width=24,
             )
         )

@@ -190,6 +190,49 @@ def client_key(branch: str, method: str) -> str:
     return f"c|{branch}|{'INVITE' if method == 'ACK' else method}"
 
 
+# Methods counted under their own name in the statistics; any other is "other", so that
+# a peer inventing methods cannot grow the metrics' label sets.
+COUNTED_METHODS = frozenset(
+    {
+        "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "SUBSCRIBE", "NOTIFY",
+        "INFO", "UPDATE", "PRACK", "MESSAGE", "REFER", "PUBLISH",
+    }
+)  # fmt: skip
+
+
+def counted_method(method: str) -> str:
+    """The method as the statistics name it (a bounded set)."""
+    return method if method in COUNTED_METHODS else "other"
+
+
+class TransactionStats:
+    """Plain counters for the metrics exporter, by bounded labels.
+
+    ``finals``: final responses by (role, method, status), where role is ``server`` (we
+    answered) or ``client`` (we were answered); ``retransmissions``: our own requests
+    and responses sent again by timers A, E and G (17.1.1.2, 17.1.2.2, 17.2.1);
+    ``repeats``: requests a peer sent again and the layer absorbed (17.2.1, 17.2.2);
+    ``timeouts``: transactions ended by timers B, F, H and 2xx without ACK.
+    """
+
+    __slots__ = ("finals", "repeats", "retransmissions", "timeouts")
+
+    def __init__(self) -> None:
+        self.finals: dict[tuple[str, str, int], int] = {}
+        self.retransmissions: dict[str, int] = {}
+        self.repeats: dict[str, int] = {}
+        self.timeouts: dict[str, int] = {}
+
+    def final(self, role: str, method: str, status: int) -> None:
+        key = (role, counted_method(method), status)
+        self.finals[key] = self.finals.get(key, 0) + 1
+
+    @staticmethod
+    def bump(table: dict[str, int], method: str) -> None:
+        name = counted_method(method)
+        table[name] = table.get(name, 0) + 1
+
+
 class TransactionLayer:
     """All client and server transactions of one SIP endpoint (RFC 3261 section 17)."""
 
@@ -213,6 +256,7 @@ class TransactionLayer:
         self._seq = itertools.count()
         self._out: list[Outgoing] = []
         self._events: deque[TransactionEvent] = deque()
+        self.stats = TransactionStats()
 
     # -- outputs -------------------------------------------------------------------
     def datagrams_to_send(self) -> list[Outgoing]:
@@ -338,9 +382,11 @@ class TransactionLayer:
                     self._arm(tx, TIMER_C, "C", now)
                 elif status < 300:
                     # RFC 6026 7.2: Accepted, Timer M absorbs 2xx repeats passed to the TU.
+                    self.stats.final("client", tx.method, status)
                     self._enter(tx, TxState.ACCEPTED)
                     self._arm(tx, 64 * self.t1, "M", now)
                 else:
+                    self.stats.final("client", tx.method, status)
                     self._enter(tx, TxState.COMPLETED)
                     tx.out = self._ack_for(request, response).serialize()
                     self._send(tx, tx.out)
@@ -359,6 +405,7 @@ class TransactionLayer:
                     tx.state = TxState.PROCEEDING
                 self._events.append(ResponseReceived(response, tx.key, request))
             else:
+                self.stats.final("client", tx.method, status)
                 self._enter(tx, TxState.COMPLETED)
                 self._arm(tx, 0 if tx.reliable else self.t4, "K", now)
                 self._retire(tx)
@@ -396,6 +443,7 @@ class TransactionLayer:
         if status < 200:
             tx.state = TxState.PROCEEDING
             return
+        self.stats.final("server", tx.method, status)
         if tx.method == "INVITE":
             if status < 300:
                 # RFC 6026 8.7 Accepted; the 2xx is repeated by T1 doubling (13.3.1.4).
@@ -429,6 +477,7 @@ class TransactionLayer:
         key = server_key(request)
         tx = self._txs.get(key)
         if tx is not None:
+            TransactionStats.bump(self.stats.repeats, tx.method)
             # A repeat: answer again with the last response, if any (17.2.1, 17.2.2).
             if tx.out and tx.state in (TxState.PROCEEDING, TxState.COMPLETED, TxState.ACCEPTED):
                 self._send(tx, tx.out)
@@ -538,6 +587,7 @@ class TransactionLayer:
                 self._send_trying(tx)
         elif name in ("A", "E", "G", "G2xx"):
             self._send(tx, tx.out)
+            TransactionStats.bump(self.stats.retransmissions, tx.method)
             if name == "A":
                 tx.interval *= 2  # A doubles without cap (17.1.1.2)
             else:
@@ -547,12 +597,15 @@ class TransactionLayer:
             self._arm(tx, tx.interval, name, now)
         elif name in ("B", "C", "F"):
             self._terminate(tx)
+            TransactionStats.bump(self.stats.timeouts, tx.method)
             self._events.append(TransactionTimeout(tx.key, tx.method, client=True))
         elif name == "H":
             self._terminate(tx)
+            TransactionStats.bump(self.stats.timeouts, tx.method)
             self._events.append(TransactionTimeout(tx.key, tx.method, client=False))
         elif name == "H2xx":
             self._terminate(tx)
+            TransactionStats.bump(self.stats.timeouts, tx.method)
             assert tx.request is not None  # Accepted before the ACK keeps it
             self._events.append(AckTimeout(tx.key, tx.request))
         else:  # D, I, J, K, L, M: the wait states end

@@ -276,3 +276,7 @@ def test_prometheus_scrapes_the_gateway_and_every_dashboard_query_has_data(
     }
     assert by_outcome == {"completed": 32, "abandoned": 1, "not_found": 1}, by_outcome
     assert gw.metric("vrgw_queue_wait_seconds_count", partner="msa", outcome="abandoned") == 1
+    answered = gw.metric(
+        "vrgw_sip_transactions_completed_total", role="server", method="INVITE", status="200"
+    )
+    assert answered is not None and answered >= 32, answered  # SIPp's 30, pjsua2's 2

@@ -1023,3 +1023,26 @@ def test_timer_d_is_64_t1_after_a_failed_invite(t1: float, timer_d: float) -> No
     assert len(net.client) == 1  # still absorbing repeats of the 486
     net.run(until=timer_d + 0.1)  # the 50 ms timer grid at most
     assert len(net.client) == 0
+
+
+# -- statistics for the metrics (bounded labels) ---------------------------------------
+
+
+def test_statistics_count_finals_retransmissions_repeats_and_timeouts() -> None:
+    net = Net(
+        on_server=answering_tu(486, after=1.0, provisional=180, prov_after=2.0),
+        drop=lambda w: w.label == "486/INVITE" and w.time == 1.0,  # the first 486 is lost
+    )
+    net.send(request())
+    net.run()
+    client, server = net.client.stats, net.server.stats
+    # The client repeated its INVITE twice (timer A) before the 486 got through; the
+    # server absorbed both repeats and sent its 486 again (timer G) on the first one.
+    assert client.retransmissions == {"INVITE": 2} and server.repeats == {"INVITE": 2}
+    assert client.finals == {("client", "INVITE", 486): 1}
+    assert server.finals == {("server", "INVITE", 486): 1}
+    lost = Net(drop=lambda w: True)
+    lost.send(request("FOO"))  # an unknown method counts as "other"
+    lost.run()
+    assert lost.client.stats.timeouts == {"other": 1}
+    assert lost.client.stats.retransmissions == {"other": 10}
