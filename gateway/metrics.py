@@ -53,6 +53,16 @@ class GatewayMetrics:
             registry=self.registry,
         )
 
+        self.call_legs = Counter(
+            "vrgw_call_legs",
+            "Legs of ended calls, by side (kiosk, station) and protocol (sip, h323)",
+            ["side", "protocol"],
+            registry=self.registry,
+        )
+        # Read from the state store just before each scrape (its calls are awaited).
+        self.sip_registrations = 0
+        self.store_up = 1
+
         # Labelled children by label values: .labels() costs more than the update itself,
         # and the label sets are few (services, sites and outcomes of the dialplan).
         self._children: dict[tuple[object, ...], Any] = {}
@@ -67,6 +77,9 @@ class GatewayMetrics:
     def record_call(self, record: CallRecord) -> None:
         """Account for one ended call."""
         self._child(self.calls, record.partner, record.service, record.site, record.outcome).inc()
+        self._child(self.call_legs, "kiosk", record.kiosk_protocol).inc()
+        if record.station_protocol is not None:
+            self._child(self.call_legs, "station", record.station_protocol).inc()
         if record.queued:
             self._child(self.queue_wait, record.partner, record.outcome).observe(record.waited)
         if record.answered is not None:
@@ -92,6 +105,17 @@ class _LiveCollector(Collector):
         yield _gauge("vrgw_sip_transactions", "Live SIP transactions", len(gw.endpoint.layer))
         yield _gauge("vrgw_sip_dialogs", "Live SIP dialogs", gw.ua.open_dialogs)
         yield _gauge("vrgw_calls_active", "Calls in progress", len(gw.b2bua.calls))
+        registrations = GaugeMetricFamily(
+            "vrgw_registrations", "Live registrations, by protocol", labels=["protocol"]
+        )
+        registrations.add_metric(["sip"], gw.metrics.sip_registrations)
+        registrations.add_metric(["h323"], len(gw.gatekeeper.registrations))
+        yield registrations
+        yield _gauge(
+            "vrgw_state_store_up",
+            "1 when the state store answered the last scrape's query, else 0",
+            gw.metrics.store_up,
+        )
         yield _gauge("vrgw_media_sessions", "Media relay sessions", gw.media.session_count)
         yield _gauge(
             "vrgw_media_ports_in_use",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict
@@ -25,6 +26,8 @@ from gateway.sip.guard import Ban, BanKind
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
+
+log = logging.getLogger(__name__)
 
 
 class ClockBody(BaseModel):
@@ -75,6 +78,12 @@ def create_app(gw: Gateway) -> FastAPI:
     @app.api_route("/metrics", methods=["GET", "HEAD"])
     async def metrics() -> Response:
         """Prometheus text exposition format (HEAD answers too, for probes)."""
+        try:
+            gw.metrics.sip_registrations = await gw.store.binding_count()
+            gw.metrics.store_up = 1
+        except Exception:  # any failure of the store is what this gauge reports
+            log.warning("state store did not answer the metrics query", exc_info=True)
+            gw.metrics.store_up = 0
         return Response(generate_latest(gw.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/api/v1/status")

@@ -280,3 +280,13 @@ def test_prometheus_scrapes_the_gateway_and_every_dashboard_query_has_data(
         "vrgw_sip_transactions_completed_total", role="server", method="INVITE", status="200"
     )
     assert answered is not None and answered >= 32, answered  # SIPp's 30, pjsua2's 2
+    legs = {
+        side: gw.metric("vrgw_call_legs_total", side=side, protocol="sip")
+        for side in ("kiosk", "station")
+    }
+    # 34 calls; the one to an unknown service and the one abandoned in the queue reached
+    # no station
+    assert legs == {"kiosk": 34, "station": 32}, legs
+    assert gw.metric("vrgw_registrations", protocol="sip") == 0  # static stations only
+    assert gw.metric("vrgw_registrations", protocol="h323") == 0
+    assert gw.metric("vrgw_state_store_up") == 1
