@@ -182,3 +182,13 @@ def test_bearer_parsing_and_loopback_addresses() -> None:
     assert auth.is_loopback("::1") and auth.is_loopback("::ffff:127.0.0.1")
     assert not auth.is_loopback("192.0.2.7") and not auth.is_loopback("testclient")
     assert not auth.is_loopback(None)
+
+
+def test_a_page_beyond_any_integer_the_store_takes_is_refused(tmp_path: Path) -> None:
+    """Found by schemathesis: an offset over 2**63 reached SQLite and failed with a 500."""
+    gw = gateway(plan(tmp_path))
+    http = client(gw)
+    far = http.get("/api/v1/records?offset=9223372036854775808", headers=bearer(MONITORING))
+    assert far.status_code == 422, far.text
+    last = http.get(f"/api/v1/records?offset={2**31 - 1}", headers=bearer(MONITORING))
+    assert last.status_code == 200 and last.json()["records"] == []

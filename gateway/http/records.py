@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from gateway.app import Gateway
 
 MAX_PAGE = 1000
+MAX_OFFSET = 2**31 - 1  # SQLite takes 64-bit integers; no record store holds more rows
 WHEN = "ISO 8601 date-time (or date) of a call's start; local time when it has no offset"
 When = Annotated[datetime | None, Query(description=WHEN)]
 TIME_COLUMNS = ("started", "answered", "ended")
@@ -75,7 +76,7 @@ def records_router(gw: Gateway) -> APIRouter:
         since: When = None,
         until: When = None,
         limit: int = Query(100, ge=1, le=MAX_PAGE),
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=MAX_OFFSET),
     ) -> dict[str, Any]:
         """Call records, newest first: ``total`` matching, and one page of them."""
         query = query_of(kiosk, site, service, partner, station, outcome, since, until)
