@@ -1,8 +1,9 @@
 """A minimal client of rtpengine's "ng" control protocol, for the media benchmark alone.
 
 Each request is a bencoded dictionary after a cookie and a space, in one UDP datagram;
-the reply repeats the cookie. Only what the benchmark needs is here: ``offer``,
-``answer`` and ``delete`` (the gateway's own engine is ``gateway/media/rtpengine.py``).
+the reply repeats the cookie. Only what the benchmark needs is here, blocking: ``offer``,
+``answer`` and ``delete``; the framing and bencoding are the gateway's own
+(:mod:`gateway.media.ng`), whose asyncio engine is ``gateway/media/rtpengine.py``.
 """
 
 from __future__ import annotations
@@ -10,63 +11,16 @@ from __future__ import annotations
 import itertools
 import os
 import socket
+from typing import Any
+
+from gateway.media.ng import NgProtocolError, decode, encode
 
 Bencodable = bytes | str | int | list["Bencodable"] | dict[str, "Bencodable"]
-Decoded = bytes | int | list["Decoded"] | dict[bytes, "Decoded"]
+Decoded = Any
 
 
 class NgError(Exception):
     """rtpengine answered with an error, or not at all."""
-
-
-def bencode(value: Bencodable) -> bytes:
-    """Encode ``value`` (byte strings, text, integers, lists, dictionaries)."""
-    if isinstance(value, str):
-        value = value.encode()
-    if isinstance(value, bytes):
-        return str(len(value)).encode() + b":" + value
-    if isinstance(value, int):
-        return b"i%de" % value
-    if isinstance(value, list):
-        return b"l" + b"".join(bencode(v) for v in value) + b"e"
-    items = sorted((k.encode(), v) for k, v in value.items())
-    return b"d" + b"".join(bencode(k) + bencode(v) for k, v in items) + b"e"
-
-
-def bdecode(data: bytes) -> Decoded:
-    """Decode one bencoded value that fills ``data``."""
-    value, end = _decode(data, 0)
-    if end != len(data):
-        raise NgError(f"trailing bytes after bencoded value at {end}")
-    return value
-
-
-def _decode(data: bytes, i: int) -> tuple[Decoded, int]:
-    head = data[i : i + 1]
-    if head == b"i":
-        end = data.index(b"e", i)
-        return int(data[i + 1 : end]), end + 1
-    if head == b"l":
-        items: list[Decoded] = []
-        i += 1
-        while data[i : i + 1] != b"e":
-            item, i = _decode(data, i)
-            items.append(item)
-        return items, i + 1
-    if head == b"d":
-        result: dict[bytes, Decoded] = {}
-        i += 1
-        while data[i : i + 1] != b"e":
-            key, i = _decode(data, i)
-            if not isinstance(key, bytes):
-                raise NgError("dictionary key is not a string")
-            result[key], i = _decode(data, i)
-        return result, i + 1
-    if head.isdigit():
-        colon = data.index(b":", i)
-        size = int(data[i:colon])
-        return data[colon + 1 : colon + 1 + size], colon + 1 + size
-    raise NgError(f"bad bencoded value at {i}: {data[i : i + 10]!r}")
 
 
 class NgClient:
@@ -84,17 +38,20 @@ class NgClient:
     ) -> dict[bytes, Decoded]:
         """Send one command; the reply, whose ``result`` must be ``expect``."""
         cookie = f"{self._prefix}_{next(self._cookies)}".encode()
-        self._sock.sendto(cookie + b" " + bencode(command), self._address)
+        message = {key.encode(): value for key, value in command.items()}
+        self._sock.sendto(encode(cookie, message), self._address)
         while True:
             try:
                 data = self._sock.recv(65536)
             except TimeoutError as exc:
                 raise NgError(f"no answer to {command.get('command')!r}") from exc
-            got, _, body = data.partition(b" ")
+            try:
+                got, reply = decode(data)
+            except NgProtocolError as exc:
+                raise NgError(f"not an ng reply: {exc}") from exc
             if got == cookie:
                 break
-        reply = bdecode(body)
-        if not isinstance(reply, dict) or reply.get(b"result") != expect:
+        if reply.get(b"result") != expect:
             raise NgError(f"{command.get('command')!r} failed: {reply!r}")
         return reply
 

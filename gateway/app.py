@@ -27,8 +27,9 @@ from gateway.edge.h323_signalling import H323SignallingEndpoint, accepts_connect
 from gateway.edge.sip_transport import SipEndpoint
 from gateway.h323.messages import Alias
 from gateway.h323.ras import Gatekeeper, RasEvent, Registered, Unregistered
-from gateway.media.engine import MediaEngine
+from gateway.media.engine import MediaEngine, MediaError
 from gateway.media.relay import RelayEngine
+from gateway.media.rtpengine import RtpengineEngine, parse_address
 from gateway.metrics import GatewayMetrics
 from gateway.presence.feed import AvailabilityFeed
 from gateway.presence.server import PresenceServer
@@ -92,6 +93,31 @@ class Settings:
     sip_t1: float = 0.5  # RFC 3261 T1 in seconds; shorter only for tests (--sip-t1)
     records: str = ":memory:"  # the call records' SQLite file (vrgw run names one)
     records_retention_days: int = 365
+    media_engine: str = "builtin"  # or "rtpengine", driven over ng at ``rtpengine``
+    rtpengine: str = "127.0.0.1:22222"  # rtpengine's --listen-ng address, HOST:PORT
+    rtpengine_prompts: Path | None = None  # the prompts' folder on rtpengine's host
+
+
+def make_media_engine(settings: Settings, dialplan: Dialplan) -> MediaEngine:
+    """The media engine ``settings.media_engine`` names: the built-in relay, set up by the
+    dialplan's ``media`` section, or rtpengine over ng (which has its own ports, address
+    and media timeout, set on its command line)."""
+    if settings.media_engine == "rtpengine":
+        try:
+            address = parse_address(settings.rtpengine)
+        except ValueError as exc:
+            raise OSError(f"--rtpengine: {exc}") from exc
+        return RtpengineEngine(address, prompt_dir=settings.rtpengine_prompts)
+    if settings.media_engine != "builtin":
+        raise OSError(f"unknown media engine {settings.media_engine!r}")
+    m = dialplan.media
+    return RelayEngine(
+        bind_host=m.bind,
+        advertise_host=m.advertise,
+        port_min=m.port_min,
+        port_max=m.port_max,
+        timeout=m.timeout,
+    )
 
 
 class Gateway:
@@ -101,14 +127,7 @@ class Gateway:
         self.settings = settings
         self.dialplan = dialplan
         self.store: Store = MemoryStore()
-        m = dialplan.media
-        self.media: MediaEngine = RelayEngine(
-            bind_host=m.bind,
-            advertise_host=m.advertise,
-            port_min=m.port_min,
-            port_max=m.port_max,
-            timeout=m.timeout,
-        )
+        self.media: MediaEngine = make_media_engine(settings, dialplan)
         self.endpoint = SipEndpoint(settings.sip_host, settings.sip_port, t1=settings.sip_t1)
         self.clock = Clock(adjustable=settings.test_clock)
         self.scheduler = LoopScheduler(self.clock.now)
@@ -236,7 +255,10 @@ class Gateway:
     async def start(self) -> None:
         """Open sockets: media first, then SIP, then HTTP."""
         s = self.settings
-        await self.media.start()
+        try:
+            await self.media.start()
+        except MediaError as exc:  # rtpengine not answering: a start-up error, no traceback
+            raise OSError(f"media engine {s.media_engine}: {exc}") from exc
         sip = f"SIP {s.sip_host}:{s.sip_port} (udp{'+tcp' if s.tcp else ''})"
         await _listening(sip, self.endpoint.start(tcp=s.tcp))
         await _listening(f"H.323 tcp {s.sip_host}:{s.h323_port}", self.h323.start())

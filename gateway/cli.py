@@ -98,6 +98,27 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DAYS",
         help="call records older than this are deleted",
     )
+    run.add_argument(
+        "--media-engine",
+        choices=("builtin", "rtpengine"),
+        default="builtin",
+        help="who relays the media: the built-in relay (the dialplan's media section), "
+        "or an rtpengine driven over its ng protocol (--rtpengine)",
+    )
+    run.add_argument(
+        "--rtpengine",
+        default="127.0.0.1:22222",
+        metavar="HOST:PORT",
+        help="rtpengine's ng control address (its --listen-ng), with --media-engine rtpengine",
+    )
+    run.add_argument(
+        "--rtpengine-prompts",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="the announcements' folder as rtpengine's host sees it (DIR/fr/attente.wav); "
+        "default: the gateway's own, for an rtpengine on the same host",
+    )
     run.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     run.add_argument(
         "--log-format",
@@ -129,6 +150,9 @@ def run_settings(args: argparse.Namespace) -> Settings:
         sip_t1=args.sip_t1,
         records=args.records,
         records_retention_days=args.records_retention_days,
+        media_engine=args.media_engine,
+        rtpengine=args.rtpengine,
+        rtpengine_prompts=args.rtpengine_prompts,
     )
 
 

@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from gateway.dialplan import Kiosk
 from gateway.http import auth
 from gateway.http.records import records_router
+from gateway.media.engine import MediaError
 from gateway.sip.guard import Ban, BanKind
 
 if TYPE_CHECKING:
@@ -114,8 +115,12 @@ def create_app(gw: Gateway) -> FastAPI:
     async def calls() -> dict[str, Any]:
         """Calls in progress (with live media counters) and the last ended ones."""
         live = []
-        for call in gw.b2bua.calls.values():
-            stats = await gw.media.stats(call.id)
+        for call in list(gw.b2bua.calls.values()):
+            try:
+                stats = await gw.media.stats(call.id)
+            except MediaError as exc:  # an external engine that does not answer
+                log.warning("call %s: no media counters: %s", call.id, exc)
+                stats = None
             live.append(
                 {
                     "id": call.id,

@@ -1,0 +1,323 @@
+"""One contract for every media engine: the built-in relay and rtpengine driven over ng.
+
+Each test runs against both engines with real UDP sockets on 127.0.0.1 standing for the
+two sides of a call; rtpengine is the real daemon (Debian ``rtpengine-daemon``, userspace
+mode), started once for this module on free ports; those cases are marked ``interop``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from rtpengine_peer import Rtpengine, free_range, start_rtpengine
+
+from gateway.media.engine import MediaEngine, MediaError
+from gateway.media.relay import RelayEngine
+from gateway.media.rtp import RtpPacket, parse_rtp
+from gateway.media.rtpengine import RtpengineEngine, parse_address
+from gateway.model.events import Side
+from gateway.model.sdp import Direction, SessionDescription
+
+HOST = "127.0.0.1"
+RTCP_RR = bytes([0x80, 201, 0, 1, 0, 0, 0x12, 0x34])  # empty receiver report (RFC 3550 6.4.2)
+TE = "a=rtpmap:101 telephone-event/8000"
+
+
+class Peer:
+    """One side's media: an RTP and an RTCP socket on loopback."""
+
+    def __init__(self) -> None:
+        self.rtp = self._open()
+        self.rtcp = self._open()
+
+    @staticmethod
+    def _open() -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind((HOST, 0))
+        sock.setblocking(False)
+        return sock
+
+    @property
+    def rtp_port(self) -> int:
+        return int(self.rtp.getsockname()[1])
+
+    @property
+    def rtcp_port(self) -> int:
+        return int(self.rtcp.getsockname()[1])
+
+    def sdp(
+        self, *, formats: str = "0 8 101", version: int = 1, direction: str = ""
+    ) -> SessionDescription:
+        lines = [
+            "v=0",
+            f"o=peer 1 {version} IN IP4 {HOST}",
+            "s=-",
+            f"c=IN IP4 {HOST}",
+            "t=0 0",
+            f"m=audio {self.rtp_port} RTP/AVP {formats}",
+            "a=rtpmap:0 PCMU/8000",
+            "a=rtpmap:8 PCMA/8000",
+            TE,
+            f"a=rtcp:{self.rtcp_port} IN IP4 {HOST}",
+        ]
+        if direction:
+            lines.append(f"a={direction}")
+        return SessionDescription.parse(("\r\n".join(lines) + "\r\n").encode())
+
+    def close(self) -> None:
+        self.rtp.close()
+        self.rtcp.close()
+
+
+async def recv(sock: socket.socket, timeout: float = 2.0) -> tuple[bytes, tuple[str, int]]:
+    """The next datagram on ``sock``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            data, addr = sock.recvfrom(65536)
+            return data, addr
+        except BlockingIOError:
+            if loop.time() > deadline:
+                raise TimeoutError(f"nothing arrived on {sock.getsockname()}") from None
+            await asyncio.sleep(0.005)
+
+
+def drain(sock: socket.socket) -> int:
+    count = 0
+    while True:
+        try:
+            sock.recvfrom(65536)
+        except BlockingIOError:
+            return count
+        count += 1
+
+
+def rtp(seq: int, payload: bytes, pt: int = 8, ssrc: int = 0xA) -> bytes:
+    return RtpPacket(pt, seq, seq * 160, ssrc, payload=payload).serialize()
+
+
+# --- the engines -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rtpengine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rtpengine]:
+    daemon = start_rtpengine(tmp_path_factory.mktemp("rtpengine"))
+    yield daemon
+    daemon.stop()
+
+
+def _relay_range() -> tuple[int, int]:
+    base = free_range(40)
+    return base, base + 39
+
+
+# rtpengine is an external peer: its cases are interop tests (scripts/test -m "not interop").
+@pytest.fixture(params=["builtin", pytest.param("rtpengine", marks=pytest.mark.interop)])
+async def engine(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[MediaEngine, tuple[int, int]]]:
+    """An engine and the port range its SDPs must point into."""
+    media: MediaEngine
+    if request.param == "builtin":
+        low, high = _relay_range()
+        media = RelayEngine(bind_host=HOST, port_min=low, port_max=high, timeout=0)
+    else:
+        daemon: Rtpengine = request.getfixturevalue("rtpengine")
+        low, high = daemon.port_min, daemon.port_max
+        media = RtpengineEngine(parse_address(daemon.ng_address), poll_interval=0)
+    await media.start()
+    yield media, (low, high)
+    await media.close()
+    assert media.ports_in_use == 0 and media.session_count == 0
+
+
+@pytest.fixture
+def peers() -> Iterator[tuple[Peer, Peer]]:
+    a, b = Peer(), Peer()
+    yield a, b
+    a.close()
+    b.close()
+
+
+async def connect(
+    media: MediaEngine, a: Peer, b: Peer, *, answered: str = "8 101"
+) -> tuple[int, int]:
+    """Offer from A, answer from B; return (port A sends to, port B sends to)."""
+    to_b = await media.offer("call-1", a.sdp(), from_side=Side.A)
+    to_a = await media.answer("call-1", b.sdp(formats=answered), from_side=Side.B)
+    return to_a.media[0].port, to_b.media[0].port
+
+
+# --- offer/answer ------------------------------------------------------------------------
+
+
+async def test_offer_and_answer_point_each_side_at_the_engine(
+    engine: tuple[MediaEngine, tuple[int, int]], peers: tuple[Peer, Peer]
+) -> None:
+    media, (low, high) = engine
+    a, b = peers
+    offered = a.sdp()
+    before = offered.serialize()
+    to_b = await media.offer("call-1", offered, from_side=Side.A)
+    assert offered.serialize() == before  # the caller's description is not modified
+    to_a = await media.answer("call-1", b.sdp(formats="8 101"), from_side=Side.B)
+    for out, peer in ((to_b, a), (to_a, b)):
+        m = out.media[0]
+        assert out.connection_for(m) is not None
+        assert out.connection_for(m).address == HOST  # type: ignore[union-attr]
+        assert low <= m.port <= high and m.port != peer.rtp_port
+        rtcp = m.get_attr("rtcp")
+        assert rtcp is not None and int(rtcp.split()[0]) == m.port + 1
+    assert to_a.media[0].port != to_b.media[0].port
+    assert [f for f in to_b.media[0].formats] == ["0", "8", "101"]
+    assert [f for f in to_a.media[0].formats] == ["8", "101"]
+    assert media.session_count == 1 and media.ports_in_use >= 4
+
+
+# --- forwarding and counters -------------------------------------------------------------
+
+
+async def test_rtp_and_rtcp_cross_both_ways_unchanged_and_are_counted(
+    engine: tuple[MediaEngine, tuple[int, int]], peers: tuple[Peer, Peer]
+) -> None:
+    media, _ = engine
+    a, b = peers
+    a_port, b_port = await connect(media, a, b)
+    sent_ab = [rtp(seq, os.urandom(160)) for seq in range(5)]
+    sent_ba = [rtp(seq, os.urandom(80), ssrc=0xB) for seq in range(3)]
+    for packet in sent_ab:
+        a.rtp.sendto(packet, (HOST, a_port))
+        data, source = await recv(b.rtp)
+        assert data == packet  # header and payload bytes unchanged
+        assert source == (HOST, b_port)  # from the port B sends to: symmetric RTP
+    for packet in sent_ba:
+        b.rtp.sendto(packet, (HOST, b_port))
+        data, source = await recv(a.rtp)
+        assert data == packet and source == (HOST, a_port)
+    a.rtcp.sendto(RTCP_RR, (HOST, a_port + 1))
+    assert (await recv(b.rtcp))[0] == RTCP_RR
+    b.rtcp.sendto(RTCP_RR, (HOST, b_port + 1))
+    assert (await recv(a.rtcp))[0] == RTCP_RR
+
+    live = await media.stats("call-1")
+    assert live is not None and len(live.streams) == 1
+    stream = live.streams[0]
+    assert (stream.index, stream.kind) == (0, "audio")
+    assert (stream.a_to_b.rtp_packets, stream.a_to_b.rtp_bytes) == (5, 5 * 172)
+    assert (stream.b_to_a.rtp_packets, stream.b_to_a.rtp_bytes) == (3, 3 * 92)
+    assert (stream.a_to_b.rtcp_packets, stream.a_to_b.rtcp_bytes) == (1, 8)
+    assert (stream.b_to_a.rtcp_packets, stream.b_to_a.rtcp_bytes) == (1, 8)
+    assert stream.a_peer == (HOST, a.rtp_port) and stream.b_peer == (HOST, b.rtp_port)
+
+    a.rtp.sendto(rtp(9, bytes(160)), (HOST, a_port))
+    await recv(b.rtp)
+    final = await media.delete("call-1")
+    assert final is not None and final.call_id == "call-1"
+    done = final.streams[0]
+    assert (done.a_to_b.rtp_packets, done.a_to_b.rtp_bytes) == (6, 6 * 172)
+    assert (done.b_to_a.rtp_packets, done.b_to_a.rtp_bytes) == (3, 3 * 92)
+    assert done.a_to_b.rtcp_packets == done.b_to_a.rtcp_packets == 1
+    assert media.session_count == 0 and media.ports_in_use == 0
+    assert await media.delete("call-1") is None and await media.stats("call-1") is None
+
+
+async def test_a_reoffer_for_hold_and_resume_keeps_the_media_flowing(
+    engine: tuple[MediaEngine, tuple[int, int]], peers: tuple[Peer, Peer]
+) -> None:
+    media, _ = engine
+    a, b = peers
+    a_port, b_port = await connect(media, a, b)
+    a.rtp.sendto(rtp(1, bytes(160)), (HOST, a_port))
+    await recv(b.rtp)
+
+    hold = await media.offer("call-1", a.sdp(version=2, direction="sendonly"), from_side=Side.A)
+    assert hold.media[0].direction is Direction.SENDONLY and hold.media[0].port == b_port
+    held = await media.answer(
+        "call-1", b.sdp(formats="8 101", version=2, direction="recvonly"), from_side=Side.B
+    )
+    assert held.media[0].direction is Direction.RECVONLY and held.media[0].port == a_port
+
+    # The station resumes (a re-offer from B): same ports, media both ways again.
+    resume = await media.offer("call-1", b.sdp(formats="8 101", version=3), from_side=Side.B)
+    assert resume.media[0].port == a_port
+    back = await media.answer("call-1", a.sdp(formats="8 101", version=3), from_side=Side.A)
+    assert back.media[0].port == b_port
+    for seq in range(2, 5):
+        payload = os.urandom(160)
+        a.rtp.sendto(rtp(seq, payload), (HOST, a_port))
+        assert parse_rtp((await recv(b.rtp))[0]).payload == payload
+        b.rtp.sendto(rtp(seq, payload, ssrc=0xB), (HOST, b_port))
+        assert parse_rtp((await recv(a.rtp))[0]).payload == payload
+
+
+# --- announcements -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("to_side", [Side.A, Side.B])
+async def test_play_sends_the_negotiated_g711_and_stop_playing_stops_it(
+    engine: tuple[MediaEngine, tuple[int, int]], peers: tuple[Peer, Peer], to_side: Side
+) -> None:
+    media, _ = engine
+    a, b = peers
+    a_port, b_port = await connect(media, a, b)  # A offered PCMU first; only PCMA agreed
+    listener, engine_port = (a, a_port) if to_side is Side.A else (b, b_port)
+    other = b if to_side is Side.A else a
+    await media.play("call-1", "attente", to_side=to_side)
+    packets = [await recv(listener.rtp) for _ in range(3)]
+    for data, source in packets:
+        packet = parse_rtp(data)
+        assert packet.payload_type == 8 and len(packet.payload) == 160  # 20 ms of PCMA
+        assert source == (HOST, engine_port)  # from the port that side sends to
+    first, second = (parse_rtp(d) for d, _ in packets[:2])
+    assert second.ssrc == first.ssrc and second.sequence == (first.sequence + 1) & 0xFFFF
+    assert second.timestamp == (first.timestamp + 160) & 0xFFFFFFFF
+
+    await media.play("call-1", "attente", to_side=to_side)  # replaces the first one
+    assert parse_rtp((await recv(listener.rtp))[0]).payload_type == 8
+    await media.stop_playing("call-1")
+    await asyncio.sleep(0.2)  # what was already on its way
+    drain(listener.rtp)
+    await asyncio.sleep(0.3)
+    assert drain(listener.rtp) == 0
+    assert drain(other.rtp) == 0  # nothing went the other way
+    await media.stop_playing("call-1")  # stopping twice is no error
+
+
+async def test_failures_are_media_errors(
+    engine: tuple[MediaEngine, tuple[int, int]], peers: tuple[Peer, Peer]
+) -> None:
+    media, _ = engine
+    a, b = peers
+    with pytest.raises(MediaError, match="no media session"):
+        await media.play("nobody", "attente")
+    with pytest.raises(MediaError, match="answer without an offer"):
+        await media.answer("nobody", b.sdp(), from_side=Side.B)
+    no_address = SessionDescription.parse(
+        b"v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+    )
+    with pytest.raises(MediaError, match="no c= address"):
+        await media.offer("bad", no_address, from_side=Side.A)
+    assert media.session_count == 0 and media.ports_in_use == 0
+
+    g722 = SessionDescription.parse(a.sdp().serialize().replace(b"RTP/AVP 0 8 101", b"RTP/AVP 9"))
+    await media.offer("call-1", g722, from_side=Side.A)
+    await media.answer(
+        "call-1",
+        SessionDescription.parse(b.sdp().serialize().replace(b"RTP/AVP 0 8 101", b"RTP/AVP 9")),
+        from_side=Side.B,
+    )
+    with pytest.raises(MediaError, match=r"negotiated G\.711"):
+        await media.play("call-1", "attente")
+    await media.offer("call-2", a.sdp(), from_side=Side.A)
+    await media.answer("call-2", b.sdp(), from_side=Side.B)
+    for name in ("introuvable", "../fr/attente"):
+        with pytest.raises(MediaError, match="cannot play"):
+            await media.play("call-2", name)
+    for unknown in (media.delete("x"), media.stats("x"), media.stop_playing("x")):
+        assert await unknown is None  # an unknown call is no failure there
