@@ -190,6 +190,14 @@ def _auth_metrics(gw: Gateway) -> Iterable[Metric]:
     for login, count in gw.ua.auth_stats.unanswered.items():
         unanswered.add_metric([login], count)
     yield unanswered
+    scans = CounterMetricFamily(
+        "vrgw_sip_scans",
+        "Sources seen scanning: a scanning tool's User-Agent, or a sweep of logins",
+        labels=["kind"],
+    )
+    for sign, count in gw.ua.scans.scans_total.items():
+        scans.add_metric([sign], count)
+    yield scans
 
 
 def _sip_transaction_metrics(gw: Gateway) -> Iterable[Metric]:

@@ -35,7 +35,7 @@ from gateway.sip.auth import (
 )
 from gateway.sip.dialog import Dialog, new_call_id
 from gateway.sip.errors import SipParseError
-from gateway.sip.guard import AuthGuard, Ban, BanKind, GuardSettings
+from gateway.sip.guard import AuthGuard, Ban, BanKind, GuardSettings, ScanWatch
 from gateway.sip.message import Request, Response, make_response
 from gateway.sip.session_timer import TooSmall, negotiate_as_uas
 from gateway.sip.transaction import (
@@ -157,6 +157,7 @@ class SipUserAgent:
         self.guard = AuthGuard(guard_settings(dialplan))
         # A unit that cannot answer gives up within a transaction's lifetime (64*T1).
         self.challenge_watch = ChallengeWatch(timeout=64 * endpoint.layer.t1)
+        self.scans = ScanWatch()
         self.auth_stats = AuthStats()
         self._watch_timer = False
         endpoint.tu = self
@@ -409,6 +410,14 @@ class SipUserAgent:
             else:
                 leg.on_request(request, key)
             return
+        scan = self.scans.seen(
+            event.source[0],
+            claimed_login(request),
+            request.headers.get("user-agent"),
+            self.monotonic(),
+        )
+        if scan is not None:
+            log.warning("probable SIP scan from %s: %s", event.source[0], scan)
         mf = request.headers.get("max-forwards")
         if mf is not None and int(mf) == 0 and method != "OPTIONS":
             self.endpoint.send_response(key, make_response(request, 483))

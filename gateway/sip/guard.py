@@ -131,3 +131,73 @@ class AuthGuard:
         times.append(now)
         table[key] = times
         return len(times)
+
+
+# User-Agent values of SIP scanning tools (SIPVicious' svmap and svwar send the first by
+# default); compared lower-cased, as substrings.
+SCANNER_AGENTS = (
+    "friendly-scanner",
+    "sipvicious",
+    "sipcli",
+    "sip-scan",
+    "sundayddr",
+    "iwar",
+    "vaxsipuseragent",
+    "pplsip",
+)
+
+
+class ScanWatch:
+    """Sources that look like SIP scanners, each reported once per ``window``.
+
+    Two signs: a scanning tool's User-Agent, or requests naming ``logins`` distinct
+    logins from one address within ``window`` seconds (an extension sweep: SIPVicious'
+    svwar with any User-Agent). Nothing is refused here: the answers stay the same for
+    everyone (bans do the refusing), this only tells the operator. At most
+    ``max_tracked`` sources are followed, the least recent forgotten first.
+    """
+
+    def __init__(self, logins: int = 8, window: float = 60.0, max_tracked: int = 10_000) -> None:
+        self.logins = logins
+        self.window = window
+        self._max = max_tracked
+        self._seen: dict[str, dict[str, float]] = {}  # source -> login -> last time
+        self._flagged: dict[str, float] = {}  # source -> until when it is not reported again
+        self.scans_total: dict[str, int] = {"user_agent": 0, "sweep": 0}
+
+    def seen(
+        self, source: str, login: str | None, user_agent: str | None, now: float
+    ) -> str | None:
+        """Note one request; the reason when it shows a scan not reported lately."""
+        if self._flagged.get(source, -1.0) > now:
+            return None
+        if user_agent:
+            agent = user_agent.lower()
+            if any(tool in agent for tool in SCANNER_AGENTS):
+                return self._flag(source, "user_agent", f"User-Agent {user_agent[:60]!r}", now)
+        if login is None or self.logins <= 0:
+            return None
+        logins = self._seen.pop(source, None)  # re-inserted last: oldest sources first
+        if logins is None:
+            logins = {}
+            if len(self._seen) >= self._max:
+                del self._seen[next(iter(self._seen))]
+        horizon = now - self.window
+        for name in [n for n, t in logins.items() if t <= horizon]:
+            del logins[name]
+        logins[login] = now
+        self._seen[source] = logins
+        if len(logins) >= self.logins:
+            del self._seen[source]
+            return self._flag(
+                source, "sweep", f"{len(logins)} logins tried in {self.window:.0f} s", now
+            )
+        return None
+
+    def _flag(self, source: str, kind: str, reason: str, now: float) -> str:
+        self.scans_total[kind] += 1
+        self._flagged[source] = now + self.window
+        if len(self._flagged) > self._max:
+            for old in [s for s, until in self._flagged.items() if until <= now]:
+                del self._flagged[old]
+        return reason

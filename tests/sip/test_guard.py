@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.sip.guard import AuthGuard, BanKind, GuardSettings
+from gateway.sip.guard import AuthGuard, BanKind, GuardSettings, ScanWatch
 
 LIMITS = GuardSettings(source_failures=5, account_failures=8, window=60.0, ban_time=300.0)
 
@@ -108,3 +108,28 @@ def test_memory_stays_bounded_under_forged_sources(sources: list[int]) -> None:
     for t, n in enumerate(sources):
         guard.failed(f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}", None, float(t))
     assert all(len(table) <= 50 for table in guard._failures.values())
+
+
+# -- scans -------------------------------------------------------------------------------
+
+
+def test_a_scanning_tool_is_reported_once_a_window_by_its_user_agent() -> None:
+    watch = ScanWatch(logins=8, window=60.0)
+    assert watch.seen("192.0.2.7", None, "friendly-scanner", 0.0) == "User-Agent 'friendly-scanner'"
+    assert watch.seen("192.0.2.7", None, "friendly-scanner", 30.0) is None  # reported already
+    assert watch.seen("192.0.2.7", None, "Friendly-Scanner 2", 61.0) is not None  # a new window
+    assert watch.seen("192.0.2.8", "kiosk-lessay", "baresip v1.0.0", 0.0) is None
+    assert watch.scans_total == {"user_agent": 2, "sweep": 0}
+
+
+def test_a_sweep_of_logins_from_one_source_is_a_scan_whatever_its_user_agent() -> None:
+    watch = ScanWatch(logins=4, window=10.0)
+    for i, name in enumerate(["100", "101", "102"]):
+        assert watch.seen("192.0.2.7", name, "Linphone", float(i)) is None
+    assert watch.seen("192.0.2.7", "101", "Linphone", 3.0) is None  # a repeat is no new login
+    assert watch.seen("192.0.2.9", "103", None, 3.0) is None  # another source: its own count
+    reason = watch.seen("192.0.2.7", "103", "Linphone", 4.0)
+    assert reason == "4 logins tried in 10 s" and watch.scans_total["sweep"] == 1
+    # Logins older than the window are forgotten: slow, legitimate retries never add up.
+    slow = ScanWatch(logins=3, window=10.0)
+    assert [slow.seen("192.0.2.7", f"u{i}", None, i * 11.0) for i in range(6)] == [None] * 6
