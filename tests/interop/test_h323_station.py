@@ -338,25 +338,25 @@ def test_a_queued_h323_kiosk_hears_the_announcement(gateway_factory: Any, tmp_pa
     station_port = free_port()
     gw: GatewayProcess = gateway_factory(write_plan(tmp_path, sip_station_entry(station_port)))
     station = sip_station(tmp_path, station_port, calls=2, hangup_after=4.0)
-    first = sip_kiosk(gw, tmp_path, hangup_after=None, name="first")
     capture = start_capture(tmp_path / "queue.pcapng", [h323_port_of(gw)])
-    with station, first:
-        station.wait_ready()
-        wait_for(lambda: gw.relaying_call(5), 15, "the first call")
-        kiosk = unit(
-            tmp_path, "-n", "-u", "kiosk-lessay", "-x", str(free_port()), "-f",
-            f"caf@127.0.0.1:{h323_port_of(gw)}",
-        )  # fmt: skip
-        try:
-            assert kiosk.wait_output("Started logical channel: receiving", 10), kiosk.output
-            assert "In call with" not in kiosk.output  # queued, hearing the announcement
-            queued = gw.http("/api/v1/queues")["queues"]["caf"]
-            assert [w["kiosk"] for w in queued["waiting"]] == ["lessay"], queued
-            assert kiosk.wait_output("In call with", 20), kiosk.output[-3000:]
-            assert kiosk.wait_output("cleared the call", 15), kiosk.output[-3000:]
-        finally:
-            kiosk.stop()
-        first.wait(timeout=30)
+    with station:
+        station.wait_ready()  # before the first kiosk calls (it starts calling at once)
+        with sip_kiosk(gw, tmp_path, hangup_after=None, name="first") as first:
+            wait_for(lambda: gw.relaying_call(5), 15, "the first call")
+            kiosk = unit(
+                tmp_path, "-n", "-u", "kiosk-lessay", "-x", str(free_port()), "-f",
+                f"caf@127.0.0.1:{h323_port_of(gw)}",
+            )  # fmt: skip
+            try:
+                assert kiosk.wait_output("Started logical channel: receiving", 10), kiosk.output
+                assert "In call with" not in kiosk.output  # queued, hearing the announcement
+                queued = gw.http("/api/v1/queues")["queues"]["caf"]
+                assert [w["kiosk"] for w in queued["waiting"]] == ["lessay"], queued
+                assert kiosk.wait_output("In call with", 20), kiosk.output[-3000:]
+                assert kiosk.wait_output("cleared the call", 15), kiosk.output[-3000:]
+            finally:
+                kiosk.stop()
+            first.wait(timeout=30)
         station.wait(timeout=30)
     gw.wait_idle()
     capture.stop()
