@@ -11,23 +11,32 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 
 CALL_ID: ContextVar[str | None] = ContextVar("call_id", default=None)
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-@contextmanager
-def call_context(call_id: str) -> Iterator[None]:
-    """Lines logged inside (and timers and tasks started inside) belong to ``call_id``."""
-    token = CALL_ID.set(call_id)
-    try:
-        yield
-    finally:
-        CALL_ID.reset(token)
+class call_context:  # lower case: used as a function is, ``with call_context(id):``
+    """Lines logged inside (and timers and tasks started inside) belong to ``call_id``.
+
+    A class rather than a generator-based context manager: the controller enters one for
+    every event of every call, and this costs about a third as much (0.4 us here).
+    """
+
+    __slots__ = ("_call_id", "_token")
+
+    def __init__(self, call_id: str) -> None:
+        self._call_id = call_id
+        self._token: Token[str | None] | None = None
+
+    def __enter__(self) -> None:
+        self._token = CALL_ID.set(self._call_id)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            CALL_ID.reset(self._token)
 
 
 class CallIdFilter(logging.Filter):
