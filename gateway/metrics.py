@@ -190,6 +190,18 @@ def _auth_metrics(gw: Gateway) -> Iterable[Metric]:
     for login, count in gw.ua.auth_stats.unanswered.items():
         unanswered.add_metric([login], count)
     yield unanswered
+    flood = gw.ua.flood
+    yield _counter(
+        "vrgw_sip_flood_dropped",
+        "SIP messages dropped unread: their source was over the rate limit or banned",
+        flood.dropped_total,
+    )
+    yield _counter("vrgw_sip_flood_bans", "Sources banned for flooding", flood.bans_total)
+    yield _gauge(
+        "vrgw_sip_flood_bans_active",
+        "Sources banned for flooding now",
+        len(flood.bans(gw.ua.monotonic())),  # the loop's clock: CLOCK_MONOTONIC too
+    )
     scans = CounterMetricFamily(
         "vrgw_sip_scans",
         "Sources seen scanning: a scanning tool's User-Agent, or a sweep of logins",

@@ -35,7 +35,15 @@ from gateway.sip.auth import (
 )
 from gateway.sip.dialog import Dialog, new_call_id
 from gateway.sip.errors import SipParseError
-from gateway.sip.guard import AuthGuard, Ban, BanKind, GuardSettings, ScanWatch
+from gateway.sip.guard import (
+    AuthGuard,
+    Ban,
+    BanKind,
+    FloodGuard,
+    FloodSettings,
+    GuardSettings,
+    ScanWatch,
+)
 from gateway.sip.message import Request, Response, make_response
 from gateway.sip.session_timer import TooSmall, negotiate_as_uas
 from gateway.sip.transaction import (
@@ -116,6 +124,12 @@ class AuthStats:
         self.unanswered: dict[str, int] = {}
 
 
+def flood_settings(dialplan: Dialplan) -> FloodSettings:
+    """The per-source message rate limit of a dialplan's ``auth.bans``."""
+    bans = dialplan.auth.bans
+    return FloodSettings(rate=bans.flood_rate, burst=bans.flood_burst, ban_time=bans.duration)
+
+
 def guard_settings(dialplan: Dialplan) -> GuardSettings:
     """The ban limits of a dialplan's ``auth.bans``."""
     bans = dialplan.auth.bans
@@ -158,6 +172,9 @@ class SipUserAgent:
         # A unit that cannot answer gives up within a transaction's lifetime (64*T1).
         self.challenge_watch = ChallengeWatch(timeout=64 * endpoint.layer.t1)
         self.scans = ScanWatch()
+        # Checked by the transport before a datagram is parsed (gateway/edge).
+        self.flood = FloodGuard(flood_settings(dialplan))
+        endpoint.flood = self.flood
         self.auth_stats = AuthStats()
         self._watch_timer = False
         endpoint.tu = self
@@ -176,6 +193,7 @@ class SipUserAgent:
         self.dialplan = dialplan
         self.auth = self._make_auth(dialplan)
         self.guard.settings = guard_settings(dialplan)  # bans in force stay in force
+        self.flood.settings = flood_settings(dialplan)
 
     # -- bookkeeping shared with the legs ------------------------------------------------
     def new_call_id(self) -> str:
@@ -282,7 +300,7 @@ class SipUserAgent:
 
     def lift_ban(self, kind: BanKind, key: str) -> Ban | None:
         """End a ban now (admin API); the ban lifted, or None."""
-        ban = self.guard.lift(kind, key)
+        ban = self.flood.lift(key) if kind is BanKind.FLOOD else self.guard.lift(kind, key)
         if ban is not None:
             log.warning("ban of %s %s lifted by an operator", kind.value, key)
         return ban

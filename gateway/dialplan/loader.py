@@ -333,6 +333,8 @@ class BansDoc(_Doc):
     account_failures: int = Field(default=30, ge=0, le=100_000)
     window: float = Field(default=60.0, ge=1, le=86400)
     duration: float = Field(default=600.0, ge=1, le=7 * 86400)
+    flood_rate: float = Field(default=200.0, ge=0, le=1_000_000)
+    flood_burst: float = Field(default=400.0, ge=1, le=1_000_000)
 
 
 class AuthDoc(_Doc):
@@ -1231,6 +1233,8 @@ def _build(doc: DialplanDoc, source: Path, secrets: _SecretSource, problems: _Pr
                 account_failures=doc.auth.bans.account_failures,
                 window=float(doc.auth.bans.window),
                 duration=float(doc.auth.bans.duration),
+                flood_rate=float(doc.auth.bans.flood_rate),
+                flood_burst=float(doc.auth.bans.flood_burst),
             ),
         ),
         admin=AdminSettings(tokens=tuple(tokens), public_on_loopback=doc.admin.public_on_loopback),

@@ -84,13 +84,17 @@ class BanSettings:
     """Failed authentications that ban a source address or a login, and for how long.
 
     ``source_failures`` from one address, or ``account_failures`` on one login, within
-    ``window`` seconds ban it for ``duration`` seconds; 0 turns that limit off.
+    ``window`` seconds ban it for ``duration`` seconds; 0 turns that limit off. A source
+    sending more than ``flood_rate`` messages a second (after a ``flood_burst``) has the
+    excess dropped, and is banned as long when it keeps on; ``flood_rate`` 0: no limit.
     """
 
     source_failures: int = 10
     account_failures: int = 30
     window: float = 60.0
     duration: float = 600.0
+    flood_rate: float = 200.0
+    flood_burst: float = 400.0
 
 
 @dataclass(frozen=True, slots=True)

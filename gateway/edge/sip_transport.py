@@ -14,6 +14,7 @@ import socket
 from typing import Protocol, cast
 
 from gateway.sip.errors import SipParseError
+from gateway.sip.guard import FloodGuard
 from gateway.sip.message import (
     VIA_MEMO,
     Request,
@@ -120,6 +121,9 @@ class SipEndpoint:
         # Not ``layer or ...``: an empty layer is falsy (it has a length).
         self.layer = layer if layer is not None else transaction_layer(t1)
         self.counters = EndpointCounters()
+        # The per-source rate limit (RFC 3261 26.3.2.4 asks for some DoS protection),
+        # set by the UA from the dialplan; None: none.
+        self.flood: FloodGuard | None = None
         self.tu: TransactionUser | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._udp: socket.socket | None = None
@@ -211,6 +215,22 @@ class SipEndpoint:
     ) -> None:
         """One datagram or one framed stream message arrived."""
         self.counters.received += 1
+        flood = self.flood
+        if flood is not None and not flood.admit(source[0], self.now()):
+            if flood.started:
+                for ban in flood.started:
+                    log.warning(
+                        "flood from %s: %d messages over the rate limit, banned for %.0f s",
+                        ban.key,
+                        ban.failures,
+                        ban.until - ban.since,
+                    )
+                flood.started.clear()
+            return  # dropped unread: an answer would feed the flood
+        if flood is not None and flood.ended:
+            for ban in flood.ended:
+                log.warning("flood ban of %s ended", ban.key)
+            flood.ended.clear()
         if data in (b"\r\n\r\n", b"\r\n"):
             if transport == "udp" and data == b"\r\n\r\n":
                 self._write(b"\r\n", source, transport)  # RFC 5626 4.4.1 keep-alive pong

@@ -313,17 +313,24 @@ def create_app(gw: Gateway) -> FastAPI:
 
     @app.get("/api/v1/bans")
     async def bans() -> dict[str, Any]:
-        """Sources and logins banned after failed authentications, with time left."""
+        """Sources and logins banned after failed authentications, and sources banned
+        for flooding, with the seconds left."""
         now = gw.ua.monotonic()
-        return {"bans": [ban_view(ban, now) for ban in gw.ua.guard.bans(now)]}
+        # The transport's clock, which flood bans run on, is the loop's: CLOCK_MONOTONIC
+        # too (asyncio's and uvloop's), so one reading serves both kinds.
+        bans = [*gw.ua.guard.bans(now), *gw.ua.flood.bans(now)]
+        return {"bans": [ban_view(ban, now) for ban in bans]}
 
     @app.delete("/api/v1/bans/{kind}/{key}")
     async def lift_ban(kind: str, key: str) -> dict[str, Any]:
-        """Lift a ban now: ``kind`` is ``source`` (an IP address) or ``account`` (a login)."""
+        """Lift a ban now: ``kind`` is ``source`` or ``flood`` (an IP address) or
+        ``account`` (a login)."""
         try:
             ban_kind = BanKind(kind)
         except ValueError:
-            raise HTTPException(status_code=404, detail="kind is source or account") from None
+            raise HTTPException(
+                status_code=404, detail="kind is source, account or flood"
+            ) from None
         ban = gw.ua.lift_ban(ban_kind, key)
         if ban is None:
             raise HTTPException(status_code=404, detail=f"no {kind} ban on {key!r}")

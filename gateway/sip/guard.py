@@ -27,10 +27,11 @@ class GuardSettings:
 
 
 class BanKind(Enum):
-    """What a ban is on."""
+    """What a ban is on: a source after failed logins, a login, a flooding source."""
 
     SOURCE = "source"
     ACCOUNT = "account"
+    FLOOD = "flood"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +55,13 @@ class AuthGuard:
     def __init__(self, settings: GuardSettings | None = None, max_tracked: int = 50_000) -> None:
         self.settings = settings if settings is not None else GuardSettings()
         self._max = max_tracked
-        self._failures: dict[BanKind, dict[str, deque[float]]] = {k: {} for k in BanKind}
+        self._failures: dict[BanKind, dict[str, deque[float]]] = {
+            BanKind.SOURCE: {},
+            BanKind.ACCOUNT: {},
+        }
         self._bans: dict[tuple[BanKind, str], Ban] = {}
         self.failures_total = 0
-        self.bans_total: dict[BanKind, int] = dict.fromkeys(BanKind, 0)
+        self.bans_total: dict[BanKind, int] = {BanKind.SOURCE: 0, BanKind.ACCOUNT: 0}
         self.refused_total = 0
 
     def banned(self, source: str, username: str | None, now: float) -> Ban | None:
@@ -201,3 +205,81 @@ class ScanWatch:
             for old in [s for s, until in self._flagged.items() if until <= now]:
                 del self._flagged[old]
         return reason
+
+
+@dataclass(frozen=True, slots=True)
+class FloodSettings:
+    """Requests per second one source may send, sustained (``rate``) and in a burst
+    (``burst``); ``rate`` 0 turns the limit off."""
+
+    rate: float = 50.0
+    burst: float = 200.0
+    ban_time: float = 600.0
+
+
+class FloodGuard:
+    """A token bucket per source address, checked before a datagram is even parsed.
+
+    A source may send ``burst`` messages at once and ``rate`` a second after that; a
+    message over the limit is dropped. A source that had a whole burst's worth of
+    messages dropped without calming down long enough to refill its bucket (a flood just
+    over the rate included) is banned for ``ban_time`` seconds: everything it sends is
+    dropped, silently (an answer would feed the flood). At most ``max_tracked``
+    sources are followed; the least recent is forgotten first.
+    """
+
+    def __init__(self, settings: FloodSettings | None = None, max_tracked: int = 50_000) -> None:
+        self.settings = settings if settings is not None else FloodSettings()
+        self._max = max_tracked
+        # source -> [tokens, last refill time, messages dropped since it was last calm]
+        self._buckets: dict[str, list[float]] = {}
+        self._bans: dict[str, Ban] = {}
+        self.dropped_total = 0
+        self.bans_total = 0
+        self.started: list[Ban] = []  # bans started since the caller last took them
+        self.ended: list[Ban] = []  # bans over since the caller last took them
+
+    def admit(self, source: str, now: float) -> bool:
+        """Whether a message from ``source`` may be handled (False: drop it)."""
+        limits = self.settings
+        if limits.rate <= 0:
+            return True
+        if self._bans:
+            ban = self._bans.get(source)
+            if ban is not None:
+                if ban.until > now:
+                    self.dropped_total += 1
+                    return False
+                del self._bans[source]
+                self.ended.append(ban)
+        bucket = self._buckets.pop(source, None)  # re-inserted last: oldest sources first
+        if bucket is None:
+            bucket = [limits.burst, now, 0.0]
+            if len(self._buckets) >= self._max:
+                del self._buckets[next(iter(self._buckets))]
+        tokens = min(limits.burst, bucket[0] + (now - bucket[1]) * limits.rate)
+        bucket[1] = now
+        self._buckets[source] = bucket
+        if tokens >= limits.burst:
+            bucket[2] = 0.0  # calm long enough to refill: past drops are forgiven
+        if tokens >= 1.0:
+            bucket[0] = tokens - 1.0
+            return True
+        bucket[0] = tokens
+        bucket[2] += 1.0
+        self.dropped_total += 1
+        if bucket[2] >= limits.burst:
+            ban = Ban(BanKind.FLOOD, source, now, now + limits.ban_time, int(bucket[2]))
+            self._bans[source] = ban
+            del self._buckets[source]
+            self.bans_total += 1
+            self.started.append(ban)
+        return False
+
+    def bans(self, now: float) -> list[Ban]:
+        """The flood bans in force at ``now``, oldest first."""
+        return sorted((b for b in self._bans.values() if b.until > now), key=lambda b: b.since)
+
+    def lift(self, source: str) -> Ban | None:
+        """End a flood ban at once (an operator's decision)."""
+        return self._bans.pop(source, None)

@@ -5,7 +5,14 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.sip.guard import AuthGuard, BanKind, GuardSettings, ScanWatch
+from gateway.sip.guard import (
+    AuthGuard,
+    BanKind,
+    FloodGuard,
+    FloodSettings,
+    GuardSettings,
+    ScanWatch,
+)
 
 LIMITS = GuardSettings(source_failures=5, account_failures=8, window=60.0, ban_time=300.0)
 
@@ -133,3 +140,45 @@ def test_a_sweep_of_logins_from_one_source_is_a_scan_whatever_its_user_agent() -
     # Logins older than the window are forgotten: slow, legitimate retries never add up.
     slow = ScanWatch(logins=3, window=10.0)
     assert [slow.seen("192.0.2.7", f"u{i}", None, i * 11.0) for i in range(6)] == [None] * 6
+
+
+# -- floods ------------------------------------------------------------------------------
+
+
+def test_a_flooding_source_loses_its_excess_then_is_banned_and_others_pass() -> None:
+    guard = FloodGuard(FloodSettings(rate=10.0, burst=20.0, ban_time=30.0))
+    now = 100.0
+    assert all(guard.admit("192.0.2.7", now) for _ in range(20))  # the burst passes
+    assert not guard.admit("192.0.2.7", now)  # over it: dropped
+    assert guard.admit("192.0.2.7", now + 0.15)  # 0.15 s later: one token more
+    assert guard.admit("198.51.100.1", now)  # another source is not touched
+    # A whole burst's worth dropped (the one above counts) without calming down: banned.
+    for _ in range(18):
+        assert not guard.admit("192.0.2.7", now + 0.15)
+    assert guard.bans_total == 0
+    assert not guard.admit("192.0.2.7", now + 0.15)
+    assert guard.bans_total == 1 and [b.key for b in guard.started] == ["192.0.2.7"]
+    assert [b.kind for b in guard.bans(now + 1)] == [BanKind.FLOOD]
+    assert not guard.admit("192.0.2.7", now + 29.0)  # banned: even a slow message
+    assert guard.admit("192.0.2.7", now + 31.0)  # over: a fresh bucket
+    assert [b.key for b in guard.ended] == ["192.0.2.7"] and guard.bans(now + 31.0) == []
+    assert guard.dropped_total == 1 + 19 + 1
+    # A flood just over the rate, one message in two passing, is banned all the same.
+    edge = FloodGuard(FloodSettings(rate=10.0, burst=20.0, ban_time=30.0))
+    sent = [edge.admit("203.0.113.5", i * 0.05) for i in range(200)]  # 20 a second
+    assert edge.bans_total == 1 and not all(sent[-10:])
+    # A source that calms down between its bursts is never banned.
+    calm = FloodGuard(FloodSettings(rate=10.0, burst=20.0, ban_time=30.0))
+    for burst in range(5):
+        [calm.admit("198.51.100.9", burst * 3.0) for _ in range(25)]  # 5 dropped each time
+    assert calm.bans_total == 0 and calm.dropped_total == 25
+
+
+def test_flood_limits_off_and_lifted() -> None:
+    off = FloodGuard(FloodSettings(rate=0.0))
+    assert all(off.admit("192.0.2.7", 0.0) for _ in range(10_000))
+    guard = FloodGuard(FloodSettings(rate=1.0, burst=1.0, ban_time=60.0))
+    assert guard.admit("192.0.2.7", 0.0) and not guard.admit("192.0.2.7", 0.0)
+    assert guard.bans(0.0)[0].key == "192.0.2.7"
+    assert guard.lift("192.0.2.7") is not None and guard.lift("192.0.2.7") is None
+    assert guard.admit("192.0.2.7", 0.0)  # lifted: a new bucket, full
