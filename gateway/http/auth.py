@@ -24,7 +24,7 @@ from gateway.dialplan.model import AdminSettings
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The kiosks' routes (see the module docstring), and the probes public_on_loopback opens.
-KIOSK_PATHS = ("/api/v1/availability",)
+KIOSK_PATHS = frozenset({"/api/v1/availability", "/api/v1/availability/events"})
 PROBE_PATHS = frozenset({"/healthz", "/metrics"})
 
 
@@ -72,7 +72,7 @@ def check(
     settings: AdminSettings, method: str, path: str, client: str | None, authorization: str | None
 ) -> Refusal | None:
     """None when the request may go on, else why not."""
-    if path.startswith(KIOSK_PATHS):
+    if path in KIOSK_PATHS:  # exact paths: no prefix lets another route through
         return None
     loopback = is_loopback(client)
     if settings.public_on_loopback and loopback and path in PROBE_PATHS:

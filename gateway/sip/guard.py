@@ -270,6 +270,8 @@ class FloodGuard:
         self.dropped_total += 1
         if bucket[2] >= limits.burst:
             ban = Ban(BanKind.FLOOD, source, now, now + limits.ban_time, int(bucket[2]))
+            if len(self._bans) >= self._max:  # forged sources must not grow memory
+                self._forget_bans(now)
             self._bans[source] = ban
             del self._buckets[source]
             self.bans_total += 1
@@ -283,3 +285,11 @@ class FloodGuard:
     def lift(self, source: str) -> Ban | None:
         """End a flood ban at once (an operator's decision)."""
         return self._bans.pop(source, None)
+
+    def _forget_bans(self, now: float) -> None:
+        """Drop the bans over (their end unlogged: their sources never came back), then
+        the oldest ones while the table is still full."""
+        for source in [s for s, ban in self._bans.items() if ban.until <= now]:
+            del self._bans[source]
+        while len(self._bans) >= self._max:
+            del self._bans[next(iter(self._bans))]

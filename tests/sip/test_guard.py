@@ -182,3 +182,13 @@ def test_flood_limits_off_and_lifted() -> None:
     assert guard.bans(0.0)[0].key == "192.0.2.7"
     assert guard.lift("192.0.2.7") is not None and guard.lift("192.0.2.7") is None
     assert guard.admit("192.0.2.7", 0.0)  # lifted: a new bucket, full
+
+
+def test_flood_bans_are_bounded_however_many_sources_flood() -> None:
+    guard = FloodGuard(FloodSettings(rate=1.0, burst=1.0, ban_time=60.0), max_tracked=3)
+    for i in range(10):  # ten forged sources, each banned at its second message
+        source = f"192.0.2.{i}"
+        guard.admit(source, float(i))
+        assert not guard.admit(source, float(i))
+    assert guard.bans_total == 10
+    assert [b.key for b in guard.bans(9.0)] == ["192.0.2.7", "192.0.2.8", "192.0.2.9"]
