@@ -67,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--http-port",
         type=int,
-        default=int(os.environ.get("VRGW_HTTP_PORT") or 8080),
+        default=os.environ.get("VRGW_HTTP_PORT") or "8080",  # a string: argparse checks it
         help="admin HTTP port (-1: off; the environment's VRGW_HTTP_PORT sets the default)",
     )
     run.add_argument("--ring-timeout", type=float, default=60.0, help="seconds a station may ring")
