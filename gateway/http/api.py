@@ -76,9 +76,12 @@ def create_app(gw: Gateway) -> FastAPI:
         """Liveness: the loop answers and the SIP socket is open."""
         return {"status": "ok", "sip_port": gw.endpoint.port, "calls": len(gw.b2bua.calls)}
 
-    @app.api_route("/metrics", methods=["GET", "HEAD"])
+    # HEAD, for probes, is the same route without a body (left out of the OpenAPI
+    # document, where it would repeat GET's operation).
+    @app.head("/metrics", include_in_schema=False)
+    @app.get("/metrics")
     async def metrics() -> Response:
-        """Prometheus text exposition format (HEAD answers too, for probes)."""
+        """Prometheus text exposition format."""
         try:
             gw.metrics.sip_registrations = await gw.store.binding_count()
             gw.metrics.store_up = 1
