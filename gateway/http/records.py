@@ -9,7 +9,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from gateway.state.records import COLUMNS, RecordQuery, RecordRow
 
@@ -37,49 +37,46 @@ def _local(seconds: float | None) -> str:
     return datetime.fromtimestamp(seconds).astimezone().isoformat(timespec="seconds")
 
 
+def record_filters(
+    kiosk: str | None = None,
+    site: str | None = None,
+    service: str | None = None,
+    partner: str | None = None,
+    station: str | None = None,
+    outcome: str | None = None,
+    since: When = None,
+    until: When = None,
+) -> RecordQuery:
+    """The query parameters every record route takes, as a :class:`RecordQuery`."""
+    given = {
+        "kiosk": kiosk,
+        "site": site,
+        "service": service,
+        "partner": partner,
+        "station": station,
+        "outcome": outcome,
+    }
+    return RecordQuery(
+        equal=tuple((k, v) for k, v in given.items() if v is not None),
+        since=_instant(since),
+        until=_instant(until),
+    )
+
+
+Filters = Annotated[RecordQuery, Depends(record_filters)]
+
+
 def records_router(gw: Gateway) -> APIRouter:
     """The ``/api/v1/records`` routes, reading ``gw.records``."""
     router = APIRouter()
 
-    def query_of(
-        kiosk: str | None,
-        site: str | None,
-        service: str | None,
-        partner: str | None,
-        station: str | None,
-        outcome: str | None,
-        since: datetime | None,
-        until: datetime | None,
-    ) -> RecordQuery:
-        given = {
-            "kiosk": kiosk,
-            "site": site,
-            "service": service,
-            "partner": partner,
-            "station": station,
-            "outcome": outcome,
-        }
-        return RecordQuery(
-            equal=tuple((k, v) for k, v in given.items() if v is not None),
-            since=_instant(since),
-            until=_instant(until),
-        )
-
     @router.get("/api/v1/records")
     async def records(
-        kiosk: str | None = None,
-        site: str | None = None,
-        service: str | None = None,
-        partner: str | None = None,
-        station: str | None = None,
-        outcome: str | None = None,
-        since: When = None,
-        until: When = None,
+        query: Filters,
         limit: int = Query(100, ge=1, le=MAX_PAGE),
         offset: int = Query(0, ge=0, le=MAX_OFFSET),
     ) -> dict[str, Any]:
         """Call records, newest first: ``total`` matching, and one page of them."""
-        query = query_of(kiosk, site, service, partner, station, outcome, since, until)
         rows = await gw.records.query(query, limit=limit, offset=offset)
         return {
             "total": await gw.records.count(query),
@@ -90,19 +87,10 @@ def records_router(gw: Gateway) -> APIRouter:
 
     @router.get("/api/v1/records.csv")
     async def records_csv(
-        kiosk: str | None = None,
-        site: str | None = None,
-        service: str | None = None,
-        partner: str | None = None,
-        station: str | None = None,
-        outcome: str | None = None,
-        since: When = None,
-        until: When = None,
-        sep: str = Query("comma", pattern="^(comma|semicolon)$"),
+        query: Filters, sep: str = Query("comma", pattern="^(comma|semicolon)$")
     ) -> Response:
         """Every matching record as CSV (RFC 4180, UTF-8 with a byte-order mark so that
         spreadsheets read accents right; ``sep=semicolon`` for French-locale Excel)."""
-        query = query_of(kiosk, site, service, partner, station, outcome, since, until)
         out = io.StringIO()
         writer = csv.writer(
             out, delimiter=";" if sep == "semicolon" else ",", lineterminator="\r\n"
@@ -132,7 +120,7 @@ def records_router(gw: Gateway) -> APIRouter:
     ) -> dict[str, Any]:
         """Per period, partner and site: calls, completed, abandoned, refused, queued,
         mean and longest wait, mean duration of completed calls (seconds)."""
-        query = query_of(None, site, None, partner, None, None, since, until)
+        query = record_filters(site=site, partner=partner, since=since, until=until)
         rows = await gw.records.summary(query, period=period)
         return {"period": period, "rows": [asdict(row) for row in rows]}
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 from rtpengine_peer import Rtpengine, free_range, start_rtpengine
+from test_relay_engine import HOST, RTCP_RR
+from test_relay_engine import Peer as RelayPeer
 
 from gateway.media.engine import MediaEngine, MediaError
 from gateway.media.relay import RelayEngine
@@ -23,32 +25,11 @@ from gateway.media.rtpengine import RtpengineEngine, parse_address
 from gateway.model.events import Side
 from gateway.model.sdp import Direction, SessionDescription
 
-HOST = "127.0.0.1"
-RTCP_RR = bytes([0x80, 201, 0, 1, 0, 0, 0x12, 0x34])  # empty receiver report (RFC 3550 6.4.2)
 TE = "a=rtpmap:101 telephone-event/8000"
 
 
-class Peer:
-    """One side's media: an RTP and an RTCP socket on loopback."""
-
-    def __init__(self) -> None:
-        self.rtp = self._open()
-        self.rtcp = self._open()
-
-    @staticmethod
-    def _open() -> socket.socket:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.bind((HOST, 0))
-        sock.setblocking(False)
-        return sock
-
-    @property
-    def rtp_port(self) -> int:
-        return int(self.rtp.getsockname()[1])
-
-    @property
-    def rtcp_port(self) -> int:
-        return int(self.rtcp.getsockname()[1])
+class Peer(RelayPeer):
+    """One side's media (the relay tests' sockets), and the SDP that describes it."""
 
     def sdp(
         self, *, formats: str = "0 8 101", version: int = 1, direction: str = ""
@@ -68,10 +49,6 @@ class Peer:
         if direction:
             lines.append(f"a={direction}")
         return SessionDescription.parse(("\r\n".join(lines) + "\r\n").encode())
-
-    def close(self) -> None:
-        self.rtp.close()
-        self.rtcp.close()
 
 
 async def recv(sock: socket.socket, timeout: float = 2.0) -> tuple[bytes, tuple[str, int]]:
