@@ -24,12 +24,14 @@ def reload(gw: GatewayProcess) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
-def test_reloads_keep_the_call_up_and_the_caller_waiting(
-    gateway_factory: Any, tmp_path: Path
-) -> None:
+def one_station_msa(
+    gateway_factory: Any, tmp_path: Path, name: str, *, calls: int
+) -> tuple[GatewayProcess, Any]:
+    """The example dialplan with MSA queueing behind its one pjsua2 station, which
+    registers and answers ``calls`` calls; the gateway and the station's agent."""
     plan = variant(
         tmp_path,
-        "live",
+        name,
         [(MSA_PARTNER, MSA_PARTNER + "    wrap_up: 0\n    queue: {max_length: 3}\n")],
     )
     gw: GatewayProcess = gateway_factory(plan)
@@ -39,11 +41,19 @@ def test_reloads_keep_the_call_up_and_the_caller_waiting(
         [account(gw, "station-msa-1", "station", answer={"mode": "answer", "delay": 0.3})],
         [
             {"do": "wait_registered"},
-            {"do": "wait_idle", "min_calls": 2, "timeout": 60},
+            {"do": "wait_idle", "min_calls": calls, "timeout": 60},
         ],
         deadline=70,
     )
     wait_bound(gw, station, ["station-msa-1"])
+    return gw, station
+
+
+def test_reloads_keep_the_call_up_and_the_caller_waiting(
+    gateway_factory: Any, tmp_path: Path
+) -> None:
+    gw, station = one_station_msa(gateway_factory, tmp_path, "live", calls=2)
+    plan = gw.dialplan
     kiosks = start_agent(
         tmp_path,
         "kiosks",
@@ -95,20 +105,7 @@ def test_an_operator_removes_a_waiting_caller_and_ends_a_call(
 ) -> None:
     """DELETE on a queued caller and on a connected call, with real pjsua2 peers: the
     waiting kiosk is refused, the connected ones get a BYE with Q.850 cause 16."""
-    plan = variant(
-        tmp_path,
-        "ops",
-        [(MSA_PARTNER, MSA_PARTNER + "    wrap_up: 0\n    queue: {max_length: 3}\n")],
-    )
-    gw: GatewayProcess = gateway_factory(plan)
-    station = start_agent(
-        tmp_path,
-        "station",
-        [account(gw, "station-msa-1", "station", answer={"mode": "answer", "delay": 0.3})],
-        [{"do": "wait_registered"}, {"do": "wait_idle", "min_calls": 1, "timeout": 40}],
-        deadline=50,
-    )
-    wait_bound(gw, station, ["station-msa-1"])
+    gw, station = one_station_msa(gateway_factory, tmp_path, "ops", calls=1)
     kiosks = start_agent(
         tmp_path,
         "kiosks",
