@@ -6,6 +6,7 @@ A module of its own (not conftest.py): several test folders have a conftest, and
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -419,3 +420,63 @@ def loadtest_variant(
     """A copy of loadtest.yaml with its station on ``station_port`` (and more edits)."""
     station = (LOADTEST_STATION, f'address: "127.0.0.1:{station_port}"')
     return dialplan_variant(tmp_path, LOADTEST, name, [station, *(edits or [])])
+
+
+@contextlib.contextmanager
+def sipp_station(
+    port: int, cwd: Path, *, host: str = "127.0.0.1", extra: Iterable[str] = ()
+) -> Iterator[subprocess.Popen[bytes]]:
+    """SIPp's built-in ``uas`` answering every call on ``host:port`` while the block runs.
+
+    SIPp has no "ready" signal: a short pause lets it bind before the first INVITE.
+    """
+    assert shutil.which("sipp"), "SIPp is missing: run scripts/install --test (sip-tester)"
+    uas = subprocess.Popen(
+        ["sipp", "-sn", "uas", "-i", host, "-p", str(port), "-nostdin", *extra],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=cwd,
+    )
+    try:
+        time.sleep(0.3)
+        yield uas
+    finally:
+        uas.send_signal(signal.SIGTERM)
+        try:
+            uas.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            uas.kill()
+            uas.wait()
+
+
+def sipp_calls(
+    target: str,
+    service: str,
+    calls: int,
+    cwd: Path,
+    *,
+    source: str = "127.0.0.1",
+    rate: float | None = None,
+    timeout: float = 20.0,
+    recv_timeout: float = 5.0,
+    extra: Iterable[str] = (),
+) -> subprocess.CompletedProcess[str]:
+    """SIPp's built-in ``uac`` placing ``calls`` calls to ``service`` at ``target``
+    (host:port) from ``source``, at ``rate`` a second (default: all within a second);
+    SIPp's exit code is 0 only when every call completed within ``timeout`` seconds, no
+    answer having taken longer than ``recv_timeout``."""
+    assert shutil.which("sipp"), "SIPp is missing: run scripts/install --test (sip-tester)"
+    return subprocess.run(
+        [
+            *("sipp", "-sn", "uac", "-s", service, target, "-i", source),
+            *("-p", str(free_port()), "-m", str(calls), "-r", str(rate or calls), "-nostdin"),
+            *("-timeout", f"{timeout:.0f}s", "-timeout_error"),
+            *("-recv_timeout", str(int(recv_timeout * 1000))),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout * 2,
+        check=False,
+    )

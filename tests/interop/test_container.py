@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import ROOT, free_port, loadtest_variant, wait_for
+from harness import ROOT, free_port, loadtest_variant, sipp_calls, sipp_station, wait_for
 
 pytestmark = [
     pytest.mark.interop,
@@ -101,32 +101,20 @@ def test_the_container_builds_runs_healthy_and_carries_a_call(image: str, tmp_pa
         "--sip-port", str(sip_port), "--h323-port", "0", "--ras-port", "0",
     )  # fmt: skip
     assert started.returncode == 0, started.stderr
-    uas = subprocess.Popen(
-        ["sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", str(uas_port), "-nostdin"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=tmp_path,
-    )
     try:
         # The image's own HEALTHCHECK (on /healthz) says healthy.
         def healthy() -> bool:
             return podman("healthcheck", "run", name).returncode == 0
 
         wait_for(healthy, 60, "the container's health check")
-        call = subprocess.run(
-            [
-                "sipp", "-sn", "uac", "-s", "bench", f"127.0.0.1:{sip_port}", "-i", "127.0.0.1",
-                "-p", str(free_port()), "-m", "1", "-nostdin", "-timeout", "30s",
-                "-timeout_error", "-recv_timeout", "10000",
-            ],
-            capture_output=True, text=True, timeout=60, cwd=tmp_path,
-        )  # fmt: skip
+        with sipp_station(uas_port, tmp_path):
+            call = sipp_calls(
+                f"127.0.0.1:{sip_port}", "bench", 1, tmp_path, timeout=30, recv_timeout=10
+            )
         logs = podman("logs", name).stdout + podman("logs", name).stderr
         assert call.returncode == 0, call.stderr[-2000:] + logs[-3000:]
         assert "ended (completed, station bench-uas" in logs, logs[-3000:]
     finally:
-        uas.terminate()
-        uas.wait(10)
         stopped = podman("stop", "--time", "10", name)
         exit_code = podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip()
         podman("rm", "--force", name)

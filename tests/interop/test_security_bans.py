@@ -10,7 +10,6 @@ callee), the ban ends on time, and an operator can lift a ban at once.
 from __future__ import annotations
 
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import GatewayProcess, free_port, wait_for
+from harness import GatewayProcess, free_port, sipp_calls, sipp_station, wait_for
 
 from gateway.sip.auth import build_authorization
 from gateway.sip.message import Response, parse_message
@@ -127,33 +126,9 @@ def shape(response: Response) -> tuple[int, str, list[str]]:
 def sipp_call(
     gw: GatewayProcess, uas_port: int, tmp_path: Path
 ) -> subprocess.CompletedProcess[str]:
-    uas = subprocess.Popen(
-        ["sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", str(uas_port), "-nostdin"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=tmp_path,
-    )
-    try:
-        time.sleep(0.3)
-        return subprocess.run(
-            [
-                *("sipp", "-sn", "uac", "-s", "bench", f"127.0.0.1:{gw.sip_port}"),
-                *("-i", CALLER, "-p", str(free_port()), "-m", "2", "-r", "2", "-nostdin"),
-                *("-timeout", "20s", "-timeout_error", "-recv_timeout", "5000"),
-            ],
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            timeout=40,
-            check=False,
-        )
-    finally:
-        uas.send_signal(signal.SIGTERM)
-        try:
-            uas.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            uas.kill()
-            uas.wait()
+    """Two calls from the legitimate kiosk's address to SIPp's station."""
+    with sipp_station(uas_port, tmp_path):
+        return sipp_calls(f"127.0.0.1:{gw.sip_port}", "bench", 2, tmp_path, source=CALLER)
 
 
 def test_guessing_bans_the_source_and_nobody_else(gateway_factory: Any, tmp_path: Path) -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import signal
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,8 @@ from harness import (
     free_port,
     loadtest_variant,
     records_file,
+    sipp_calls,
+    sipp_station,
     start_capture,
     stop_gateway,
     wait_for,
@@ -33,54 +33,18 @@ def test_sipp_thousand_calls_at_fifty_per_second(gateway_factory: Any, tmp_path:
     uas_port = free_port()
     gw: GatewayProcess = gateway_factory(loadtest_variant(tmp_path, "load", uas_port))
     capture = start_capture(tmp_path / "load.pcapng", [gw.sip_port, uas_port])
-    uas = subprocess.Popen(
-        ["sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", str(uas_port), "-nostdin"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        cwd=tmp_path,
-    )
     stats = tmp_path / "uac.csv"
-    try:
-        uac = subprocess.run(
-            [
-                "sipp",
-                "-sn",
-                "uac",
-                "-s",
-                "bench",
-                f"127.0.0.1:{gw.sip_port}",
-                "-i",
-                "127.0.0.1",
-                "-p",
-                str(free_port()),
-                "-r",
-                "50",
-                "-m",
-                "1000",
-                "-nostdin",
-                "-recv_timeout",
-                "10000",
-                "-timeout",
-                "90s",
-                "-timeout_error",
-                "-trace_stat",
-                "-stf",
-                str(stats),
-                "-fd",
-                "1",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=150,
-            cwd=tmp_path,
+    with sipp_station(uas_port, tmp_path):
+        uac = sipp_calls(
+            f"127.0.0.1:{gw.sip_port}",
+            "bench",
+            1000,
+            tmp_path,
+            rate=50,
+            timeout=90,
+            recv_timeout=10,
+            extra=("-trace_stat", "-stf", str(stats), "-fd", "1"),
         )
-    finally:
-        uas.send_signal(signal.SIGTERM)
-        try:
-            uas.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            uas.kill()
-            uas.wait()
     row = last_stats(stats)
     assert uac.returncode == 0, (uac.returncode, uac.stderr[-2000:], row)
     assert int(row["SuccessfulCall(C)"]) == 1000, row

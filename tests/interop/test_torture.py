@@ -13,9 +13,7 @@ alive and put a normal call through (SIPp's caller and callee).
 from __future__ import annotations
 
 import shutil
-import signal
 import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,6 +26,8 @@ from harness import (
     RFC_T1,
     GatewayProcess,
     free_port,
+    sipp_calls,
+    sipp_station,
     start_gateway,
     stop_gateway,
     wait_for,
@@ -428,33 +428,8 @@ def test_a_normal_call_after_the_torture(torture: Torture, tmp_path: Path) -> No
     """The gateway survived: SIPp's caller on another loopback address reaches SIPp's callee."""
     gw = torture.gw
     assert torture.client.options_answered()
-    uas = subprocess.Popen(
-        ["sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", str(torture.uas_port), "-nostdin"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=tmp_path,
-    )
-    try:
-        time.sleep(0.3)
-        run = subprocess.run(
-            [
-                *("sipp", "-sn", "uac", "-s", "bench", f"127.0.0.1:{gw.sip_port}"),
-                *("-i", CALLER, "-p", str(free_port()), "-m", "3", "-r", "3", "-nostdin"),
-                *("-timeout", "20s", "-timeout_error", "-recv_timeout", "5000"),
-            ],
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            timeout=40,
-            check=False,
-        )
-    finally:
-        uas.send_signal(signal.SIGTERM)
-        try:
-            uas.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            uas.kill()
-            uas.wait()
+    with sipp_station(torture.uas_port, tmp_path):
+        run = sipp_calls(f"127.0.0.1:{gw.sip_port}", "bench", 3, tmp_path, source=CALLER)
     assert run.returncode == 0, (run.stderr[-2000:], gw.log()[-3000:])
 
     def completed() -> list[Any]:
