@@ -318,7 +318,13 @@ class SipUserAgent:
     def _check_unanswered(self) -> None:
         """Log and count the challenges nobody answered (a likely algorithm mismatch)."""
         self._watch_timer = False
-        for item in self.challenge_watch.expired(self.monotonic()):
+        now = self.monotonic()
+        for item in self.challenge_watch.expired(now):
+            if self.scans.flagged(item.source, now):
+                # A scanner guessing logins answers no challenge: not a unit's algorithm
+                # mismatch (its scan is logged and counted already).
+                log.debug("unanswered challenge to scanning source %s", item.source)
+                continue
             user = item.username
             known = user is not None and self.dialplan.secret_for(user) is not None
             label = user if known and user is not None else "unknown"

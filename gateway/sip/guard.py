@@ -173,7 +173,7 @@ class ScanWatch:
         self, source: str, login: str | None, user_agent: str | None, now: float
     ) -> str | None:
         """Note one request; the reason when it shows a scan not reported lately."""
-        if self._flagged.get(source, -1.0) > now:
+        if self.flagged(source, now):
             return None
         if user_agent:
             agent = user_agent.lower()
@@ -197,6 +197,10 @@ class ScanWatch:
                 source, "sweep", f"{len(logins)} logins tried in {self.window:.0f} s", now
             )
         return None
+
+    def flagged(self, source: str, now: float) -> bool:
+        """Whether ``source`` was reported as a scan within the last ``window`` seconds."""
+        return self._flagged.get(source, -1.0) > now
 
     def _flag(self, source: str, kind: str, reason: str, now: float) -> str:
         self.scans_total[kind] += 1
