@@ -36,6 +36,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from gateway.model.recent import RecentTable
+
 __all__ = [
     "CHALLENGE_HEADER",
     "CREDENTIALS_HEADER",
@@ -549,8 +551,10 @@ class ChallengeWatch:
 
     def __init__(self, timeout: float = 32.0, max_entries: int = 10_000) -> None:
         self.timeout = timeout
-        self._max = max_entries
-        self._waiting: dict[tuple[str, str | None], UnansweredChallenge] = {}
+        # (source, login) -> its first challenge; oldest first, as challenges are issued
+        self._waiting: RecentTable[tuple[str, str | None], UnansweredChallenge] = RecentTable(
+            max_entries
+        )
 
     def __len__(self) -> int:
         return len(self._waiting)
@@ -559,30 +563,26 @@ class ChallengeWatch:
         self, source: str, username: str | None, algorithms: Sequence[str], now: float
     ) -> None:
         """A challenge went to ``source`` for ``username`` (None: no login claimed)."""
-        key = (source, username)
-        if key in self._waiting:
-            return
-        if len(self._waiting) >= self._max:
-            del self._waiting[next(iter(self._waiting))]
-        self._waiting[key] = UnansweredChallenge(source, username, tuple(algorithms), now)
+        challenge = UnansweredChallenge(source, username, tuple(algorithms), now)
+        self._waiting.add((source, username), challenge)  # the first one of a key counts
 
     def answered(self, source: str, username: str | None) -> None:
         """Credentials came from ``source`` for ``username``: its challenge was understood."""
-        self._waiting.pop((source, username), None)
+        self._waiting.pop((source, username))
 
     def next_deadline(self) -> float | None:
         """When the oldest waiting challenge is due, or None."""
-        first = next(iter(self._waiting.values()), None)
-        return None if first is None else first.issued + self.timeout
+        oldest = self._waiting.oldest()
+        return None if oldest is None else oldest[1].issued + self.timeout
 
     def expired(self, now: float) -> list[UnansweredChallenge]:
         """The challenges left unanswered for ``timeout`` seconds, now forgotten."""
         out: list[UnansweredChallenge] = []
-        while self._waiting:
-            key, first = next(iter(self._waiting.items()))
+        while (oldest := self._waiting.oldest()) is not None:
+            key, first = oldest
             if now - first.issued < self.timeout:
                 break
-            del self._waiting[key]
+            self._waiting.pop(key)
             out.append(first)
         return out
 

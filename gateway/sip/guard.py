@@ -15,6 +15,8 @@ from collections import deque
 from dataclasses import dataclass
 from enum import Enum
 
+from gateway.model.recent import RecentTable
+
 
 @dataclass(frozen=True, slots=True)
 class GuardSettings:
@@ -54,10 +56,9 @@ class AuthGuard:
 
     def __init__(self, settings: GuardSettings | None = None, max_tracked: int = 50_000) -> None:
         self.settings = settings if settings is not None else GuardSettings()
-        self._max = max_tracked
-        self._failures: dict[BanKind, dict[str, deque[float]]] = {
-            BanKind.SOURCE: {},
-            BanKind.ACCOUNT: {},
+        self._failures: dict[BanKind, RecentTable[str, deque[float]]] = {
+            BanKind.SOURCE: RecentTable(max_tracked),
+            BanKind.ACCOUNT: RecentTable(max_tracked),
         }
         self._bans: dict[tuple[BanKind, str], Ban] = {}
         self.failures_total = 0
@@ -88,7 +89,7 @@ class AuthGuard:
             if count >= limit:
                 ban = Ban(kind, key, now, now + limits.ban_time, count)
                 self._bans[(kind, key)] = ban
-                self._failures[kind].pop(key, None)
+                self._failures[kind].pop(key)
                 self.bans_total[kind] += 1
                 out.append(ban)
         return out
@@ -99,7 +100,7 @@ class AuthGuard:
 
     def lift(self, kind: BanKind, key: str) -> Ban | None:
         """End a ban at once (an operator's decision); the ban lifted, or None."""
-        self._failures[kind].pop(key, None)
+        self._failures[kind].pop(key)
         return self._bans.pop((kind, key), None)
 
     def expire(self, now: float) -> list[Ban]:
@@ -123,17 +124,11 @@ class AuthGuard:
 
     def _count(self, kind: BanKind, key: str, now: float) -> int:
         """Record a failure at ``now`` and return the failures within the window."""
-        table = self._failures[kind]
-        times = table.pop(key, None)  # re-inserted last: the dict runs oldest to newest
-        if times is None:
-            times = deque()
-            if len(table) >= self._max:
-                del table[next(iter(table))]
+        times = self._failures[kind].touch(key, deque)
         horizon = now - self.settings.window
         while times and times[0] <= horizon:
             times.popleft()
         times.append(now)
-        table[key] = times
         return len(times)
 
 
@@ -164,9 +159,9 @@ class ScanWatch:
     def __init__(self, logins: int = 8, window: float = 60.0, max_tracked: int = 10_000) -> None:
         self.logins = logins
         self.window = window
-        self._max = max_tracked
-        self._seen: dict[str, dict[str, float]] = {}  # source -> login -> last time
-        self._flagged: dict[str, float] = {}  # source -> until when it is not reported again
+        self._seen: RecentTable[str, dict[str, float]] = RecentTable(max_tracked)
+        # source -> until when it is not reported again
+        self._flagged: RecentTable[str, float] = RecentTable(max_tracked)
         self.scans_total: dict[str, int] = {"user_agent": 0, "sweep": 0}
 
     def seen(
@@ -181,18 +176,13 @@ class ScanWatch:
                 return self._flag(source, "user_agent", f"User-Agent {user_agent[:60]!r}", now)
         if login is None or self.logins <= 0:
             return None
-        logins = self._seen.pop(source, None)  # re-inserted last: oldest sources first
-        if logins is None:
-            logins = {}
-            if len(self._seen) >= self._max:
-                del self._seen[next(iter(self._seen))]
+        logins = self._seen.touch(source, dict)  # login -> when it was last tried
         horizon = now - self.window
         for name in [n for n, t in logins.items() if t <= horizon]:
             del logins[name]
         logins[login] = now
-        self._seen[source] = logins
         if len(logins) >= self.logins:
-            del self._seen[source]
+            self._seen.pop(source)
             return self._flag(
                 source, "sweep", f"{len(logins)} logins tried in {self.window:.0f} s", now
             )
@@ -200,14 +190,13 @@ class ScanWatch:
 
     def flagged(self, source: str, now: float) -> bool:
         """Whether ``source`` was reported as a scan within the last ``window`` seconds."""
-        return self._flagged.get(source, -1.0) > now
+        until = self._flagged.get(source)
+        return until is not None and until > now
 
     def _flag(self, source: str, kind: str, reason: str, now: float) -> str:
         self.scans_total[kind] += 1
-        self._flagged[source] = now + self.window
-        if len(self._flagged) > self._max:
-            for old in [s for s, until in self._flagged.items() if until <= now]:
-                del self._flagged[old]
+        self._flagged.pop(source)
+        self._flagged.add(source, now + self.window)
         return reason
 
 
@@ -234,10 +223,10 @@ class FloodGuard:
 
     def __init__(self, settings: FloodSettings | None = None, max_tracked: int = 50_000) -> None:
         self.settings = settings if settings is not None else FloodSettings()
-        self._max = max_tracked
         # source -> [tokens, last refill time, messages dropped since it was last calm]
-        self._buckets: dict[str, list[float]] = {}
-        self._bans: dict[str, Ban] = {}
+        self._buckets: RecentTable[str, list[float]] = RecentTable(max_tracked)
+        # Forged sources must not grow memory: past the bound, the oldest ban is forgotten.
+        self._bans: RecentTable[str, Ban] = RecentTable(max_tracked)
         self.dropped_total = 0
         self.bans_total = 0
         self.started: list[Ban] = []  # bans started since the caller last took them
@@ -254,16 +243,11 @@ class FloodGuard:
                 if ban.until > now:
                     self.dropped_total += 1
                     return False
-                del self._bans[source]
+                self._bans.pop(source)
                 self.ended.append(ban)
-        bucket = self._buckets.pop(source, None)  # re-inserted last: oldest sources first
-        if bucket is None:
-            bucket = [limits.burst, now, 0.0]
-            if len(self._buckets) >= self._max:
-                del self._buckets[next(iter(self._buckets))]
+        bucket = self._buckets.touch(source, lambda: [limits.burst, now, 0.0])
         tokens = min(limits.burst, bucket[0] + (now - bucket[1]) * limits.rate)
         bucket[1] = now
-        self._buckets[source] = bucket
         if tokens >= limits.burst:
             bucket[2] = 0.0  # calm long enough to refill: past drops are forgiven
         if tokens >= 1.0:
@@ -274,26 +258,17 @@ class FloodGuard:
         self.dropped_total += 1
         if bucket[2] >= limits.burst:
             ban = Ban(BanKind.FLOOD, source, now, now + limits.ban_time, int(bucket[2]))
-            if len(self._bans) >= self._max:  # forged sources must not grow memory
-                self._forget_bans(now)
-            self._bans[source] = ban
-            del self._buckets[source]
+            self._bans.add(source, ban)
+            self._buckets.pop(source)
             self.bans_total += 1
             self.started.append(ban)
         return False
 
     def bans(self, now: float) -> list[Ban]:
         """The flood bans in force at ``now``, oldest first."""
-        return sorted((b for b in self._bans.values() if b.until > now), key=lambda b: b.since)
+        in_force = (ban for _, ban in self._bans.items() if ban.until > now)
+        return sorted(in_force, key=lambda b: b.since)
 
     def lift(self, source: str) -> Ban | None:
         """End a flood ban at once (an operator's decision)."""
-        return self._bans.pop(source, None)
-
-    def _forget_bans(self, now: float) -> None:
-        """Drop the bans over (their end unlogged: their sources never came back), then
-        the oldest ones while the table is still full."""
-        for source in [s for s, ban in self._bans.items() if ban.until <= now]:
-            del self._bans[source]
-        while len(self._bans) >= self._max:
-            del self._bans[next(iter(self._bans))]
+        return self._bans.pop(source)
