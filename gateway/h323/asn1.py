@@ -51,6 +51,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from pycrate_asn1dir import H225, H245
+from pycrate_asn1rt.asnobj import ASN1Obj
 from pycrate_asn1rt.asnobj_construct import _CONSTRUCT
 from pycrate_asn1rt.codecs import ASN1CodecPER
 
@@ -101,6 +102,35 @@ def _patch_extension_alignment() -> None:
 
 
 _patch_extension_alignment()
+
+
+def _patch_fullname() -> None:
+    """Make pycrate's ``fullname`` end on a recursive type.
+
+    pycrate names an object by walking its ``_parent`` links, and its PER decoder builds
+    that name for a log line whenever a CHOICE holds an unknown extension (even with the
+    logging off). In a recursive type (H.225.0 ``Content`` holds ``compound``, a
+    SEQUENCE OF ``EnumeratedParameter`` holding a ``Content``) one object serves every
+    level, decoding sets its parent to one of its own descendants, and the walk never
+    ended: the fuzzer found a 443-octet RRQ whose ``genericData`` hung the loop and took
+    every byte of memory. The walk stops at the first object met twice.
+    """
+    if getattr(ASN1Obj, "_vrgw_fullname", False):
+        return
+
+    def fullname(self: Any) -> str:
+        names, seen, obj = [], set(), self
+        while obj is not None and id(obj) not in seen:
+            seen.add(id(obj))
+            names.append(obj._name)
+            obj = obj._parent
+        return ".".join(reversed(names))
+
+    ASN1Obj.fullname = fullname
+    ASN1Obj._vrgw_fullname = True
+
+
+_patch_fullname()
 
 
 class _Codec:

@@ -537,7 +537,10 @@ def _encode_ie(out: bytearray, ie: InformationElement) -> None:
     if not 0 <= ie.code <= 0x7F:
         raise H323UsageError(f"element identifier {ie.code:#x} is not a variable-length one")
     data = ie.content()
-    if ie.code == IECode.USER_USER:
+    # H.225.0 7.2.2's two-octet length is User-user's in codeset 0 only: in another
+    # codeset 0x7E is some other element with the one-octet length of Q.931 4.5.1
+    codeset = ie.codeset if isinstance(ie, RawIE) else 0
+    if ie.code == IECode.USER_USER and codeset == 0:
         if len(data) > 0xFFFF:
             raise H323UsageError("user-user contents longer than 65,535 octets")
         out += bytes((ie.code, len(data) >> 8, len(data) & 0xFF))

@@ -1,0 +1,88 @@
+"""The soak run of bench/soak.py, shortened to about a minute (issue 13, acceptance 8).
+
+The same mixed traffic as the hour-long run (SIPp calls through a SIPp station,
+REGISTERs with digest, SUBSCRIBE/NOTIFY presence, malformed datagrams, timed probe
+calls), on the test T1 so that transactions end in 3.2 s and the gateway reaches its
+steady state within the run. What must hold is relative, never a wall-clock figure:
+no call or request fails; the descriptors the gateway holds stop growing once the
+traffic is steady and are all given back when it ends (RFC 3261 17: every transaction
+ends; the relay's pooled ports stay bounded); resident memory grows much less over the
+second half than the first; the gateway idles at zero calls, transactions, dialogs and
+relay ports, and exits cleanly without a traceback.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import ROOT, TEST_T1
+
+pytestmark = [pytest.mark.interop, pytest.mark.long]
+
+sys.path.insert(0, str(ROOT / "bench"))
+
+import soak  # noqa: E402
+
+DURATION = 60.0
+INTERVAL = 2.0
+
+
+def test_short_soak_holds_no_leak(tmp_path: Path) -> None:
+    assert shutil.which("sipp"), "SIPp is missing: run scripts/install --test (sip-tester)"
+    config = soak.SoakConfig(
+        duration=DURATION,
+        interval=INTERVAL,
+        call_rate=20,  # the parse caches fill (and memory levels off) within half the run
+        hold_ms=500,
+        register_period=1.0,
+        subscribe_period=1.0,
+        junk_rate=20,
+        sip_t1=TEST_T1,
+        probe_period=0.5,
+        out=tmp_path,
+        name="soak-test",
+        plot=True,
+    )
+    report: dict[str, Any] = soak.run(config)
+    assert Path(report["json"]).exists() and Path(report["png"]).stat().st_size > 10_000
+    traffic, summary = report["traffic"], report["summary"]
+    samples = report["samples"]
+
+    # Everything the peers did succeeded, and each kind of traffic really flowed.
+    assert summary["caller_ended_early"] is None, summary["caller_ended_early"]
+    assert traffic["calls"]["failed"] == 0 and traffic["calls"]["successful"] >= 800, traffic
+    for kind in ("registers", "subscribes"):
+        assert traffic[kind]["failed"] == 0 and traffic[kind]["successful"] >= 40, traffic
+    assert traffic["junk_sent"] >= 800 and traffic["junk_answered"] > 0, traffic
+    setups = sum(s["setups"] for s in samples)
+    assert setups >= 80, samples
+    # At the test T1 (50 ms) the station leg's INVITE gives up after 3.2 s (Timer B): on
+    # a loaded machine a stalled SIPp can make one probe fail (480, cause 18), rarely.
+    assert traffic["probe_calls_failed"] <= setups // 100, traffic["probe_failures"]
+
+    # Steady state after the first quarter: descriptors stop growing, and are all
+    # given back to the level of the steady state at the end.
+    steady = [s for s in samples if s["t"] >= DURATION / 4]
+    half = len(steady) // 2
+    first, second = steady[:half], steady[half:]
+    assert max(s["fds"] for s in second) <= max(s["fds"] for s in first) + 8, samples
+    assert summary["fds_idle_after"] <= max(s["fds"] for s in first) + 8, summary
+
+    # Memory levels off: over the last third of the run it grows by less than half of
+    # what it grew over the first third, and by less than 2 % of its size (the parse
+    # caches are bounded and a transaction's memory is freed when it ends).
+    third = len(samples) // 3
+    early, late = samples[1 : third + 1], samples[-third:]
+    grew_early = early[-1]["rss_kib"] - early[0]["rss_kib"]
+    grew_late = late[-1]["rss_kib"] - late[0]["rss_kib"]
+    assert grew_late <= max(grew_early, 0) / 2, [(s["t"], s["rss_kib"]) for s in samples]
+    assert grew_late <= 0.02 * late[0]["rss_kib"], [(s["t"], s["rss_kib"]) for s in samples]
+
+    idle = summary["idle_after"]
+    assert idle["calls"] == 0 and idle["transactions"] == 0, idle
+    assert idle["dialogs"] == 0 and idle["media_ports"] == 0, idle
+    assert summary["gateway_exit_code"] == 0 and summary["gateway_tracebacks"] == 0, summary

@@ -1,0 +1,74 @@
+"""Bounded coverage-guided fuzzing of every decoder (issue 13, acceptance 8).
+
+Each target of ``targets.py`` runs under atheris (libFuzzer) in a subprocess, over a
+corpus seeded from the real captures of ``shared/vectors/`` (written to the test's own
+temporary folder, never to the repository), for a few thousand inputs: a few seconds
+each. A target fails the test when an input makes its decoder raise anything but the
+module's own error type (or breaks a round trip): the test prints the traceback atheris
+gave and the input, which then becomes a literal in ``test_regressions.py``. The longer
+run is ``bench/fuzz.py``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .corpus import TARGET_NAMES, fuzz_command, write_corpus
+
+# Inputs per target in the suite. The dialplan loader runs pydantic and YAML for each
+# input (about 1 ms) and the H.323 decoders pycrate: fewer for them.
+RUNS = {"dialplan": 1000, "q931": 1500, "h245": 1500, "ras": 1500}
+DEFAULT_RUNS = 3000
+
+
+def _crash_report(result: subprocess.CompletedProcess[str], artifacts: Path) -> str:
+    inputs = [f"{p.name}: {p.read_bytes()!r}" for p in sorted(artifacts.iterdir())]
+    # atheris prints the Python traceback on stdout, libFuzzer its report on stderr
+    output = f"{result.stdout[-3000:]}\n{result.stderr[-2000:]}"
+    return f"{output}\ncrashing inputs:\n" + "\n".join(inputs)
+
+
+@pytest.mark.parametrize("target", TARGET_NAMES)
+def test_decoder_keeps_its_contract_under_fuzzing(target: str, tmp_path: Path) -> None:
+    pytest.importorskip(
+        "atheris", reason="atheris is one of the test extras: pip install -e .[test]"
+    )
+    corpus, artifacts = tmp_path / "corpus", tmp_path / "crashes"
+    artifacts.mkdir()
+    seeded = write_corpus(target, corpus)
+    assert seeded > 0
+    runs = RUNS.get(target, DEFAULT_RUNS)
+    result = subprocess.run(
+        fuzz_command(target, corpus, artifacts, runs=runs, seed=13),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, _crash_report(result, artifacts)
+    assert f"Done {runs} runs" in result.stderr, result.stderr[-2000:]
+    assert not list(artifacts.iterdir()), _crash_report(result, artifacts)
+
+
+def test_a_broken_contract_is_reported_with_its_input(tmp_path: Path) -> None:
+    """The harness can fail: a target that raises outside its contract is a crash, and
+    the input that did it is kept."""
+    pytest.importorskip(
+        "atheris", reason="atheris is one of the test extras: pip install -e .[test]"
+    )
+    corpus, artifacts = tmp_path / "corpus", tmp_path / "crashes"
+    corpus.mkdir()
+    artifacts.mkdir()
+    (corpus / "seed").write_bytes(b"crash here")
+    result = subprocess.run(
+        fuzz_command("selfcheck", corpus, artifacts, runs=100),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "KeyError: 'a decoder raised outside its contract'" in result.stdout, result.stdout
+    crashes = list(artifacts.iterdir())
+    assert [p.read_bytes() for p in crashes] == [b"crash here"], crashes
