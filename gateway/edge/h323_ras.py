@@ -6,6 +6,14 @@ owns the socket of one :class:`~gateway.h323.ras.Gatekeeper` or
 it *pumps*: sends what the entity queued, hands its events to ``on_events`` and arms
 one loop timer on its ``next_deadline()``. Commands of the layers above go through
 :meth:`RasEndpoint.run`, which gives them the loop's time and pumps afterwards.
+
+A gatekeeper's socket takes datagrams from anyone, and decoding one (aligned PER,
+X.691, through pycrate) costs about a hundred times what reading a SIP header does.
+H.225.0 7.6 sets no limit, so the SIP side's answer is reused (issue 13): a
+:class:`~gateway.sip.guard.FloodGuard` per endpoint, checked with the datagram's source
+address *before* anything is decoded; a source over its rate has the excess dropped
+unread and, when it keeps on, is banned (logged once at the start and once at the end,
+everything it sends dropped silently: an answer, even a reject, would feed the flood).
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from gateway.h323.ras import (
     RasEvent,
     RegistrationFailed,
 )
+from gateway.sip.guard import FloodGuard
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +86,8 @@ class RasEndpoint(asyncio.DatagramProtocol):
     ) -> None:
         self.core = core
         self.on_events = on_events
+        # The per-source rate limit before decoding (set by the application); None: none.
+        self.flood: FloodGuard | None = None
         self.address: Address | None = None
         self.send_errors = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -131,8 +142,30 @@ class RasEndpoint(asyncio.DatagramProtocol):
 
     # -- asyncio callbacks ----------------------------------------------------------------
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        self.core.receive(data, (str(addr[0]), int(addr[1])), self.now())
+        now = self.now()
+        flood = self.flood
+        if flood is not None and not self._admitted(flood, str(addr[0]), now):
+            return  # dropped unread
+        self.core.receive(data, (str(addr[0]), int(addr[1])), now)
         self.pump()
+
+    @staticmethod
+    def _admitted(flood: FloodGuard, source: str, now: float) -> bool:
+        """The flood guard's verdict on one datagram; its bans logged as they start
+        and end (the same lines as SIP's, named RAS)."""
+        admitted = flood.admit(source, now)
+        for ban in flood.started:
+            log.warning(
+                "RAS flood from %s: %d messages over the rate limit, banned for %.0f s",
+                ban.key,
+                ban.failures,
+                ban.until - ban.since,
+            )
+        flood.started.clear()
+        for ban in flood.ended:
+            log.warning("RAS flood ban of %s ended", ban.key)
+        flood.ended.clear()
+        return admitted
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable from a peer that went away: its request times out.

@@ -8,6 +8,17 @@ the call asks for. After every input (bytes, a timer, a command of the leg) it
 *pumps*: writes what the call queued, re-arms the call's one timer and hands the call's
 events to its :class:`CallHandler`, the call leg. :class:`H323SignallingEndpoint`
 listens for incoming calls and opens outgoing ones.
+
+The listener protects itself as the SIP one does (issue 13; H.225.0 sets no such
+limits, RFC 3261 26.3.2.4 is the model): accepted connections are bounded per source
+address and in total (:class:`~gateway.edge.bounds.ConnectionBounds`; one over a bound
+is closed before a byte is read), a TPKT may not exceed
+:data:`~gateway.h323.tpkt.SIGNALLING_MAX_PACKET` (a broken stream closes its own
+connection and no other), and a connection that has not brought a Setup within
+``setup_timeout`` seconds is closed (nothing in H.225.0 7.1 would ever end it). The
+gateway never gives an ``h245Address`` of its own, so it accepts no H.245 connection:
+the only separate H.245 connections are those it opens, one per call at most, with the
+same TPKT bound.
 """
 
 from __future__ import annotations
@@ -18,8 +29,10 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, cast
 
+from gateway.edge.bounds import ConnectionBounds
+from gateway.edge.sip_transport import ConnectionLimits
 from gateway.h323 import tpkt
-from gateway.h323.call import Event, H323Call, OpenH245Connection
+from gateway.h323.call import CallState, Event, H323Call, OpenH245Connection
 from gateway.h323.errors import H323ParseError
 
 log = logging.getLogger(__name__)
@@ -27,6 +40,19 @@ log = logging.getLogger(__name__)
 Address = tuple[str, int]
 DEFAULT_PORT = 1720  # the well-known TCP port of H.225.0 call signalling
 CONNECT_TIMEOUT = 5.0  # seconds to open a connection to a station before giving up
+# Seconds an accepted connection may stay open without a Setup (a unit sends it at once:
+# H.225.0 8.1 opens the connection to send it; T303 on the caller's side is 4 s).
+SETUP_TIMEOUT = 10.0
+
+
+class SignallingCounters:
+    """Plain counters of the listener, read by the metrics exporter."""
+
+    __slots__ = ("broken_streams", "setup_timeouts")
+
+    def __init__(self) -> None:
+        self.broken_streams = 0  # connections closed on a bad TPKT (RFC 1006 6)
+        self.setup_timeouts = 0  # accepted connections closed for want of a Setup
 
 
 class CallHandler(Protocol):
@@ -50,12 +76,14 @@ class _Stream(asyncio.Protocol):
         on_payload: Callable[[bytes], None],
         on_lost: Callable[[str], None],
         on_made: Callable[[asyncio.Transport], None] | None = None,
+        on_broken: Callable[[str], None] | None = None,
     ) -> None:
-        self.framer = tpkt.TpktFramer()
+        self.framer = tpkt.TpktFramer(tpkt.SIGNALLING_MAX_PACKET)
         self.transport: asyncio.Transport | None = None
         self.on_payload = on_payload
         self.on_lost = on_lost
         self.on_made = on_made
+        self.on_broken = on_broken
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's TCP transport is not an asyncio.Transport subclass: cast, not assert.
@@ -67,8 +95,12 @@ class _Stream(asyncio.Protocol):
         try:
             payloads = self.framer.feed(data)
         except H323ParseError as exc:
-            # A broken TPKT stream cannot be re-synchronised: the connection is lost.
-            log.warning("H.323: bad TPKT stream: %s", exc.reason)
+            # A broken TPKT stream cannot be re-synchronised: this connection is lost,
+            # and only this one (its call, if any, ends as on any lost connection).
+            if self.on_broken is not None:
+                self.on_broken(exc.reason)
+            else:
+                log.warning("H.323: bad TPKT stream: %s", exc.reason)
             if self.transport is not None:
                 self.transport.abort()
             return
@@ -114,6 +146,8 @@ class H323Connection:
         self._timer_at: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._setup_timer: asyncio.TimerHandle | None = None
+        self.counted: str | None = None  # the source whose bound this connection holds
 
     def now(self) -> float:
         """The clock the call's timers run on (the loop's monotonic time)."""
@@ -121,10 +155,26 @@ class H323Connection:
 
     # -- wiring -------------------------------------------------------------------------
 
-    def stream(self, on_made: Callable[[asyncio.Transport], None] | None = None) -> _Stream:
+    def stream(
+        self,
+        on_made: Callable[[asyncio.Transport], None] | None = None,
+        on_broken: Callable[[str], None] | None = None,
+    ) -> _Stream:
         """The protocol object of the signalling connection."""
-        self._signalling = _Stream(self._on_payload, self._on_lost, on_made)
+        self._signalling = _Stream(self._on_payload, self._on_lost, on_made, on_broken)
         return self._signalling
+
+    def expect_setup(self, timeout: float, on_timeout: Callable[[], None]) -> None:
+        """Close the connection if no Setup has come within ``timeout`` seconds (an
+        accepted connection); ``on_timeout`` runs first."""
+
+        def check() -> None:
+            self._setup_timer = None
+            if not self._closed and not self.call.ended and self.call.state is CallState.NULL:
+                on_timeout()
+                self._on_lost(f"no Setup within {timeout:g} s")
+
+        self._setup_timer = self.loop.call_later(timeout, check)
 
     def _spawn(self, step: Coroutine[Any, Any, None]) -> None:
         task = self.loop.create_task(step)
@@ -169,6 +219,7 @@ class H323Connection:
         log.debug("H.323: separate H.245 connection closed: %s", reason)
 
     async def _open_h245(self, address: Address) -> None:
+        # The same TPKT bound as the signalling connection: junk on it closes it alone.
         stream = _Stream(self._on_h245_payload, self._on_h245_lost)
         try:
             await asyncio.wait_for(
@@ -234,6 +285,9 @@ class H323Connection:
             return
         self._closed = True
         self._cancel_timer()
+        if self._setup_timer is not None:
+            self._setup_timer.cancel()
+            self._setup_timer = None
         for stream in (self._h245, self._signalling):
             if stream is not None:
                 stream.close()
@@ -256,14 +310,31 @@ async def accepts_connections(address: Address, timeout: float = CONNECT_TIMEOUT
 
 
 class H323SignallingEndpoint:
-    """Listens for H.225.0 calls and opens connections for outgoing ones."""
+    """Listens for H.225.0 calls and opens connections for outgoing ones.
 
-    def __init__(self, host: str, port: int = DEFAULT_PORT) -> None:
+    ``limits`` bounds the accepted connections per source and in total (the SIP
+    listener's :class:`~gateway.edge.sip_transport.ConnectionLimits`, counted apart;
+    its transaction bound means nothing here: one call per connection). Outgoing
+    connections (calls to stations, keep-alive probes) are not counted.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int = DEFAULT_PORT,
+        *,
+        limits: ConnectionLimits | None = None,
+        setup_timeout: float = SETUP_TIMEOUT,
+    ) -> None:
         self.host = host
         self.port = port
         self.incoming: IncomingCall | None = None
         self._server: asyncio.Server | None = None
         self.connections: set[H323Connection] = set()
+        limits = limits if limits is not None else ConnectionLimits()
+        self.bounds = ConnectionBounds(limits.per_source, limits.total)
+        self.setup_timeout = setup_timeout
+        self.counters = SignallingCounters()
 
     def now(self) -> float:
         """The clock the calls' timers run on (the loop's monotonic time)."""
@@ -283,22 +354,56 @@ class H323SignallingEndpoint:
     def _accept(self) -> _Stream:
         loop = asyncio.get_running_loop()
         call = H323Call(outgoing=False, local_address=self.address, now=loop.time())
-        conn = H323Connection(call, loop, self.connections.discard)
-        self.connections.add(conn)
+        conn = H323Connection(call, loop, self._connection_closed)
 
         def made(transport: asyncio.Transport) -> None:
             peer = transport.get_extra_info("peername")
             conn.peer = (peer[0], peer[1]) if peer else None
+            source = conn.peer[0] if conn.peer else ""
+            refused = self.bounds.admit(source)
+            if refused is not None:
+                # Closed before a byte is read; the connection never becomes a call.
+                conn._closed = True
+                transport.abort()
+                if self.bounds.should_log(source, loop.time()):
+                    log.warning(
+                        "H.323: connection from %s refused: %d open from it, %d in all (%s)",
+                        source,
+                        self.bounds.held(source),
+                        self.bounds.open,
+                        refused,
+                    )
+                return
+            conn.counted = source
+            self.connections.add(conn)
             conn.handler = self.incoming(conn) if self.incoming is not None else None
             if conn.handler is None:
                 conn.close()
+                return
+            if self.setup_timeout > 0:
+                conn.expect_setup(self.setup_timeout, self._setup_timed_out)
 
-        return conn.stream(made)
+        def broken(reason: str) -> None:
+            self.counters.broken_streams += 1
+            source = conn.peer[0] if conn.peer else ""
+            if self.bounds.should_log(source, loop.time()):
+                log.warning("H.323: bad TPKT stream from %s, connection closed: %s", source, reason)
+
+        return conn.stream(made, broken)
+
+    def _setup_timed_out(self) -> None:
+        self.counters.setup_timeouts += 1
+
+    def _connection_closed(self, conn: H323Connection) -> None:
+        self.connections.discard(conn)
+        if conn.counted is not None:
+            self.bounds.release(conn.counted)
+            conn.counted = None
 
     def dial(self, call: H323Call, address: Address, handler: CallHandler) -> H323Connection:
         """Open the connection of an outgoing call whose Setup is queued."""
         loop = asyncio.get_running_loop()
-        conn = H323Connection(call, loop, self.connections.discard)
+        conn = H323Connection(call, loop, self._connection_closed)
         conn.handler = handler
         self.connections.add(conn)
         conn._spawn(conn.open(address))

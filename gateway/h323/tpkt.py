@@ -11,9 +11,13 @@ from gateway.h323.errors import H323ParseError, H323UsageError
 
 VERSION = 3
 HEADER_SIZE = 4
-# RFC 1006 caps a TPKT at 65,535 octets; H.225.0 peers never come close (a Setup with
-# fastStart is about 1 kB), so a smaller cap protects the buffer from a hostile length.
+# RFC 1006 6 caps a TPKT at 65,535 octets (its length field is 16 bits).
 MAX_PACKET = 65535
+# What the gateway's own edge accepts on H.225.0 and H.245 connections: real peers never
+# come close (a Setup with fastStart is about 1 kB, a terminal capability set of a video
+# unit 2-4 kB, the largest captured PDU well under that), and a smaller cap bounds both
+# the buffer a hostile length makes a connection hold and the PER decoding it may cost.
+SIGNALLING_MAX_PACKET = 16384
 
 
 def encode(payload: bytes) -> bytes:
@@ -29,6 +33,9 @@ class TpktFramer:
 
     A packet of length 4 (a header and nothing else) is an empty payload: some
     endpoints send it as a keep-alive (H.225.0 7.1 leaves it to the receiver to ignore).
+    A version other than 3, or a length below 4 or above ``max_packet``, is refused as
+    soon as its header is complete, before the payload is waited for: at most
+    ``max_packet`` octets of one packet are ever held (plus what one read brought).
     After an error the stream cannot be resynchronised: the caller closes it.
     """
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.h323 import tpkt
 from gateway.h323.errors import H323ParseError, H323UsageError
@@ -76,3 +78,39 @@ def test_every_captured_pdu_fed_one_byte_at_a_time() -> None:
         out += framer.feed(stream[i : i + 1])
     assert out == payloads
     assert framer.pending == 0
+
+
+def test_the_signalling_cap_refuses_a_hostile_length_at_its_header() -> None:
+    # The largest length RFC 1006 allows: refused on its 4 header octets, nothing held.
+    framer = TpktFramer(tpkt.SIGNALLING_MAX_PACKET)
+    with pytest.raises(H323ParseError, match="65535"):
+        framer.feed(b"\x03\x00\xff\xff")
+    ok = TpktFramer(tpkt.SIGNALLING_MAX_PACKET)
+    assert ok.feed(tpkt.encode(bytes(tpkt.SIGNALLING_MAX_PACKET - 4))) == [
+        bytes(tpkt.SIGNALLING_MAX_PACKET - 4)
+    ]
+
+
+def test_every_captured_pdu_fits_the_signalling_cap() -> None:
+    assert max(len(v.data) for v in load_vectors()) + 4 <= tpkt.SIGNALLING_MAX_PACKET // 8
+
+
+def test_a_partial_packet_never_holds_more_than_the_cap() -> None:
+    framer = TpktFramer(tpkt.SIGNALLING_MAX_PACKET)
+    header = b"\x03\x00" + tpkt.SIGNALLING_MAX_PACKET.to_bytes(2, "big")
+    assert framer.feed(header) == []
+    for _ in range(tpkt.SIGNALLING_MAX_PACKET // 1000):
+        assert framer.feed(bytes(1000)) == []
+    assert framer.pending < tpkt.SIGNALLING_MAX_PACKET
+
+
+@given(st.binary(min_size=4, max_size=64))
+def test_garbage_is_refused_or_framed_never_buffered_past_the_cap(data: bytes) -> None:
+    framer = TpktFramer(tpkt.SIGNALLING_MAX_PACKET)
+    try:
+        for payload in framer.feed(data):
+            assert len(payload) <= tpkt.SIGNALLING_MAX_PACKET - 4
+    except H323ParseError:
+        return
+    assert data[0] == tpkt.VERSION
+    assert framer.pending <= tpkt.SIGNALLING_MAX_PACKET
