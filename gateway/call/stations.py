@@ -255,8 +255,8 @@ class StationMonitor:
         if station.address is not None:
             addr = station.address
             uri = f"sip:{station.id}@{addr.hostport}"
-            if addr.transport == "tcp":
-                uri += ";transport=tcp"
+            if addr.transport != "udp":  # tcp, or tls (RFC 3261 26.2.2)
+                uri += f";transport={addr.transport}"
             return Target(
                 station.id, "sip", uri, (addr.host, addr.port), addr.transport, credentials
             )

@@ -86,8 +86,12 @@ class Player:
                 self.timestamp,
                 self.ssrc,
             )
+            plain = header + frames[self.index]
+            srtp = self.leg.srtp  # an SRTP side hears it protected (RFC 3711 3.3)
+            packet = plain if srtp is None else srtp.protect_rtp(plain)
             with contextlib.suppress(OSError):  # lost, as the network would lose it
-                sock.sendto(header + frames[self.index], dest)
+                if packet is not None:
+                    sock.sendto(packet, dest)
             self.sent += 1
         self.seq = (self.seq + 1) & 0xFFFF
         self.timestamp = (self.timestamp + FRAME_SAMPLES) & 0xFFFFFFFF

@@ -23,6 +23,7 @@ import wave
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.media.srtp import plain_profile
 from gateway.model.sdp import Connection, MediaDescription, SessionDescription
 
 PROMPT_DIR = Path(__file__).parent / "prompts"
@@ -197,6 +198,10 @@ def early_answer(offer: SessionDescription) -> tuple[SessionDescription, int, st
             media.port = 0
             continue
         media.connection = None
+        # Plain on the relay's side: the relay ends an SRTP kiosk's leg itself and puts
+        # its own a=crypto in what the kiosk gets (gateway.media.srtp, RFC 4568).
+        media.proto = plain_profile(media.proto)
+        media.remove_attrs("crypto")
         direction = offer.effective_direction(media)
         media.set_direction(direction.reverse)
     if choice is None:

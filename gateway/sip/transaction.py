@@ -257,6 +257,15 @@ class TransactionLayer:
         self._out: list[Outgoing] = []
         self._events: deque[TransactionEvent] = deque()
         self.stats = TransactionStats()
+        # Server transactions outside dialogs not yet answered finally, per source IP,
+        # and the bound on them (0: none): a new request over the bound is dropped
+        # unanswered (RFC 3261 26.3.2.4), its source appended to ``refused_sources`` for
+        # the edge to log and count. Answered ones (lingering for Timers J, K, L) no
+        # longer count: a busy but honest peer keeps thousands of those.
+        self.max_per_source = 0
+        self._per_source: dict[str, int] = {}
+        self._pending: dict[str, str] = {}  # counted transaction key -> source IP
+        self.refused_sources: list[str] = []
 
     # -- outputs -------------------------------------------------------------------
     def datagrams_to_send(self) -> list[Outgoing]:
@@ -311,9 +320,21 @@ class TransactionLayer:
     def _terminate(self, tx: _Tx) -> None:
         tx.state = TxState.TERMINATED
         tx.generation = next(self._seq)
-        self._txs.pop(tx.key, None)
+        if self._txs.pop(tx.key, None) is not None and not tx.client:
+            self._answered(tx.key)
         if tx.accept_key is not None:
             self._accepted.pop(tx.accept_key, None)
+
+    def _answered(self, key: str) -> None:
+        """A server transaction counted against its source is answered (or gone)."""
+        ip = self._pending.pop(key, None)
+        if ip is None:
+            return
+        held = self._per_source.get(ip, 0) - 1
+        if held > 0:
+            self._per_source[ip] = held
+        else:
+            self._per_source.pop(ip, None)
 
     @staticmethod
     def _retire(tx: _Tx) -> None:
@@ -443,6 +464,7 @@ class TransactionLayer:
         if status < 200:
             tx.state = TxState.PROCEEDING
             return
+        self._answered(key)
         self.stats.final("server", tx.method, status)
         if tx.method == "INVITE":
             if status < 300:
@@ -501,6 +523,15 @@ class TransactionLayer:
             dest = (source[0], via.port or 5060)
         else:
             dest = source
+        # Requests within a dialog (a To tag) and CANCELs belong to calls already
+        # admitted: refusing a BYE or a CANCEL would leave a call up, so they are exempt.
+        if self.max_per_source and request.to.tag is None and request.method != "CANCEL":
+            held = self._per_source.get(source[0], 0)
+            if held >= self.max_per_source:
+                self.refused_sources.append(source[0])
+                return
+            self._per_source[source[0]] = held + 1
+            self._pending[key] = source[0]
         tx = _Tx(key, request, dest, transport, client=False)
         tx.state = TxState.PROCEEDING if request.method == "INVITE" else TxState.TRYING
         tx.generation = next(self._seq)
@@ -571,6 +602,18 @@ class TransactionLayer:
             return
         self._terminate(tx)
         self._events.append(TransportError(key, tx.method, tx.client))
+
+    def unreachable(self, dest: Address, transport: str) -> None:
+        """The edge could not open a connection to ``dest`` (refused, or a TLS handshake
+        that failed): each client transaction still waiting on it ends now with a
+        TransportError (17.1.4), not after Timer B or F."""
+        waiting = (TxState.CALLING, TxState.TRYING, TxState.PROCEEDING)
+        for key in [
+            k
+            for k, tx in self._txs.items()
+            if tx.client and tx.dest == dest and tx.transport == transport and tx.state in waiting
+        ]:
+            self.transport_failed(key)
 
     def handle_timer(self, now: float) -> None:
         """Fire every timer due at ``now`` (RFC 3261 17 figures 5-8, RFC 6026)."""

@@ -24,7 +24,9 @@ Scenario (JSON object; every key but ``accounts`` is optional)::
       "codecs": {"PCMU/8000": 255, "PCMA/8000": 254, "G722/16000": 253},
                                       # prefix -> priority; codecs not listed get 0 (disabled)
       "transports": [{"type": "udp", "port": 5070}, {"type": "tcp", "port": 0}],
-                                      # bound on 127.0.0.1; default one UDP on any port
+                                      # bound on 127.0.0.1; default one UDP on any port;
+                                      # {"type": "tls", "ca": PEM, "cert": PEM, "key": PEM,
+                                      #  "verify_server": true}: SIP over TLS
       "rtp": {"port": 20000, "range": 9000},  # RTP port base and range (randomised inside)
       "unregister_at_end": true,      # REGISTER Expires: 0 for live bindings before exiting
       "media": {"tone_hz": 440, "tone_seconds": 3, "amplitude": 0.3, "record": true},
@@ -44,7 +46,8 @@ Scenario (JSON object; every key but ``accounts`` is optional)::
                                       # mode: answer | reject (with "code") | ignore
                                       # (ring and never answer) | manual (actions decide)
         "hangup_after": 2.0,          # hang up any call of this account N s after CONFIRMED
-        "tone_hz": 660                # per-account tone (default: media.tone_hz)
+        "tone_hz": 660,               # per-account tone (default: media.tone_hz)
+        "srtp": "mandatory"           # SDES SRTP: disabled (default), optional, mandatory
       }],
       "actions": [ ... ]              # run in order; each may carry "delay" (sleep first)
                                       # and "at" (not before N s after start)
@@ -165,6 +168,11 @@ INV_STATES = _enum_names("PJSIP_INV_STATE_")
 TSX_STATES = _enum_names("PJSIP_TSX_STATE_")
 MEDIA_STATUS = _enum_names("PJSUA_CALL_MEDIA_")
 DIRS = _enum_names("PJMEDIA_DIR_")
+SRTP_USE = {
+    "disabled": pj.PJMEDIA_SRTP_DISABLED,
+    "optional": pj.PJMEDIA_SRTP_OPTIONAL,
+    "mandatory": pj.PJMEDIA_SRTP_MANDATORY,
+}
 STATE_ORDER = ["NULL", "CALLING", "INCOMING", "EARLY", "CONNECTING", "CONFIRMED", "DISCONNECTED"]
 
 
@@ -199,6 +207,7 @@ class AccountSpec:
     answer: AnswerPolicy
     hangup_after: float | None
     tone_hz: float
+    srtp: str = "disabled"
 
 
 @dataclass(frozen=True)
@@ -207,6 +216,10 @@ class TransportSpec:
 
     type: str
     port: int
+    ca: str = ""
+    cert: str = ""
+    key: str = ""
+    verify_server: bool = False
 
 
 @dataclass(frozen=True)
@@ -287,9 +300,18 @@ def parse_scenario(raw: Any, result_path: Path) -> Scenario:
         if not isinstance(t, dict):
             raise ScenarioError(f"{where}: expected an object")
         kind = str(_get(t, "type", str, "udp", where)).lower()
-        if kind not in ("udp", "tcp"):
-            raise ScenarioError(f"{where}.type: udp or tcp, got {kind!r}")
-        transports.append(TransportSpec(kind, int(_get(t, "port", int, 0, where))))
+        if kind not in ("udp", "tcp", "tls"):
+            raise ScenarioError(f"{where}.type: udp, tcp or tls, got {kind!r}")
+        transports.append(
+            TransportSpec(
+                kind,
+                int(_get(t, "port", int, 0, where)),
+                ca=str(_get(t, "ca", str, "", where)),
+                cert=str(_get(t, "cert", str, "", where)),
+                key=str(_get(t, "key", str, "", where)),
+                verify_server=bool(_get(t, "verify_server", bool, False, where)),
+            )
+        )
     if not transports:
         raise ScenarioError("transports: at least one is needed")
     accounts = []
@@ -382,7 +404,14 @@ def _parse_account(a: Any, i: int, media: MediaSpec, n_transports: int) -> Accou
         answer=policy,
         hangup_after=_get(a, "hangup_after", (int, float), None, where),
         tone_hz=float(_get(a, "tone_hz", (int, float), media.tone_hz, where)),
+        srtp=_srtp_mode(str(_get(a, "srtp", str, "disabled", where)), where),
     )
+
+
+def _srtp_mode(mode: str, where: str) -> str:
+    if mode not in SRTP_USE:
+        raise ScenarioError(f"{where}.srtp: one of {sorted(SRTP_USE)}")
+    return mode
 
 
 # --------------------------------------------------------------------------- audio files
@@ -857,7 +886,17 @@ class Agent:
             tc.port = spec.port
             tc.boundAddress = "127.0.0.1"
             tc.publicAddress = "127.0.0.1"
-            kind = pj.PJSIP_TRANSPORT_UDP if spec.type == "udp" else pj.PJSIP_TRANSPORT_TCP
+            kind = {
+                "udp": pj.PJSIP_TRANSPORT_UDP,
+                "tcp": pj.PJSIP_TRANSPORT_TCP,
+                "tls": pj.PJSIP_TRANSPORT_TLS,
+            }[spec.type]
+            if spec.type == "tls":
+                tls = tc.tlsConfig
+                tls.CaListFile = spec.ca
+                tls.certFile = spec.cert
+                tls.privKeyFile = spec.key
+                tls.verifyServer = spec.verify_server
             tid = self.ep.transportCreate(kind, tc)
             info = self.ep.transportGetInfo(tid)
             self.transports.append(
@@ -925,6 +964,8 @@ class Agent:
         ac.natConfig.viaRewriteUse = 0
         ac.natConfig.sdpNatRewriteUse = 0
         ac.natConfig.sipOutboundUse = 0
+        ac.mediaConfig.srtpUse = SRTP_USE[spec.srtp]
+        ac.mediaConfig.srtpSecureSignaling = 0  # SRTP whatever the signalling transport
         mt = ac.mediaConfig.transportConfig
         mt.port = self.sc.rtp_port
         mt.portRange = self.sc.rtp_range
