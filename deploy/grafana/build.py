@@ -267,6 +267,42 @@ def build() -> dashboard.Dashboard:
             )
         )
     )
+
+    # -- media quality (RFC 3550: loss from sequence numbers, interarrival jitter, and the
+    # round trip from RTCP), one observation per stream direction at each call's end ---
+    def quality(metric: str, quantile: float) -> prometheus.Dataquery:
+        return query(
+            f"histogram_quantile({quantile}, sum by (le, kind, sender) (rate("
+            f"{metric}_bucket[$__rate_interval])))",
+            "{{kind}} from the {{sender}}",
+        )
+
+    board = (
+        board.with_panel(
+            series(
+                "Media packet loss (90th percentile of calls)",
+                "percentunit",
+                quality("vrgw_media_loss_ratio", 0.9),
+                width=8,
+            )
+        )
+        .with_panel(
+            series(
+                "Media jitter (90th percentile of calls)",
+                "s",
+                quality("vrgw_media_jitter_seconds", 0.9),
+                width=8,
+            )
+        )
+        .with_panel(
+            series(
+                "Round trip, media relay to each side (median of calls)",
+                "s",
+                quality("vrgw_media_rtt_seconds", 0.5),
+                width=8,
+            )
+        )
+    )
     # -- one row per partner -----------------------------------------------------------
     one = 'partner="$partner"'
     board = board.with_row(

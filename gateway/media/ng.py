@@ -21,7 +21,7 @@ from typing import Any
 
 import bencoder
 
-from gateway.media.engine import SessionStats, StreamStats
+from gateway.media.engine import DirectionStats, SessionStats, StreamStats
 from gateway.model.events import Side
 
 # A dictionary as bencode carries it: byte-string keys; byte strings, integers, lists
@@ -180,6 +180,7 @@ def session_stats(call_id: str, reply: NgDict) -> SessionStats:
     the endpoint rtpengine sends that side's RTP to (latched from its packets, RFC 4961).
     """
     tags = _dict(reply.get(b"tags"))
+    ssrcs = _dict(reply.get(b"SSRC"))
     streams: dict[int, StreamStats] = {}
     for side in Side:
         tag = _dict(tags.get(TAGS[side]))
@@ -208,7 +209,27 @@ def session_stats(call_id: str, reply: NgDict) -> SessionStats:
                         stream.a_peer = peer
                     else:
                         stream.b_peer = peer
+                    _ssrc_quality(counters, ssrcs, packet_stream.get(b"SSRC"))
     return SessionStats(call_id, [streams[i] for i in sorted(streams)])
+
+
+def _ssrc_quality(counters: DirectionStats, ssrcs: NgDict, ssrc: object) -> None:
+    """What rtpengine derived from the RTCP about the SSRC a side sends (its ``SSRC``
+    table, "average MOS": packet loss in %, jitter in ms, round-trip time in us; from
+    RFC 3550 6.4.1 reports). rtpengine 10.5 forwarding in userspace without
+    transcoding parses no RTCP and leaves the table empty: then nothing is set."""
+    if not isinstance(ssrc, int):
+        return
+    entry = _dict(ssrcs.get(str(ssrc).encode()))
+    average = _dict(entry.get(b"average MOS"))
+    if not average:
+        return
+    if isinstance(loss := average.get(b"packet loss"), int):
+        counters.reported_fraction_lost = loss / 100
+    if isinstance(jitter := average.get(b"jitter"), int):
+        counters.reported_jitter = jitter / 1000
+    if isinstance(rtt := average.get(b"round-trip time"), int) and rtt > 0:
+        counters.rtt = rtt / 1_000_000
 
 
 def call_ids(reply: NgDict) -> set[str]:

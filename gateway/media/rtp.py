@@ -213,12 +213,119 @@ def keyframe_request(
     return report + feedback + struct.pack("!II", sender_ssrc, 0) + fci
 
 
+RTCP_SR = 200
+_SENDER_INFO = struct.Struct("!IQIII")  # SSRC, NTP timestamp, RTP timestamp, packets, octets
+_REPORT_BLOCK = struct.Struct("!IIIIII")
+
+
+@dataclass(frozen=True, slots=True)
+class ReportBlock:
+    """One reception report block of an SR or RR (RFC 3550 6.4.1).
+
+    ``fraction_lost`` is the 8-bit fixed-point fraction (0-255) of the last interval,
+    ``cumulative_lost`` the signed 24-bit count (negative with duplicates), ``jitter``
+    in RTP timestamp units (6.4.1, A.8), ``lsr`` the middle 32 bits of the NTP timestamp
+    of the last SR received from ``ssrc`` (0: none yet) and ``dlsr`` the delay since, in
+    units of 1/65536 s.
+    """
+
+    ssrc: int
+    fraction_lost: int
+    cumulative_lost: int
+    highest_sequence: int
+    jitter: int
+    lsr: int
+    dlsr: int
+
+
+@dataclass(frozen=True, slots=True)
+class SenderReport:
+    """An RTCP SR (RFC 3550 6.4.1): sender info and its reception report blocks."""
+
+    ssrc: int
+    ntp_timestamp: int  # 64-bit NTP format: seconds since 1900 << 32 | fraction
+    rtp_timestamp: int
+    packet_count: int
+    octet_count: int
+    reports: tuple[ReportBlock, ...] = ()
+
+    @property
+    def ntp_middle(self) -> int:
+        """The middle 32 bits of the NTP timestamp: what a receiver echoes as LSR."""
+        return (self.ntp_timestamp >> 16) & 0xFFFFFFFF
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverReport:
+    """An RTCP RR (RFC 3550 6.4.2): the reporter's SSRC and its report blocks."""
+
+    ssrc: int
+    reports: tuple[ReportBlock, ...] = ()
+
+
+def _report_blocks(
+    packet: bytes | bytearray | memoryview, offset: int, count: int, end: int
+) -> tuple[ReportBlock, ...]:
+    if offset + count * _REPORT_BLOCK.size > end:
+        raise RtpParseError(f"{count} report blocks run past the end of their RTCP packet")
+    blocks = []
+    for _ in range(count):
+        ssrc, loss, highest, jitter, lsr, dlsr = _REPORT_BLOCK.unpack_from(packet, offset)
+        lost = loss & 0xFFFFFF
+        if lost & 0x800000:  # signed 24 bits (RFC 3550 6.4.1)
+            lost -= 0x1000000
+        blocks.append(ReportBlock(ssrc, loss >> 24, lost, highest, jitter, lsr, dlsr))
+        offset += _REPORT_BLOCK.size
+    return tuple(blocks)
+
+
+def parse_rtcp_reports(
+    packet: bytes | bytearray | memoryview,
+) -> list[SenderReport | ReceiverReport]:
+    """The SR and RR packets of an RTCP compound packet (RFC 3550 6.1, 6.4.1, 6.4.2);
+    other packet types (SDES, BYE, APP, feedback) are skipped. Raises
+    :class:`RtpParseError` on broken framing or a report that does not fit its length."""
+    found: list[SenderReport | ReceiverReport] = []
+    offset = 0
+    size = len(packet)
+    if size < _RTCP_HEADER.size:
+        raise RtpParseError(f"RTCP packet of {size} bytes is shorter than its 4-byte header")
+    while offset < size:
+        if size - offset < _RTCP_HEADER.size:
+            raise RtpParseError(f"{size - offset} stray bytes after the last RTCP packet")
+        first, ptype, words = _RTCP_HEADER.unpack_from(packet, offset)
+        if first >> 6 != RTP_VERSION:
+            raise RtpParseError(f"RTCP version {first >> 6} at offset {offset}, expected 2")
+        end = offset + 4 * (words + 1)
+        if end > size:
+            raise RtpParseError(f"RTCP packet type {ptype} at offset {offset} runs past the end")
+        count = first & 0x1F
+        body = offset + _RTCP_HEADER.size
+        if ptype == RTCP_SR:
+            if body + _SENDER_INFO.size > end:
+                raise RtpParseError("RTCP SR shorter than its sender info")
+            ssrc, ntp, rtp_ts, packets, octets = _SENDER_INFO.unpack_from(packet, body)
+            blocks = _report_blocks(packet, body + _SENDER_INFO.size, count, end)
+            found.append(SenderReport(ssrc, ntp, rtp_ts, packets, octets, blocks))
+        elif ptype == RTCP_RR:
+            if body + 4 > end:
+                raise RtpParseError("RTCP RR shorter than its SSRC")
+            (ssrc,) = struct.unpack_from("!I", packet, body)
+            found.append(ReceiverReport(ssrc, _report_blocks(packet, body + 4, count, end)))
+        offset = end
+    return found
+
+
 __all__ = [
+    "ReceiverReport",
+    "ReportBlock",
     "RtpPacket",
     "RtpParseError",
+    "SenderReport",
     "asks_for_keyframe",
     "is_rtcp",
     "keyframe_request",
+    "parse_rtcp_reports",
     "parse_rtp",
     "rtcp_packet_types",
 ]

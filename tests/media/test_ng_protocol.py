@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import bencoder
 import pytest
 
@@ -177,3 +179,31 @@ def test_list_replies_and_decode_errors() -> None:
     with pytest.raises(ng.NgProtocolError, match="not a dictionary"):
         ng.decode(b"c1 li1ee")
     assert ng.decode(b"c1 d6:result2:oke") == (b"c1", {b"result": b"ok"})
+
+
+def test_rtpengine_rtcp_quality_goes_to_the_sending_side() -> None:
+    """rtpengine's ``SSRC`` table ("average MOS": packet loss %, jitter ms, round trip
+    us, its reading of RFC 3550 6.4.1 reports) lands on the direction that SSRC sends;
+    10.5 in userspace passthrough leaves it empty (tests/media/test_engine_contract.py)."""
+    reply = copy.deepcopy(DELETE_REPLY)
+    a_rtp = reply[b"tags"][b"A"][b"medias"][0][b"streams"][0]
+    a_rtp[b"SSRC"] = 0x2A
+    b_rtp = reply[b"tags"][b"B"][b"medias"][0][b"streams"][0]
+    b_rtp[b"SSRC"] = 7
+    reply[b"SSRC"] = {
+        b"42": {
+            b"average MOS": {
+                b"MOS": 43,
+                b"packet loss": 3,
+                b"jitter": 12,
+                b"round-trip time": 25000,
+                b"samples": 4,
+            }
+        },
+        b"7": {},
+    }
+    stats = ng.session_stats("call-1", bencoder.bdecode(bencoder.bencode(reply)))
+    a_to_b, b_to_a = stats.streams[0].a_to_b, stats.streams[0].b_to_a
+    assert a_to_b.reported_fraction_lost == 0.03 and a_to_b.loss_ratio == 0.03
+    assert a_to_b.reported_jitter == 0.012 and a_to_b.rtt == 0.025
+    assert (b_to_a.reported_fraction_lost, b_to_a.rtt, b_to_a.loss_ratio) == (None, None, None)
