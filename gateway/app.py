@@ -24,7 +24,7 @@ from gateway.clock import Clock
 from gateway.dialplan import Dialplan, DialplanError, load_dialplan
 from gateway.edge.h323_ras import PartnerGatekeepers, RasEndpoint
 from gateway.edge.h323_signalling import H323SignallingEndpoint, accepts_connections
-from gateway.edge.sip_transport import SipEndpoint
+from gateway.edge.sip_transport import ConnectionLimits, SipEndpoint, TlsSettings
 from gateway.h323.messages import Alias
 from gateway.h323.ras import Gatekeeper, RasEvent, Registered, Unregistered
 from gateway.media.engine import MediaEngine, MediaError
@@ -34,6 +34,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.presence.feed import AvailabilityFeed
 from gateway.presence.server import PresenceServer
 from gateway.presence.views import GatewayViews
+from gateway.sip.guard import FloodGuard, FloodSettings
 from gateway.state.records import RecordRow, RecordStore, SqliteRecordStore
 from gateway.state.store import MemoryStore, Store
 
@@ -96,6 +97,28 @@ class Settings:
     media_engine: str = "builtin"  # or "rtpengine", driven over ng at ``rtpengine``
     rtpengine: str = "127.0.0.1:22222"  # rtpengine's --listen-ng address, HOST:PORT
     rtpengine_prompts: Path | None = None  # the prompts' folder on rtpengine's host
+    tls_cert: Path | None = None  # SIP over TLS: certificate chain and key (PEM), both
+    tls_key: Path | None = None
+    tls_port: int = 5061
+    tls_ca: Path | None = None
+    tls_verify_clients: bool = False
+    max_connections_per_source: int = 32
+    max_connections: int = 4096
+    max_transactions_per_source: int = 1024
+
+    def tls(self) -> TlsSettings | None:
+        """The TLS listener's settings, None when no certificate is configured."""
+        if self.tls_cert is None or self.tls_key is None:
+            return None
+        return TlsSettings(
+            self.tls_cert, self.tls_key, self.tls_port, self.tls_ca, self.tls_verify_clients
+        )
+
+
+def ras_flood_settings(dialplan: Dialplan) -> FloodSettings:
+    """The per-source RAS rate limit of a dialplan's ``auth.bans`` (its ``ras_`` keys)."""
+    bans = dialplan.auth.bans
+    return FloodSettings(bans.ras_flood_rate, bans.ras_flood_burst, bans.duration)
 
 
 def make_media_engine(settings: Settings, dialplan: Dialplan) -> MediaEngine:
@@ -128,11 +151,26 @@ class Gateway:
         self.dialplan = dialplan
         self.store: Store = MemoryStore()
         self.media: MediaEngine = make_media_engine(settings, dialplan)
-        self.endpoint = SipEndpoint(settings.sip_host, settings.sip_port, t1=settings.sip_t1)
+        self.endpoint = SipEndpoint(
+            settings.sip_host,
+            settings.sip_port,
+            t1=settings.sip_t1,
+            tls=settings.tls(),
+            limits=ConnectionLimits(
+                settings.max_connections_per_source,
+                settings.max_connections,
+                settings.max_transactions_per_source,
+            ),
+        )
         self.clock = Clock(adjustable=settings.test_clock)
         self.scheduler = LoopScheduler(self.clock.now)
         self.ua = SipUserAgent(self.endpoint, self.store, dialplan, self.scheduler)
-        self.h323 = H323SignallingEndpoint(settings.sip_host, settings.h323_port)
+        # The SIP listener's connection bounds, counted apart for H.225.0 (issue 13).
+        self.h323 = H323SignallingEndpoint(
+            settings.sip_host,
+            settings.h323_port,
+            limits=ConnectionLimits(settings.max_connections_per_source, settings.max_connections),
+        )
         # The gateway's own gatekeeper (H.225.0 RAS): H.323 kiosks and stations register
         # with it; every call it admits is routed through the gateway (gatekeeperRouted).
         self.gatekeeper = Gatekeeper(
@@ -141,6 +179,8 @@ class Gateway:
             allowed=self._h323_alias_allowed,
         )
         self.ras = RasEndpoint(self.gatekeeper, self._ras_events)
+        self.ras_flood = FloodGuard(ras_flood_settings(dialplan))
+        self.ras.flood = self.ras_flood  # checked before a datagram is decoded
         # Partners' own gatekeepers: the gateway registers with each and locates the
         # stations registered there (LRQ).
         self.partner_gatekeepers = PartnerGatekeepers(
@@ -260,6 +300,8 @@ class Gateway:
         except MediaError as exc:  # rtpengine not answering: a start-up error, no traceback
             raise OSError(f"media engine {s.media_engine}: {exc}") from exc
         sip = f"SIP {s.sip_host}:{s.sip_port} (udp{'+tcp' if s.tcp else ''})"
+        if s.tls() is not None:
+            sip += f", SIP TLS {s.sip_host}:{s.tls_port}"
         await _listening(sip, self.endpoint.start(tcp=s.tcp))
         await _listening(f"H.323 tcp {s.sip_host}:{s.h323_port}", self.h323.start())
         if s.ras_port >= 0:
@@ -279,10 +321,12 @@ class Gateway:
             http = f"HTTP {s.http_host}:{s.http_port}"
             self._http_server, self._http = await _listening(http, serve(self))
         log.info(
-            "vrgw listening: SIP %s:%d (udp%s), H.323 tcp %d, RAS udp %s, HTTP %s:%d, dialplan %s",
+            "vrgw listening: SIP %s:%d (udp%s%s), H.323 tcp %d, RAS udp %s, HTTP %s:%d, "
+            "dialplan %s",
             self.settings.sip_host,
             self.endpoint.port,
             "+tcp" if self.settings.tcp else "",
+            f", tls {self.endpoint.tls_port}" if self.endpoint.tls_port is not None else "",
             self.h323.port,
             self.ras.address[1] if self.ras.address else "off",
             self.settings.http_host,
@@ -297,8 +341,12 @@ class Gateway:
         except DialplanError as exc:
             log.error("dialplan reload refused, keeping the running one: %s", exc)
             return False, str(exc)
+        tls_ok, tls_why = self.endpoint.reload_tls()  # a renewed certificate, calls kept
+        if not tls_ok:
+            return False, f"TLS certificate: {tls_why}"
         self.dialplan = new
         self.ua.set_dialplan(new)
+        self.ras_flood.settings = ras_flood_settings(new)  # bans in force stay in force
         self.b2bua.set_dialplan(new)
         self.scheduler.spawn(self.partner_gatekeepers.update(new.gatekeepers))
         self.presence.changed_all()

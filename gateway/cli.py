@@ -52,6 +52,50 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--sip-port", type=int, default=5060, help="SIP listen port")
     run.add_argument("--no-tcp", action="store_true", help="listen on UDP only")
     run.add_argument(
+        "--tls-cert",
+        type=Path,
+        default=None,
+        metavar="PEM",
+        help="certificate chain for SIP over TLS (with --tls-key: opens the TLS port); "
+        "SIGHUP and POST /api/v1/reload read it again",
+    )
+    run.add_argument("--tls-key", type=Path, default=None, metavar="PEM", help="its private key")
+    run.add_argument("--tls-port", type=int, default=5061, help="SIP over TLS port (0: any)")
+    run.add_argument(
+        "--tls-ca",
+        type=Path,
+        default=None,
+        metavar="PEM",
+        help="CAs that client certificates and called stations' certificates are checked "
+        "against (default: the system's, for stations)",
+    )
+    run.add_argument(
+        "--tls-verify-clients",
+        action="store_true",
+        help="require a client certificate signed by --tls-ca from every TLS peer",
+    )
+    run.add_argument(
+        "--max-connections-per-source",
+        type=int,
+        default=32,
+        metavar="N",
+        help="open TCP/TLS connections one address may hold (0: no bound)",
+    )
+    run.add_argument(
+        "--max-connections",
+        type=int,
+        default=4096,
+        metavar="N",
+        help="open TCP/TLS connections in total (0: no bound)",
+    )
+    run.add_argument(
+        "--max-transactions-per-source",
+        type=int,
+        default=1024,
+        metavar="N",
+        help="SIP requests one address may have awaiting an answer (0: no bound)",
+    )
+    run.add_argument(
         "--h323-port",
         type=int,
         default=1720,
@@ -153,6 +197,14 @@ def run_settings(args: argparse.Namespace) -> Settings:
         media_engine=args.media_engine,
         rtpengine=args.rtpengine,
         rtpengine_prompts=args.rtpengine_prompts,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_port=args.tls_port,
+        tls_ca=args.tls_ca,
+        tls_verify_clients=args.tls_verify_clients,
+        max_connections_per_source=args.max_connections_per_source,
+        max_connections=args.max_connections,
+        max_transactions_per_source=args.max_transactions_per_source,
     )
 
 
@@ -171,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{sum(len(p.stations) for p in dp.partners.values())} stations)"
         )
         return 0
+    if (args.tls_cert is None) != (args.tls_key is None):
+        print("error: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 1
     configure_logs(str(args.log_level), args.log_format)
     try:
         dialplan = load_dialplan(args.dialplan)

@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 if TYPE_CHECKING:
     from gateway.app import Gateway
     from gateway.call.records import CallRecord
+    from gateway.media.engine import DirectionStats
 
 
 class GatewayMetrics:
@@ -53,6 +54,31 @@ class GatewayMetrics:
             registry=self.registry,
         )
 
+        # Media quality of each stream direction, observed once at the call's end (RFC 3550
+        # A.3, A.8, 6.4.1). Labels: the stream kind (audio, video) and the side that sent
+        # it (kiosk, station): eight series of buckets per histogram, whatever the traffic.
+        self.media_loss = Histogram(
+            "vrgw_media_loss_ratio",
+            "Share of a stream's RTP packets lost on the way to the media engine, per call",
+            ["kind", "sender"],
+            buckets=(0.0, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5),
+            registry=self.registry,
+        )
+        self.media_jitter = Histogram(
+            "vrgw_media_jitter_seconds",
+            "Mean interarrival jitter of a stream at the media engine, per call",
+            ["kind", "sender"],
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2),
+            registry=self.registry,
+        )
+        self.media_rtt = Histogram(
+            "vrgw_media_rtt_seconds",
+            "Round trip between the media engine and a side (RTCP LSR/DLSR), per call",
+            ["kind", "sender"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0),
+            registry=self.registry,
+        )
+
         self.call_legs = Counter(
             "vrgw_call_legs",
             "Legs of ended calls, by side (kiosk, station) and protocol (sip, h323)",
@@ -66,6 +92,12 @@ class GatewayMetrics:
         # Labelled children by label values: .labels() costs more than the update itself,
         # and the label sets are few (services, sites and outcomes of the dialplan).
         self._children: dict[tuple[object, ...], Any] = {}
+        # The media label sets are fixed: exported from the start, at zero, so that a
+        # dashboard shows "no call measured yet" rather than a missing series.
+        for histogram in (self.media_loss, self.media_jitter, self.media_rtt):
+            for kind in ("audio", "video"):
+                for sender in ("kiosk", "station"):
+                    self._child(histogram, kind, sender)
 
     def _child(self, metric: Counter | Histogram, *labels: str) -> Any:
         key = (metric, *labels)
@@ -86,6 +118,22 @@ class GatewayMetrics:
             service = record.service
             self._child(self.call_duration, service).observe(record.duration)
             self._child(self.setup_time, service).observe(record.answered - record.started)
+        if record.media is not None:
+            for stream in record.media.streams:
+                if stream.kind not in ("audio", "video"):
+                    continue  # an application or image stream: no label value for it
+                self._observe_media(stream.kind, "kiosk", stream.a_to_b)
+                self._observe_media(stream.kind, "station", stream.b_to_a)
+
+    def _observe_media(self, kind: str, sender: str, d: DirectionStats) -> None:
+        loss = d.loss_ratio
+        if loss is not None:
+            self._child(self.media_loss, kind, sender).observe(loss)
+        jitter = d.jitter if d.jitter is not None else d.reported_jitter
+        if jitter is not None:
+            self._child(self.media_jitter, kind, sender).observe(jitter)
+        if d.rtt is not None:
+            self._child(self.media_rtt, kind, sender).observe(d.rtt)
 
     def attach(self, gateway: Gateway) -> None:
         """Register the scrape-time collector reading the gateway's live figures."""
@@ -156,7 +204,34 @@ class _LiveCollector(Collector):
         yield status
         yield from _sip_transaction_metrics(gw)
         yield from _h323_metrics(gw)
+        yield from _h323_guard_metrics(gw)
         yield from _auth_metrics(gw)
+        yield from _stream_metrics(gw)
+
+
+def _stream_metrics(gw: Gateway) -> Iterable[Metric]:
+    """TCP/TLS connections and the bounds of issue 13 (RFC 3261 26.3.2.4)."""
+    endpoint, c = gw.endpoint, gw.endpoint.counters
+    yield _gauge(
+        "vrgw_sip_stream_connections",
+        "Inbound SIP TCP and TLS connections open (TLS handshakes included)",
+        endpoint.open_connections,
+    )
+    refused = CounterMetricFamily(
+        "vrgw_sip_refused",
+        "Connections and requests refused over a bound, by bound "
+        "(connections_per_source, connections_total, transactions_per_source)",
+        labels=["limit"],
+    )
+    for limit, count in endpoint.bounds.refused.items():  # connections_per_source, _total
+        refused.add_metric([limit], count)
+    refused.add_metric(["transactions_per_source"], c.refused_transactions)
+    yield refused
+    yield _counter(
+        "vrgw_sip_tls_handshake_failures",
+        "Inbound TLS handshakes that failed (bad or missing certificate, old protocol, timeout)",
+        c.tls_handshake_failures,
+    )
 
 
 def _auth_metrics(gw: Gateway) -> Iterable[Metric]:
@@ -234,6 +309,41 @@ def _sip_transaction_metrics(gw: Gateway) -> Iterable[Metric]:
         for method, count in table.items():
             family.add_metric([method], count)
         yield family
+
+
+def _h323_guard_metrics(gw: Gateway) -> Iterable[Metric]:
+    """The H.323 ports' bounds and flood guard (issue 13): siblings of the SIP ones."""
+    h323 = gw.h323
+    refused = CounterMetricFamily(
+        "vrgw_h323_refused",
+        "H.225.0 connections refused at accept over a bound, by bound "
+        "(connections_per_source, connections_total)",
+        labels=["limit"],
+    )
+    for limit, count in h323.bounds.refused.items():
+        refused.add_metric([limit], count)
+    yield refused
+    closed = CounterMetricFamily(
+        "vrgw_h323_connections_closed",
+        "Accepted H.225.0 connections closed by the gateway, by reason "
+        "(bad_tpkt: a broken TPKT stream; no_setup: no Setup in time)",
+        labels=["reason"],
+    )
+    closed.add_metric(["bad_tpkt"], h323.counters.broken_streams)
+    closed.add_metric(["no_setup"], h323.counters.setup_timeouts)
+    yield closed
+    flood = gw.ras_flood
+    yield _counter(
+        "vrgw_ras_flood_dropped",
+        "RAS datagrams dropped undecoded: their source was over the rate limit or banned",
+        flood.dropped_total,
+    )
+    yield _counter("vrgw_ras_flood_bans", "Sources banned for flooding RAS", flood.bans_total)
+    yield _gauge(
+        "vrgw_ras_flood_bans_active",
+        "Sources banned for flooding RAS now",
+        len(flood.bans(gw.ua.monotonic())),  # the loop's clock, as for SIP
+    )
 
 
 def _h323_metrics(gw: Gateway) -> Iterable[Metric]:

@@ -36,6 +36,7 @@ FR: Final[dict[str, str]] = {
     "reason_unknown_service": "Service inconnu",
     "reason_not_offered": "Service non proposé dans ce point d'accueil",
     "reason_media_unavailable": "Service momentanément indisponible",
+    "reason_encryption_required": "Communication chiffrée obligatoire",
     "reason_closed": "Service fermé",
     "reason_site_closed": "Point d'accueil fermé",
     "reason_appointment_only": "Service sur rendez-vous uniquement",

@@ -1,9 +1,10 @@
 """The optional compiled core (scripts/build-core, mypyc) passes the core's own tests.
 
 The build runs on a copy of the sources, so this checkout stays pure Python; the SIP,
-model, controller and desk tests then run against the copy, after a check that they
-really import the extension modules (a compiled module also checks the classes of its
-arguments at run time, which a fake of the wrong kind would trip).
+model, controller and desk tests, and the media and records tests that go through them,
+then run against the copy, after a check that they really import the extension modules
+(a compiled module also checks the classes of its arguments at run time, which a fake
+of the wrong kind would trip).
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ def test_core_compiled_with_mypyc_passes_its_tests(tmp_path: Path) -> None:
             "tests/model",
             "tests/call",
             "tests/partners",
+            "tests/media",
+            "tests/state",
             "tests/test_ua_policies.py",
         ],
         cwd=tree,

@@ -29,6 +29,8 @@ from gateway.dialplan import Dialplan, Kiosk, Partner, Service
 from gateway.logs import call_context
 from gateway.media.engine import MediaEngine, MediaError
 from gateway.media.prompts import early_answer, restrict_offer
+from gateway.media.srtp import offer_encrypted
+from gateway.model.bandwidth import limit_bandwidth
 from gateway.model.causes import Cause, Refusal
 from gateway.model.events import (
     Answered,
@@ -234,6 +236,12 @@ class B2BUA:
         if not dialplan.may_call(kiosk, service):
             self._refuse(leg, attempt, kiosk, service, Refusal.NOT_OFFERED)
             return
+        partner = dialplan.partners[service.partner]
+        required = kiosk.encryption_required or partner.encryption_required
+        if required and (attempt.offer is None or not offer_encrypted(attempt.offer)):
+            # A late offer cannot be checked before the station answers: refused too.
+            self._refuse(leg, attempt, kiosk, service, Refusal.ENCRYPTION_REQUIRED)
+            return
         desk = self.desks[service.partner]
         hours = kiosk.opening_hours
         if hours is not None:
@@ -346,6 +354,7 @@ class B2BUA:
             return  # the caller left, or the offer was withdrawn, meanwhile
         if offer is not None and call.early_plan is not None:
             offer = restrict_offer(offer, call.early_plan)
+        offer = _limited(offer, _bandwidth(call))
         kiosk = call.kiosk
         own = [("kiosk", kiosk.id), ("site", kiosk.site), ("service", call.service.name)]
         if call.waited:
@@ -445,8 +454,8 @@ class B2BUA:
             return
         if _past_waiting(call):
             return
-        call.early = to_kiosk
-        call.a.ring(to_kiosk)
+        call.early = _limited(to_kiosk, _bandwidth(call))
+        call.a.ring(call.early)
 
     def _repeat_progress(self, call: Call) -> None:
         """Send the waiting caller's 180/183 again (RFC 3261 13.3.1.1)."""
@@ -575,7 +584,7 @@ class B2BUA:
                 log.info("%s: early media not relayed: %s", call.id, exc)
                 relayed = None
         if call.state is not CallState.ENDED and not call.a.ended:
-            call.a.ring(relayed)
+            call.a.ring(_limited(relayed, _bandwidth(call)))
 
     async def _answered(self, call: Call, event: Answered) -> None:
         b = call.b
@@ -609,7 +618,7 @@ class B2BUA:
         call.state = CallState.CONNECTED
         call.answered = self.clock()
         # A caller who heard our early media already holds its answer: the 200 repeats it.
-        call.a.answer(call.early or to_kiosk)
+        call.a.answer(call.early or _limited(to_kiosk, _bandwidth(call)))
         log.debug("%s: connected to %s", call.id, call.last_station)
         if call.early is not None and b is not None and _has_video(call.early):
             # Bridged after an announcement: each side's decoder starts on a stream it
@@ -645,7 +654,7 @@ class B2BUA:
             call.a.hangup(cause, "media negotiation failed")
             self._end(call, cause, "media negotiation failed")
             return
-        b.complete(to_station)
+        b.complete(_limited(to_station, _bandwidth(call)) or to_station)
 
     async def _relay_offer(self, call: Call, side: Side, offer: SessionDescription) -> None:
         other = call.b if side is Side.A else call.a
@@ -660,7 +669,7 @@ class B2BUA:
                 MediaUpdateAnswer(None, refused=Cause.BEARER_CAPABILITY_NOT_IMPLEMENTED)
             )
             return
-        other.update(rewritten)
+        other.update(_limited(rewritten, _bandwidth(call)) or rewritten)
 
     async def _relay_answer(self, call: Call, side: Side, event: MediaUpdateAnswer) -> None:
         origin = call.b if side is Side.A else call.a  # the leg that sent the offer
@@ -677,7 +686,7 @@ class B2BUA:
                 MediaUpdateAnswer(None, refused=Cause.BEARER_CAPABILITY_NOT_IMPLEMENTED)
             )
             return
-        origin.update_answer(MediaUpdateAnswer(rewritten))
+        origin.update_answer(MediaUpdateAnswer(_limited(rewritten, _bandwidth(call))))
 
     async def _refresh_picture(self, call: Call, leg: CallLeg) -> None:
         """Ask ``leg``'s video sender for a key frame: in RTCP through the media engine
@@ -822,6 +831,25 @@ class B2BUA:
             if call.b is not None:
                 call.b.hangup(Cause.NORMAL_CLEARING, "gateway shutting down")
             self._end(call, Cause.NORMAL_CLEARING, "gateway shutting down")
+
+
+def _bandwidth(call: Call) -> int | None:
+    """The kbit/s the call's links carry: the lower of the kiosk site's and the offered
+    station's ``bandwidth`` (RFC 4566 5.8, RFC 3890), None when neither sets one."""
+    limits = [call.kiosk.bandwidth]
+    if call.target is not None:
+        station = next((s for s in call.partner.stations if s.id == call.target.station), None)
+        if station is not None:
+            limits.append(station.bandwidth)
+    known = [limit for limit in limits if limit is not None]
+    return min(known) if known else None
+
+
+def _limited(sdp: SessionDescription | None, kbps: int | None) -> SessionDescription | None:
+    """``sdp`` with the call's bandwidth written in (b=AS, b=TIAS), for either leg."""
+    if sdp is None or kbps is None:
+        return sdp
+    return limit_bandwidth(sdp, kbps)
 
 
 def _has_video(sdp: SessionDescription) -> bool:

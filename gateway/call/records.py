@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from statistics import fmean
 
-from gateway.media.engine import SessionStats
+from gateway.media.engine import DirectionStats, SessionStats
 from gateway.model.causes import Cause, Refusal
 from gateway.state.records import RecordRow
 
@@ -60,6 +61,7 @@ class CallRecord:
     def row(self) -> RecordRow:
         """The record as the durable store keeps it (no media detail but packet totals)."""
         to_station = to_kiosk = 0
+        streams = self.media.streams if self.media is not None else []
         if self.media is not None:
             for stream in self.media.streams:
                 to_station += stream.a_to_b.rtp_packets
@@ -84,4 +86,48 @@ class CallRecord:
             refusal=self.refusal.value if self.refusal is not None else None,
             packets_to_station=to_station,
             packets_to_kiosk=to_kiosk,
+            **_quality_columns(self.media),
+            transcoded=next((s.transcoded for s in streams if s.transcoded), None),
+            audio_only=self.media.audio_only if self.media is not None else None,
         )
+
+
+def _loss_pct(directions: list[DirectionStats]) -> float | None:
+    """Lost over expected, all streams (RFC 3550 A.3), else the worst reported fraction."""
+    expected = sum(d.expected for d in directions)
+    if expected > 0:
+        return round(100 * sum(max(d.lost, 0) for d in directions) / expected, 3)
+    reported = [
+        d.reported_fraction_lost for d in directions if d.reported_fraction_lost is not None
+    ]
+    return round(100 * max(reported), 3) if reported else None
+
+
+def _jitter_ms(directions: list[DirectionStats]) -> float | None:
+    """The worst stream's mean interarrival jitter (RFC 3550 A.8), else the worst reported."""
+    values = [d.jitter for d in directions if d.jitter is not None]
+    if not values:
+        values = [d.reported_jitter for d in directions if d.reported_jitter is not None]
+    return round(1000 * max(values), 3) if values else None
+
+
+def _rtt_ms(directions: list[DirectionStats]) -> float | None:
+    """The mean round trip between the engine and the side sending ``directions``."""
+    values = [d.rtt for d in directions if d.rtt is not None]
+    return round(1000 * fmean(values), 3) if values else None
+
+
+def _quality_columns(media: SessionStats | None) -> dict[str, float | None]:
+    """The record's media quality columns: side A is the kiosk, side B the station."""
+    if media is None:
+        return {}
+    from_kiosk = [s.a_to_b for s in media.streams]
+    from_station = [s.b_to_a for s in media.streams]
+    return {
+        "loss_pct_to_station": _loss_pct(from_kiosk),
+        "loss_pct_to_kiosk": _loss_pct(from_station),
+        "jitter_ms_to_station": _jitter_ms(from_kiosk),
+        "jitter_ms_to_kiosk": _jitter_ms(from_station),
+        "rtt_ms_kiosk": _rtt_ms(from_kiosk),
+        "rtt_ms_station": _rtt_ms(from_station),
+    }

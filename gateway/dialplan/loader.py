@@ -287,7 +287,9 @@ Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 Host = Annotated[str, AfterValidator(_host)]
 IpText = Annotated[str, AfterValidator(_ip)]
 HostPort = Annotated[str, AfterValidator(_hostport)]
-TransportText = Annotated[Literal["udp", "tcp"], BeforeValidator(_lower)]
+TransportText = Annotated[Literal["udp", "tcp", "tls"], BeforeValidator(_lower)]
+# ``required``: the kiosk's media must be SRTP (SDES, RFC 4568), else the call is refused.
+EncryptionText = Annotated[Literal["optional", "required"], BeforeValidator(_lower)]
 ProtocolText = Annotated[Literal["sip", "h323"], BeforeValidator(_lower)]
 # An E.164 number as dialled (ITU-T E.164: at most 15 digits; national forms allowed).
 E164 = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,20}$")]
@@ -335,6 +337,8 @@ class BansDoc(_Doc):
     duration: float = Field(default=600.0, ge=1, le=7 * 86400)
     flood_rate: float = Field(default=200.0, ge=0, le=1_000_000)
     flood_burst: float = Field(default=400.0, ge=1, le=1_000_000)
+    ras_flood_rate: float = Field(default=20.0, ge=0, le=1_000_000)
+    ras_flood_burst: float = Field(default=60.0, ge=1, le=1_000_000)
 
 
 class AuthDoc(_Doc):
@@ -467,6 +471,9 @@ class KioskDoc(_Doc):
     algorithms: list[AlgorithmText] | None = Field(default=None, min_length=1)
     services: Annotated[list[ServiceName] | None, BeforeValidator(_services_or_all)]
     opening_hours: ScheduleDoc | None = None
+    encryption: EncryptionText = "optional"
+    # kbit/s the site's link carries: written as b=AS/b=TIAS into its calls' SDP
+    bandwidth: int | None = Field(default=None, ge=128, le=1_000_000)
 
 
 class ServiceDoc(_Doc):
@@ -502,6 +509,7 @@ class StationDoc(_Doc):
     max_calls: int = Field(default=1, ge=0)
     keepalive: float = Field(default=30.0, ge=0, le=3600)  # OPTIONS interval; 0 = none
     auth: StationAuthDoc | None = None
+    bandwidth: int | None = Field(default=None, ge=128, le=1_000_000)  # kbit/s, as a kiosk's
 
 
 class PartnerDoc(_Doc):
@@ -515,6 +523,7 @@ class PartnerDoc(_Doc):
     wrap_up: float = Field(default=30.0, ge=0, le=3600)
     pause_after: int = Field(default=3, ge=0, le=100)
     typical_call: float = Field(default=600.0, gt=0, le=86400)
+    encryption: EncryptionText = "optional"
 
 
 class DialplanDoc(_Doc):
@@ -694,6 +703,9 @@ def _compose(text: str, file: str) -> yaml.Node | None:
         mark = exc.problem_mark or exc.context_mark
         line = None if mark is None else mark.line + 1
         raise DialplanError(file, line, _yaml_reason(exc)) from None
+    except RecursionError:  # PyYAML's composer recurses once per level of nesting
+        line = loader.get_mark().line + 1
+        raise DialplanError(file, line, "YAML nested too deeply") from None
     finally:
         loader.dispose()
 
@@ -706,8 +718,33 @@ def _construct(root: yaml.Node, file: str) -> Any:
         mark = exc.problem_mark or exc.context_mark
         line = None if mark is None else mark.line + 1
         raise DialplanError(file, line, _yaml_reason(exc)) from None
+    except (ValueError, OverflowError) as exc:
+        # A scalar the YAML 1.1 resolver tags as a timestamp that is no date: 2027-00-01.
+        raise DialplanError(file, _unbuildable_line(root), f"invalid value: {exc}") from None
     finally:
         loader.dispose()
+
+
+def _unbuildable_line(root: yaml.Node) -> int | None:
+    """The line of the first scalar PyYAML cannot turn into a value, if any."""
+    loader = yaml.SafeLoader("")
+    stack = [root]
+    try:
+        while stack:
+            node = stack.pop()
+            if isinstance(node, yaml.ScalarNode):
+                try:
+                    loader.construct_object(node)
+                except (ValueError, OverflowError):
+                    return int(node.start_mark.line) + 1
+            elif isinstance(node, yaml.SequenceNode):
+                stack.extend(reversed(node.value))
+            elif isinstance(node, yaml.MappingNode):
+                for key, value in reversed(node.value):
+                    stack += [value, key]
+    finally:
+        loader.dispose()
+    return None
 
 
 def _duplicate_keys(node: yaml.Node, loc: Loc, problems: _Problems, seen: set[int]) -> None:
@@ -1155,6 +1192,8 @@ def _build(doc: DialplanDoc, source: Path, secrets: _SecretSource, problems: _Pr
             algorithms=None if k.algorithms is None else tuple(k.algorithms),
             services=frozenset(services if k.services is None else k.services),
             opening_hours=_schedule(k.opening_hours, doc.timezone),
+            encryption_required=k.encryption == "required",
+            bandwidth=k.bandwidth,
         )
     built_partners: dict[str, Partner] = {}
     for p, partner in enumerate(doc.partners):
@@ -1191,6 +1230,7 @@ def _build(doc: DialplanDoc, source: Path, secrets: _SecretSource, problems: _Pr
                     max_calls=st.max_calls,
                     keepalive=st.keepalive,
                     auth_username=None if st.auth is None else st.auth.username,
+                    bandwidth=st.bandwidth,
                 )
             )
         built_partners[partner.id] = Partner(
@@ -1198,6 +1238,7 @@ def _build(doc: DialplanDoc, source: Path, secrets: _SecretSource, problems: _Pr
             name=partner.name,
             stations=tuple(stations),
             schedule=_schedule(partner.schedule, doc.timezone),
+            encryption_required=partner.encryption == "required",
             desk=DeskSettings(
                 wrap_up=partner.wrap_up,
                 pause_after=partner.pause_after,
@@ -1235,6 +1276,8 @@ def _build(doc: DialplanDoc, source: Path, secrets: _SecretSource, problems: _Pr
                 duration=float(doc.auth.bans.duration),
                 flood_rate=float(doc.auth.bans.flood_rate),
                 flood_burst=float(doc.auth.bans.flood_burst),
+                ras_flood_rate=float(doc.auth.bans.ras_flood_rate),
+                ras_flood_burst=float(doc.auth.bans.ras_flood_burst),
             ),
         ),
         admin=AdminSettings(tokens=tuple(tokens), public_on_loopback=doc.admin.public_on_loopback),

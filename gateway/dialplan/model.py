@@ -21,7 +21,7 @@ from pydantic import SecretStr
 from gateway.partners.desk import DeskSettings
 from gateway.partners.schedule import Schedule
 
-Transport = Literal["udp", "tcp"]
+Transport = Literal["udp", "tcp", "tls"]
 DigestAlgorithm = Literal["SHA-256", "MD5"]
 
 
@@ -87,6 +87,9 @@ class BanSettings:
     ``window`` seconds ban it for ``duration`` seconds; 0 turns that limit off. A source
     sending more than ``flood_rate`` messages a second (after a ``flood_burst``) has the
     excess dropped, and is banned as long when it keeps on; ``flood_rate`` 0: no limit.
+    ``ras_flood_rate`` and ``ras_flood_burst`` are the same limit for H.225.0 RAS
+    datagrams to the gateway's gatekeeper, counted apart: a unit sends a handful of
+    them a minute, and each costs far more to decode than a SIP message.
     """
 
     source_failures: int = 10
@@ -95,6 +98,8 @@ class BanSettings:
     duration: float = 600.0
     flood_rate: float = 200.0
     flood_burst: float = 400.0
+    ras_flood_rate: float = 20.0
+    ras_flood_burst: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +188,11 @@ class Kiosk:
     opening_hours: Schedule | None = None  # the site's own hours; None = the partner's only
     # The login's own digest algorithms (RFC 8760), None: the dialplan's ``auth`` ones.
     algorithms: tuple[DigestAlgorithm, ...] | None = None
+    # The site requires SRTP (SDES, RFC 4568) from this kiosk: plain media is refused.
+    encryption_required: bool = False
+    # kbit/s the site's link carries (a DSL town hall): the gateway writes it as b=AS and
+    # b=TIAS (RFC 4566 5.8, RFC 3890) into the SDP of this kiosk's calls, both legs.
+    bandwidth: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +227,8 @@ class Station:
     auth_username: str | None = None
     # The registering login's own digest algorithms, None: the dialplan's ``auth`` ones.
     algorithms: tuple[DigestAlgorithm, ...] | None = None
+    # kbit/s the station's link carries, as a kiosk's ``bandwidth`` (the lower one wins).
+    bandwidth: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +251,7 @@ class Partner:
     stations: tuple[Station, ...]
     schedule: Schedule | None = None  # None: always open
     desk: DeskSettings = field(default_factory=DeskSettings)
+    encryption_required: bool = False  # kiosks calling it must use SRTP (RFC 4568)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)

@@ -306,9 +306,10 @@ def create_app(gw: Gateway) -> FastAPI:
             }
         return {"queues": out}
 
-    def ban_view(ban: Ban, now: float) -> dict[str, Any]:
+    def ban_view(ban: Ban, now: float, protocol: str = "sip") -> dict[str, Any]:
         return {
             "kind": ban.kind.value,
+            "protocol": protocol,
             "key": ban.key,
             "failures": ban.failures,
             "remaining": round(max(0.0, ban.until - now), 1),
@@ -317,27 +318,33 @@ def create_app(gw: Gateway) -> FastAPI:
     @app.get("/api/v1/bans")
     async def bans() -> dict[str, Any]:
         """Sources and logins banned after failed authentications, and sources banned
-        for flooding, with the seconds left."""
+        for flooding (``protocol`` sip, or h323 for the gatekeeper's RAS port), with the
+        seconds left."""
         now = gw.ua.monotonic()
         # The transport's clock, which flood bans run on, is the loop's: CLOCK_MONOTONIC
         # too (asyncio's and uvloop's), so one reading serves both kinds.
         bans = [*gw.ua.guard.bans(now), *gw.ua.flood.bans(now)]
-        return {"bans": [ban_view(ban, now) for ban in bans]}
+        ras = [ban_view(ban, now, "h323") for ban in gw.ras_flood.bans(now)]
+        return {"bans": [*(ban_view(ban, now) for ban in bans), *ras]}
 
     @app.delete("/api/v1/bans/{kind}/{key}")
     async def lift_ban(kind: str, key: str) -> dict[str, Any]:
         """Lift a ban now: ``kind`` is ``source`` or ``flood`` (an IP address) or
-        ``account`` (a login)."""
+        ``account`` (a login); a ``flood`` ban is lifted on SIP and RAS alike."""
         try:
             ban_kind = BanKind(kind)
         except ValueError:
             raise HTTPException(
                 status_code=404, detail="kind is source, account or flood"
             ) from None
-        ban = gw.ua.lift_ban(ban_kind, key)
+        ban, protocol = gw.ua.lift_ban(ban_kind, key), "sip"
+        if ban_kind is BanKind.FLOOD and (ras := gw.ras_flood.lift(key)) is not None:
+            log.warning("RAS flood ban of %s lifted by an operator", key)
+            if ban is None:
+                ban, protocol = ras, "h323"
         if ban is None:
             raise HTTPException(status_code=404, detail=f"no {kind} ban on {key!r}")
-        return {"lifted": ban_view(ban, gw.ua.monotonic())}
+        return {"lifted": ban_view(ban, gw.ua.monotonic(), protocol)}
 
     @app.get("/api/v1/clock")
     async def get_clock() -> dict[str, Any]:

@@ -32,12 +32,38 @@ class MediaError(Exception):
 
 @dataclass(slots=True)
 class DirectionStats:
-    """Counters for one direction of one stream (RTP and RTCP counted apart, RFC 3550)."""
+    """Counters for one direction of one stream (RTP and RTCP counted apart, RFC 3550),
+    and how well it arrived.
+
+    From the packets, as they reach the engine (RFC 3550 A.1, A.3, A.8): packets
+    ``expected`` and ``lost`` (expected - received, negative with duplicates), and the
+    interarrival ``jitter`` (the mean of the A.8 estimate over the packets) and its
+    maximum, in seconds. From the RTCP crossing the engine (RFC 3550 6.4.1): what the
+    stream's receiver reported about it, and the round-trip time between the engine and
+    the stream's sender (LSR/DLSR). ``None`` where nothing was measured.
+    """
 
     rtp_packets: int = 0
     rtp_bytes: int = 0
     rtcp_packets: int = 0
     rtcp_bytes: int = 0
+    expected: int = 0
+    lost: int = 0
+    jitter: float | None = None
+    jitter_max: float | None = None
+    reported_fraction_lost: float | None = None  # 0-1, the receiver's last report
+    reported_lost: int | None = None  # the receiver's cumulative count
+    reported_jitter: float | None = None  # seconds
+    rtt: float | None = None  # seconds, mean over the samples
+    rtt_max: float | None = None
+
+    @property
+    def loss_ratio(self) -> float | None:
+        """Lost over expected from the packets; else the receiver's reported fraction;
+        ``None`` when neither is known."""
+        if self.expected > 0:
+            return max(self.lost, 0) / self.expected
+        return self.reported_fraction_lost
 
 
 @dataclass(slots=True)
@@ -50,6 +76,9 @@ class StreamStats:
     b_to_a: DirectionStats = field(default_factory=DirectionStats)
     a_peer: tuple[str, int] | None = None
     b_peer: tuple[str, int] | None = None
+    # "G722/PCMA": the audio was transcoded, side A's codec then side B's.
+    transcoded: str | None = None
+    refused: bool = False  # the answer refused the stream (port 0, RFC 3264 6)
 
 
 @dataclass(slots=True)
@@ -58,6 +87,18 @@ class SessionStats:
 
     call_id: str
     streams: list[StreamStats] = field(default_factory=list)
+
+    @property
+    def transcoded(self) -> bool:
+        """Some audio crossed the engine in another codec than it was sent in."""
+        return any(s.transcoded is not None for s in self.streams)
+
+    @property
+    def audio_only(self) -> bool:
+        """Video was offered but refused (no video codec in common: never transcoded)."""
+        return any(s.kind == "video" and s.refused for s in self.streams) and not any(
+            s.kind == "video" and not s.refused for s in self.streams
+        )
 
 
 TimeoutHandler = Callable[[str], None]

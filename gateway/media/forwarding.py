@@ -17,21 +17,30 @@ drains the socket with ``recvfrom_into`` into one shared buffer, and each datagr
 sent on from a view of it, so forwarding allocates nothing but the source address.
 Measured on the project's machines (burst forwarding, one process): about 8 us of CPU
 per packet under both asyncio and uvloop, against 40 us (asyncio) and 10 us (uvloop) for
-datagram endpoints, which hand over one datagram per callback. No clock is read here
-for a call's packets: the engine finds dead calls by comparing packet totals between
-checks.
+datagram endpoints, which hand over one datagram per callback. The engine finds dead
+calls by comparing packet totals between checks, not by time. The clock is read once per
+drain of an RTP socket (and per RTCP packet): that time stamps every packet of the
+drain for the interarrival jitter (RFC 3550 A.8), which :mod:`gateway.media.quality`
+keeps per direction with the loss from sequence numbers (A.1, A.3) and the RTCP
+reports crossing (6.4).
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from gateway.media.dtmf import EventReceiver
 from gateway.media.engine import DirectionStats
+from gateway.media.quality import StreamQuality, observe_rtcp
 from gateway.media.rtp import asks_for_keyframe
 from gateway.model.sdp import MediaDescription
+
+if TYPE_CHECKING:
+    from gateway.media.srtp import SrtpLeg
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +48,8 @@ BURST = 64  # datagrams drained per wake-up, so one busy socket cannot starve th
 BUFFER_SIZE = 65536  # the largest UDP payload fits: recvfrom_into never allocates
 
 Address = tuple[str, int]
+# A packet transform of the slow path: bytes in, bytes out, or None to drop the packet.
+Transform = Callable[[bytes], bytes | None]
 
 
 class Leg:
@@ -60,20 +71,27 @@ class Leg:
         "on_keyframe_request",
         "pair",
         "port",
+        "quality",
         "rtcp_dest",
+        "rtcp_in",
         "rtcp_latched",
+        "rtcp_out",
         "rtcp_sdp",
         "rtcp_sock",
         "rtp_dest",
+        "rtp_in",
         "rtp_latched",
+        "rtp_out",
         "rtp_sdp",
         "rtp_sock",
         "rx",
+        "srtp",
         "ssrc",
     )
 
     def __init__(self, rx: DirectionStats) -> None:
         self.rx = rx  # counters of what this side sends (received on these sockets)
+        self.quality = StreamQuality()  # RFC 3550 A.1/A.8 and RTCP figures of the same
         self.pair: PortPair | None = None
         self.port: int | None = None
         self.rtp_sock: socket.socket | None = None
@@ -88,6 +106,17 @@ class Leg:
         self.events: EventReceiver | None = None
         self.on_keyframe_request: Callable[[], None] | None = None
         self.ssrc: int | None = None
+        # Packet transforms (SRTP, transcoding): a packet from this side runs through
+        # ``*_in`` in order, then through the other leg's ``*_out``; empty lists keep
+        # the zero-copy path. SRTP unprotect comes first in ``*_in``, protect last in
+        # ``*_out``, so everything between sees plain RTP.
+        self.rtp_in: list[Transform] = []
+        self.rtp_out: list[Transform] = []
+        self.rtcp_in: list[Transform] = []
+        self.rtcp_out: list[Transform] = []
+        # This side's SRTP (gateway.media.srtp.SrtpLeg) when its SDP chose SDES, for
+        # the packets the relay makes itself (announcements, key-frame requests).
+        self.srtp: SrtpLeg | None = None
 
     def set_sdp_addresses(self, rtp: Address | None, rtcp: Address | None) -> None:
         """Take the side's addresses from its latest SDP (RFC 3264 8.3.1: it may move)."""
@@ -129,8 +158,14 @@ class Forwarder:
     such a packet keeps the pair out of use longer.
     """
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, clock: Callable[[], float], arrival_clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._clock = clock
+        # Read once per drain of a call's socket: the arrival time of its packets for the
+        # jitter (RFC 3550 A.8; see gateway.media.quality). Not the loop's clock, which
+        # uvloop keeps to the millisecond.
+        self._arrival = arrival_clock
         self.send_errors = 0  # datagrams dropped because sendto failed
         self._buffer = bytearray(BUFFER_SIZE)
         self._view = memoryview(self._buffer)
@@ -141,9 +176,14 @@ class Forwarder:
         if src is None or dst is None:
             self._drain_idle(pair, sock)
             return
+        if src.rtp_in or dst.rtp_out:
+            self._relay_rtp_transformed(sock, src, dst)
+            return
         buf = self._buffer
         view = self._view
         rx = src.rx
+        quality = src.quality
+        now = self._arrival()
         for _ in range(BURST):
             try:
                 size, addr = sock.recvfrom_into(buf)
@@ -161,11 +201,14 @@ class Forwarder:
             if size >= 8 and 192 <= buf[1] <= 223:
                 rx.rtcp_packets += 1
                 rx.rtcp_bytes += size
+                observe_rtcp(view[:size], quality, dst.quality, now)
                 if src.on_keyframe_request is not None and asks_for_keyframe(view[:size]):
                     src.on_keyframe_request()
             else:
                 rx.rtp_packets += 1
                 rx.rtp_bytes += size
+                if size >= 12:
+                    quality.rtp(buf, now)
                 events = src.events
                 if events is not None and buf[1] & 0x7F == events.pt:
                     events.feed(bytes(view[:size]))
@@ -185,6 +228,9 @@ class Forwarder:
         if src is None or dst is None:
             self._drain_idle(pair, sock)
             return
+        if src.rtcp_in or dst.rtcp_out:
+            self._relay_rtcp_transformed(sock, src, dst)
+            return
         buf = self._buffer
         view = self._view
         rx = src.rx
@@ -201,6 +247,7 @@ class Forwarder:
                 src.rtcp_latched = True
             rx.rtcp_packets += 1
             rx.rtcp_bytes += size
+            observe_rtcp(view[:size], src.quality, dst.quality, self._arrival())
             if src.on_keyframe_request is not None and asks_for_keyframe(view[:size]):
                 src.on_keyframe_request()
             out = dst.rtcp_sock
@@ -210,6 +257,103 @@ class Forwarder:
                     out.sendto(view[:size], dest)
                 except OSError:
                     self.send_errors += 1
+
+    def _relay_rtp_transformed(self, sock: socket.socket, src: Leg, dst: Leg) -> None:
+        """The slow path of :meth:`relay_rtp`: each packet runs through ``src.rtp_in`` then
+        ``dst.rtp_out`` (``rtcp_*`` for RTCP muxed on the RTP port, RFC 5761 4).
+
+        A side latches only with a packet its transforms accept (an SRTP packet that
+        fails authentication, RFC 3711 3.3, moves nothing). Digits and key-frame
+        requests are read from the plain packet.
+        """
+        buf = self._buffer
+        rx = src.rx
+        now = self._arrival()
+        for _ in range(BURST):
+            try:
+                size, addr = sock.recvfrom_into(buf)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                logger.debug("RTP receive failed: %s", exc)
+                return
+            rtcp = size >= 8 and 192 <= buf[1] <= 223
+            if rtcp:
+                rx.rtcp_packets += 1
+                rx.rtcp_bytes += size
+            else:
+                rx.rtp_packets += 1
+                rx.rtp_bytes += size
+            packet: bytes | None = bytes(buf[:size])
+            for transform in src.rtcp_in if rtcp else src.rtp_in:
+                if packet is None:
+                    break
+                packet = transform(packet)
+            if packet is None:
+                continue
+            if rtcp:  # quality read from the plain packet (after SRTP unprotect)
+                observe_rtcp(packet, src.quality, dst.quality, now)
+            elif len(packet) >= 12:
+                src.quality.rtp(packet, now)
+            if not src.rtp_latched:
+                src.rtp_dest = addr
+                src.rtp_latched = True
+                if not rtcp and len(packet) >= 12:
+                    src.ssrc = int.from_bytes(packet[8:12], "big")
+            if rtcp:
+                if src.on_keyframe_request is not None and asks_for_keyframe(packet):
+                    src.on_keyframe_request()
+            else:
+                events = src.events
+                if events is not None and len(packet) >= 2 and packet[1] & 0x7F == events.pt:
+                    events.feed(packet)
+                    continue
+            self._send_transformed(packet, dst.rtcp_out if rtcp else dst.rtp_out, dst, False)
+
+    def _relay_rtcp_transformed(self, sock: socket.socket, src: Leg, dst: Leg) -> None:
+        """The slow path of :meth:`relay_rtcp`: ``src.rtcp_in``, then ``dst.rtcp_out``."""
+        buf = self._buffer
+        rx = src.rx
+        for _ in range(BURST):
+            try:
+                size, addr = sock.recvfrom_into(buf)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                logger.debug("RTCP receive failed: %s", exc)
+                return
+            rx.rtcp_packets += 1
+            rx.rtcp_bytes += size
+            packet: bytes | None = bytes(buf[:size])
+            for transform in src.rtcp_in:
+                if packet is None:
+                    break
+                packet = transform(packet)
+            if packet is None:
+                continue
+            if not src.rtcp_latched:
+                src.rtcp_dest = addr
+                src.rtcp_latched = True
+            observe_rtcp(packet, src.quality, dst.quality, self._arrival())
+            if src.on_keyframe_request is not None and asks_for_keyframe(packet):
+                src.on_keyframe_request()
+            self._send_transformed(packet, dst.rtcp_out, dst, True)
+
+    def _send_transformed(
+        self, packet: bytes | None, transforms: list[Transform], dst: Leg, rtcp: bool
+    ) -> None:
+        for transform in transforms:
+            if packet is None:
+                return
+            packet = transform(packet)
+        out = dst.rtcp_sock if rtcp else dst.rtp_sock
+        dest = dst.rtcp_dest if rtcp else dst.rtp_dest
+        if packet is None or out is None or dest is None:
+            return
+        try:
+            out.sendto(packet, dest)
+        except OSError:
+            self.send_errors += 1
 
     def _drain_idle(self, pair: PortPair, sock: socket.socket) -> None:
         """Packets for a pooled pair belong to no call: drop them, and keep it quiet longer."""

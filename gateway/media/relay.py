@@ -40,7 +40,18 @@ from gateway.media.forwarding import Address, Forwarder, Leg, PortPair
 from gateway.media.player import Player, negotiated_g711
 from gateway.media.ports import PortPool
 from gateway.media.prompts import PromptError, load_prompt
+from gateway.media.quality import StreamQuality, clock_rates
 from gateway.media.rtp import keyframe_request
+from gateway.media.srtp import (
+    Crypto,
+    SrtpLeg,
+    is_secure,
+    new_crypto,
+    plain_profile,
+    secure_profile,
+    usable_cryptos,
+)
+from gateway.media.transcode import Transcoder, augment_offer, plan_answer
 from gateway.model.events import Dtmf, FastUpdate, Side
 from gateway.model.sdp import (
     Connection,
@@ -105,7 +116,7 @@ class _KeyframeReporter:
 class _Stream:
     """One relayed m= line with both of its legs."""
 
-    __slots__ = ("active", "held", "index", "kind", "legs", "stats")
+    __slots__ = ("active", "held", "index", "kind", "legs", "offered", "stats", "transcoders")
 
     def __init__(self, index: int, kind: str) -> None:
         self.index = index
@@ -114,6 +125,10 @@ class _Stream:
         self.legs = {Side.A: Leg(self.stats.a_to_b), Side.B: Leg(self.stats.b_to_a)}
         self.active = False
         self.held = False
+        # Our a=crypto lines in an offer to a side, until its answer picks one.
+        self.offered: dict[Side, list[Crypto]] = {}
+        # Our transcoder in each side's ``rtp_in`` (gateway.media.transcode), if any.
+        self.transcoders: dict[Side, Transcoder] = {}
 
     def packet_total(self) -> int:
         a, b = self.stats.a_to_b, self.stats.b_to_a
@@ -159,17 +174,46 @@ def _usable_host(address: str, ipv6: bool) -> str | None:
     return str(ip)
 
 
+def _fill_quality(stats: DirectionStats, quality: StreamQuality) -> None:
+    """Copy a leg's reception figures (RFC 3550 A.1-A.8, 6.4.1) into its counters."""
+    q = quality.figures()
+    stats.expected = q.expected
+    stats.lost = q.lost
+    stats.jitter = q.jitter if q.expected else None
+    stats.jitter_max = q.jitter_max if q.expected else None
+    stats.reported_fraction_lost = q.reported_fraction_lost
+    stats.reported_lost = q.reported_lost
+    stats.reported_jitter = q.reported_jitter
+    stats.rtt = q.rtt
+    stats.rtt_max = q.rtt_max
+
+
+def _set_clock_rates(stream: _Stream) -> None:
+    """Both legs learn the RTP clock rates of the stream's payload types (RFC 4566 6)."""
+    maps: list[str] = []
+    for leg in stream.legs.values():
+        if leg.media is not None:
+            maps.extend(leg.media.get_attrs("rtpmap"))
+    rates, default = clock_rates(maps, stream.kind)
+    for leg in stream.legs.values():
+        leg.quality.set_rates(rates, default)
+
+
 def _snapshot(stream: _Stream) -> StreamStats:
-    def copy(d: DirectionStats) -> DirectionStats:
-        return DirectionStats(d.rtp_packets, d.rtp_bytes, d.rtcp_packets, d.rtcp_bytes)
+    def copy(d: DirectionStats, quality: StreamQuality) -> DirectionStats:
+        snap = DirectionStats(d.rtp_packets, d.rtp_bytes, d.rtcp_packets, d.rtcp_bytes)
+        _fill_quality(snap, quality)
+        return snap
 
     return StreamStats(
         index=stream.index,
         kind=stream.kind,
-        a_to_b=copy(stream.stats.a_to_b),
-        b_to_a=copy(stream.stats.b_to_a),
+        a_to_b=copy(stream.stats.a_to_b, stream.legs[Side.A].quality),
+        b_to_a=copy(stream.stats.b_to_a, stream.legs[Side.B].quality),
         a_peer=stream.legs[Side.A].rtp_dest,
         b_peer=stream.legs[Side.B].rtp_dest,
+        transcoded=stream.stats.transcoded,
+        refused=stream.stats.refused,
     )
 
 
@@ -276,6 +320,8 @@ class RelayEngine:
             stats = stream.stats
             stats.a_peer = stream.legs[Side.A].rtp_dest
             stats.b_peer = stream.legs[Side.B].rtp_dest
+            _fill_quality(stats.a_to_b, stream.legs[Side.A].quality)
+            _fill_quality(stats.b_to_a, stream.legs[Side.B].quality)
             final.append(stats)
         logger.debug("call %s: media relay released", call_id)
         return SessionStats(call_id, final)
@@ -351,6 +397,11 @@ class RelayEngine:
             else:
                 self._fir_sequence += 1
                 packet = keyframe_request(self._ssrc, leg.ssrc, fir_sequence=self._fir_sequence)
+            if leg.srtp is not None:  # SRTCP to an SRTP side (RFC 3711 3.4)
+                protected = leg.srtp.protect_rtcp(packet)
+                if protected is None:
+                    continue
+                packet = protected
             try:
                 sock.sendto(packet, dest)
             except OSError as exc:
@@ -407,7 +458,8 @@ class RelayEngine:
         relayable: list[bool] = []
         needed: list[tuple[Leg, Leg]] = []
         for i, media in enumerate(sdp.media):
-            ok = self._relayable(media)
+            # RFC 4568 7.1.2: a secure line with no a=crypto the relay can use is refused.
+            ok = self._relayable(media) and (not is_secure(media) or bool(usable_cryptos(media)))
             relayable.append(ok)
             if i == len(streams):
                 streams.append(_Stream(i, media.kind))
@@ -448,7 +500,18 @@ class RelayEngine:
             if not relayable[i]:
                 self._deactivate(stream)
                 out.media[i].port = 0
+                offered = stream.legs[to_side].media  # the offerer's line, when it had one
+                stream.stats.refused = answer and offered is not None and offered.port != 0
+                if stream.stats.refused and media.kind == "video":
+                    logger.info(
+                        "call %s: video m-line %d refused by %s (no video codec in common, or"
+                        " no video there; video is never transcoded): the call goes on audio-only",
+                        call_id,
+                        i,
+                        from_side.name,
+                    )
                 continue
+            stream.stats.refused = False
             stream.active = True
             effective = sdp.effective_direction(media)
             conn = sdp.connection_for(media)
@@ -461,7 +524,11 @@ class RelayEngine:
             # engine: the controller makes new ones): the announcement reads it to pick
             # its codec, the in-band interworking to see what each side takes.
             leg.media = media
+            _set_clock_rates(stream)
             self._rewrite_media(out.media[i], stream.legs[to_side])
+            self._secure(call_id, stream, media, out.media[i], from_side, answer=answer)
+            if stream.kind == "audio":
+                self._transcode(call_id, stream, out.media[i], from_side, answer=answer)
             if answer:
                 self._end_in_band(call_id, stream, out.media[i], offerer=to_side)
         if out.connection is not None:
@@ -506,6 +573,98 @@ class RelayEngine:
             media.attributes = [
                 ("rtcp", value) if name == "rtcp" else (name, v) for name, v in media.attributes
             ]
+
+    def _secure(
+        self,
+        call_id: str,
+        stream: _Stream,
+        media: MediaDescription,
+        out: MediaDescription,
+        from_side: Side,
+        *,
+        answer: bool,
+    ) -> None:
+        """SDES (RFC 4568) per leg: SRTP ends in the relay on each side that uses it.
+
+        ``media`` is the side's own line, ``out`` its rewritten copy for the other
+        side. The key a side writes is the key it sends with (RFC 4568 6.1): the relay
+        unprotects that side's packets with it and protects what it sends to the side
+        with a key of its own, written only in SDP going to that side. An answer mirrors
+        the profile of the offer it answers (RFC 4568 7.1.3); an offer is secure
+        towards a side only if that side already uses SRTP in this call, else plain
+        RTP/AVP without any a=crypto (so each SDP says what the relay really does).
+        """
+        leg, other = stream.legs[from_side], stream.legs[from_side.other]
+        offered = stream.offered.pop(from_side, None)
+        if is_secure(media):
+            theirs = usable_cryptos(media)  # not empty: checked by the caller
+            if answer:
+                ours = {c.tag: c for c in offered or []}
+                same = [c for c in theirs if c.tag in ours and ours[c.tag].suite == c.suite]
+                pick = same[0] if same else None
+                if pick is None:
+                    raise MediaError(
+                        f"call {call_id}: SRTP answer from {from_side.name} picked no "
+                        "a=crypto the relay offered"
+                    )
+                local = ours[pick.tag]
+            else:
+                pick = theirs[0]
+                current = leg.srtp
+                if current is not None and current.local.suite == pick.suite:
+                    local = Crypto(pick.tag, pick.suite, current.local.key)  # 7.1.4: kept
+                else:
+                    local = new_crypto(pick.tag, pick.suite)
+            current = leg.srtp
+            if current is None or (current.local.suite, current.local.key) != (
+                local.suite,
+                local.key,
+            ):
+                self._set_srtp(leg, SrtpLeg(pick, local))
+            else:  # our key goes on, and with it our SRTP context (no keystream reuse)
+                current.local = local
+                if current.remote != pick:
+                    current.rekey_remote(pick)
+        else:
+            if answer and offered:
+                raise MediaError(
+                    f"call {call_id}: {from_side.name} answered an SRTP offer with {media.proto}"
+                )
+            self._set_srtp(leg, None)
+        out.remove_attrs("crypto")
+        if answer:
+            if other.srtp is not None:  # answering a secure offer: secure, our key
+                out.proto = secure_profile(out.proto)
+                out.add_attr("crypto", other.srtp.local.serialize())
+            else:
+                out.proto = plain_profile(out.proto)
+        elif other.srtp is not None:  # that side already speaks SRTP: offer it again
+            out.proto = secure_profile(out.proto)
+            kept = other.srtp.local
+            stream.offered[from_side.other] = [kept]
+            out.add_attr("crypto", kept.serialize())
+        else:
+            out.proto = plain_profile(out.proto)
+
+    @staticmethod
+    def _set_srtp(leg: Leg, srtp: SrtpLeg | None) -> None:
+        """Put a side's SRTP transforms first in ``*_in`` and last in ``*_out``."""
+        old = leg.srtp
+        if old is not None:
+            for transforms, fn in (
+                (leg.rtp_in, old.unprotect_rtp),
+                (leg.rtcp_in, old.unprotect_rtcp),
+                (leg.rtp_out, old.protect_rtp),
+                (leg.rtcp_out, old.protect_rtcp),
+            ):
+                if fn in transforms:
+                    transforms.remove(fn)
+        leg.srtp = srtp
+        if srtp is not None:
+            leg.rtp_in.insert(0, srtp.unprotect_rtp)
+            leg.rtcp_in.insert(0, srtp.unprotect_rtcp)
+            leg.rtp_out.append(srtp.protect_rtp)
+            leg.rtcp_out.append(srtp.protect_rtcp)
 
     def _sdp_addresses(
         self, conn: Connection, media: MediaDescription
@@ -570,6 +729,50 @@ class RelayEngine:
                     answer.add_attr("rtcp-fb", value)
             offerer_leg.on_keyframe_request = _KeyframeReporter(
                 self._now, functools.partial(self._emit, call_id, offerer, FastUpdate())
+            )
+
+    def _transcode(
+        self, call_id: str, stream: _Stream, out: MediaDescription, from_side: Side, *, answer: bool
+    ) -> None:
+        """Audio transcoding where the sides share no codec (:mod:`gateway.media.transcode`).
+
+        An offer going to a side gets the G.711 laws it lacks added (RFC 3264 5.1); an
+        answer going back keeps only the offerer's formats (RFC 3264 6.1) and the
+        transcoders of both directions are put last in each side's ``rtp_in``, after
+        SRTP unprotect: they see and make plain RTP.
+        """
+        if not answer:
+            added = augment_offer(out, stream.legs[from_side.other].media)
+            if added and logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "call %s: formats %s added for transcoding in the offer to %s",
+                    call_id,
+                    added,
+                    from_side.other.name,
+                )
+            return
+        offerer = from_side.other
+        for side, old in stream.transcoders.items():
+            if old in stream.legs[side].rtp_in:
+                stream.legs[side].rtp_in.remove(old)
+        stream.transcoders = {}
+        stream.stats.transcoded = None
+        offered, answered = stream.legs[offerer].media, stream.legs[from_side].media
+        if offered is None or answered is None:
+            return
+        plan = plan_answer(offered, answered, out)
+        for side, transcoder in ((offerer, plan.to_answerer), (from_side, plan.to_offerer)):
+            if transcoder is not None:
+                stream.legs[side].rtp_in.append(transcoder)
+                stream.transcoders[side] = transcoder
+        if plan.transcoded is not None:
+            codecs = {offerer: plan.transcoded[0].name, from_side: plan.transcoded[1].name}
+            stream.stats.transcoded = f"{codecs[Side.A]}/{codecs[Side.B]}"
+            logger.info(
+                "call %s: audio transcoded, %s on side A and %s on side B (no codec in common)",
+                call_id,
+                codecs[Side.A],
+                codecs[Side.B],
             )
 
     def _emit(self, call_id: str, side: Side, event: Dtmf | FastUpdate) -> None:

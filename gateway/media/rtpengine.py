@@ -31,8 +31,10 @@ from gateway.media import ng
 from gateway.media.engine import MediaError, MediaEventHandler, SessionStats, TimeoutHandler
 from gateway.media.player import negotiated_g711
 from gateway.media.prompts import PROMPT_DIR
+from gateway.media.srtp import is_secure
+from gateway.media.transcode import augment_offer
 from gateway.model.events import Side
-from gateway.model.sdp import SdpError, SessionDescription
+from gateway.model.sdp import MediaDescription, SdpError, SessionDescription
 
 logger = logging.getLogger(__name__)
 
@@ -406,8 +408,18 @@ class RtpengineEngine:
             # take a stream with no address as one to be learnt from its packets.
             if media.port != 0 and sdp.connection_for(media) is None:
                 raise MediaError(f"{what}: m-line {i} ({media.kind}) has no c= address")
+            # SRTP (RFC 4568) is ended by the built-in relay only: rtpengine would need
+            # its SDES flags per side, which this engine does not drive (docs).
+            if media.port != 0 and is_secure(media):
+                raise MediaError(
+                    f"{what}: m-line {i} is {media.proto}: SRTP needs the built-in relay"
+                )
         build = ng.answer if answer else ng.offer
         message = build(self._rtpe_id(call_id), sdp.serialize(), from_side=from_side)
+        if not answer and any(_wants_g711(media) for media in sdp.media):
+            # Debian's rtpengine transcodes (libavcodec): it adds these to the offer
+            # and answers the offerer in its own codec, as the built-in relay does.
+            message[b"codec"] = {b"transcode": [b"PCMU", b"PCMA"]}
         reply = await self._request(message, what)
         try:
             out = SessionDescription.parse(_bytes(reply.get(b"sdp")))
@@ -429,6 +441,11 @@ class RtpengineEngine:
             if negotiated_g711(theirs, other) is not None:
                 return True
         return False
+
+
+def _wants_g711(media: MediaDescription) -> bool:
+    """An audio line the built-in relay would add G.711 to (transcode.augment_offer)."""
+    return augment_offer(media.copy(), None) != []
 
 
 def _bytes(value: object) -> bytes:

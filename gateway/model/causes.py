@@ -119,6 +119,7 @@ class Refusal(StrEnum):
     ALL_BUSY = "all_busy"
     NO_ANSWER = "no_answer"
     MEDIA_UNAVAILABLE = "media_unavailable"
+    ENCRYPTION_REQUIRED = "encryption_required"
 
     @property
     def cause(self) -> Cause:
@@ -143,4 +144,7 @@ _REFUSAL_CAUSE = {
     Refusal.ALL_BUSY: Cause.USER_BUSY,
     Refusal.NO_ANSWER: Cause.NO_ANSWER,
     Refusal.MEDIA_UNAVAILABLE: Cause.RESOURCE_UNAVAILABLE,
+    # Plain RTP where the site or partner requires SRTP: the bearer offered is not one
+    # this call may use (SIP: 488 Not Acceptable Here, RFC 3398 7.2.4.1).
+    Refusal.ENCRYPTION_REQUIRED: Cause.BEARER_CAPABILITY_NOT_IMPLEMENTED,
 }

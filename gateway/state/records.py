@@ -46,6 +46,21 @@ class RecordRow:
     refusal: str | None  # why the gateway refused it itself (closed, queue full, ...)
     packets_to_station: int  # RTP packets relayed from the kiosk, all streams
     packets_to_kiosk: int
+    # Media quality (RFC 3550 A.3, A.8, 6.4.1), None where not measured (no media, an
+    # engine that does not report it, a file written before these columns): packets
+    # lost on the way to the media engine in % of those expected, all streams; the
+    # interarrival jitter, the worst stream's mean, in ms; the round trip between the
+    # engine and each side, in ms.
+    loss_pct_to_station: float | None = None
+    loss_pct_to_kiosk: float | None = None
+    jitter_ms_to_station: float | None = None
+    jitter_ms_to_kiosk: float | None = None
+    rtt_ms_kiosk: float | None = None
+    rtt_ms_station: float | None = None
+    # Audio converted between the sides ("G722/PCMA": the kiosk's codec, then the
+    # station's), and video refused (no common codec: never converted); None before.
+    transcoded: str | None = None
+    audio_only: bool | None = None
 
 
 COLUMNS = tuple(f.name for f in fields(RecordRow))
@@ -141,14 +156,44 @@ CREATE TABLE IF NOT EXISTS call_records (
     cause INTEGER NOT NULL,
     refusal TEXT,
     packets_to_station INTEGER NOT NULL,
-    packets_to_kiosk INTEGER NOT NULL
+    packets_to_kiosk INTEGER NOT NULL,
+    loss_pct_to_station REAL,
+    loss_pct_to_kiosk REAL,
+    jitter_ms_to_station REAL,
+    jitter_ms_to_kiosk REAL,
+    rtt_ms_kiosk REAL,
+    rtt_ms_station REAL,
+    transcoded TEXT,
+    audio_only INTEGER
 );
 CREATE INDEX IF NOT EXISTS call_records_started ON call_records (started);
 CREATE INDEX IF NOT EXISTS call_records_partner ON call_records (partner, started);
 CREATE INDEX IF NOT EXISTS call_records_site ON call_records (site, started);
 """
 
+# Columns added after the first release, each nullable: a file written before them gets
+# them (ALTER TABLE ... ADD COLUMN, NULL in its old rows) when opened, and stays readable.
+_ADDED_COLUMNS = (
+    ("loss_pct_to_station", "REAL"),
+    ("loss_pct_to_kiosk", "REAL"),
+    ("jitter_ms_to_station", "REAL"),
+    ("jitter_ms_to_kiosk", "REAL"),
+    ("rtt_ms_kiosk", "REAL"),
+    ("rtt_ms_station", "REAL"),
+    ("transcoded", "TEXT"),
+    ("audio_only", "INTEGER"),
+)
+
 _PERIODS = {"day": "%Y-%m-%d", "month": "%Y-%m"}
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Add the columns an older file lacks (SQLite's ADD COLUMN keeps every row)."""
+    present = {row[1] for row in db.execute("PRAGMA table_info(call_records)")}
+    with db:
+        for name, kind in _ADDED_COLUMNS:
+            if name not in present:
+                db.execute(f"ALTER TABLE call_records ADD COLUMN {name} {kind}")
 
 
 class SqliteRecordStore:
@@ -178,6 +223,7 @@ class SqliteRecordStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(_SCHEMA)
+            _migrate(db)
             self._db = db
         return self._db
 
@@ -306,6 +352,8 @@ class SqliteRecordStore:
 def _row(values: Sequence[Any]) -> RecordRow:
     data = dict(zip(COLUMNS, values, strict=True))
     data["queued"] = bool(data["queued"])
+    if data["audio_only"] is not None:
+        data["audio_only"] = bool(data["audio_only"])
     return RecordRow(**data)
 
 

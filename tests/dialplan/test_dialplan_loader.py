@@ -408,7 +408,7 @@ BROKEN = [
         "station-bad-transport",
         '"127.0.0.1:5072"}',
         '"127.0.0.1:5072", transport: sctp}',
-        "input should be 'udp' or 'tcp'",
+        "input should be 'udp', 'tcp' or 'tls'",
     ),
     Broken(
         "transport-without-address",

@@ -204,6 +204,51 @@ async def test_rtp_and_rtcp_cross_both_ways_unchanged_and_are_counted(
     assert await media.delete("call-1") is None and await media.stats("call-1") is None
 
 
+async def test_quality_where_the_engine_measures_it(
+    engine: tuple[MediaEngine, tuple[int, int]], peers: tuple[Peer, Peer]
+) -> None:
+    """Loss from sequence numbers and jitter (RFC 3550 A.3, A.8) and the RTCP a side
+    sends (an SR, then the other side's RR echoing it, 6.4.1). The built-in relay
+    measures them; rtpengine 10.5 in userspace passthrough, asked by a real ``query``,
+    reports packets, bytes and errors only (its SSRC table stays empty)."""
+    media, _ = engine
+    a, b = peers
+    a_port, b_port = await connect(media, a, b)
+    for seq in range(40):
+        if seq in (10, 20, 21):
+            continue  # three lost on the way to the engine
+        a.rtp.sendto(rtp(seq, bytes(160)), (HOST, a_port))
+        await recv(b.rtp)
+        await asyncio.sleep(0.02 if seq % 2 else 0.025)  # 2.5 ms of jitter on 20 ms
+    ntp = 0xE1556000_3E000000
+    sender_report = bytes.fromhex("80c80006") + (0xA).to_bytes(4, "big") + ntp.to_bytes(8, "big")
+    sender_report += bytes(12)
+    a.rtcp.sendto(sender_report, (HOST, a_port + 1))
+    await recv(b.rtcp)
+    # about A's SSRC: 64/256 lost, 3 in all, highest 39, jitter 80, LSR of that SR, DLSR 0
+    block = (0xA).to_bytes(4, "big") + bytes([64, 0, 0, 3]) + (39).to_bytes(4, "big")
+    block += (80).to_bytes(4, "big") + ((ntp >> 16) & 0xFFFFFFFF).to_bytes(4, "big") + bytes(4)
+    receiver_report = bytes.fromhex("81c90007") + (0xB).to_bytes(4, "big") + block
+    b.rtcp.sendto(receiver_report, (HOST, b_port + 1))
+    await recv(a.rtcp)
+    final = await media.delete("call-1")
+    assert final is not None
+    kiosk = final.streams[0].a_to_b
+    assert kiosk.rtp_packets == 37 and kiosk.rtcp_packets == 1
+    if isinstance(media, RelayEngine):
+        assert (kiosk.expected, kiosk.lost) == (39, 3)  # the first packet is probation
+        assert kiosk.loss_ratio == pytest.approx(3 / 39)
+        assert kiosk.jitter is not None and 0.0005 < kiosk.jitter < 0.01
+        # what B reported about A's stream: 64/256 lost, 3 in all, 80 units at 8 kHz
+        assert kiosk.reported_fraction_lost == 0.25 and kiosk.reported_lost == 3
+        assert kiosk.reported_jitter == pytest.approx(0.01)
+        station = final.streams[0].b_to_a
+        assert station.rtt is not None and 0 <= station.rtt < 0.5  # relay <-> B
+    else:
+        assert (kiosk.expected, kiosk.lost, kiosk.jitter, kiosk.rtt) == (0, 0, None, None)
+        assert kiosk.loss_ratio is None
+
+
 async def test_a_reoffer_for_hold_and_resume_keeps_the_media_flowing(
     engine: tuple[MediaEngine, tuple[int, int]], peers: tuple[Peer, Peer]
 ) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
+from dataclasses import astuple as dataclass_astuple
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -135,3 +137,51 @@ async def test_records_survive_a_reopening_and_retention_purges_the_old(
     await reopened.close()
     with pytest.raises(RuntimeError, match="closed"):
         await reopened.add([BASE])
+
+
+# The table as the first release wrote it, before the media quality columns.
+_FIRST_SCHEMA = """
+CREATE TABLE call_records (
+    id TEXT PRIMARY KEY, kiosk TEXT NOT NULL, site TEXT NOT NULL, service TEXT NOT NULL,
+    partner TEXT NOT NULL, station TEXT, kiosk_protocol TEXT NOT NULL,
+    station_protocol TEXT, started REAL NOT NULL, queued INTEGER NOT NULL,
+    waited REAL NOT NULL, answered REAL, ended REAL NOT NULL, duration REAL NOT NULL,
+    outcome TEXT NOT NULL, cause INTEGER NOT NULL, refusal TEXT,
+    packets_to_station INTEGER NOT NULL, packets_to_kiosk INTEGER NOT NULL
+);
+"""
+
+
+async def test_a_file_from_before_the_quality_columns_is_migrated_and_readable(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(_FIRST_SCHEMA)
+    old = dataclass_astuple(BASE)[:19]  # the 19 first-release columns
+    db.execute(f"INSERT INTO call_records VALUES ({', '.join('?' * len(old))})", old)
+    db.commit()
+    db.close()
+
+    store = SqliteRecordStore(path)
+    (kept,) = await store.query(RecordQuery(), limit=10, offset=0)
+    assert kept == BASE  # the old row, its quality unknown (NULL)
+    assert kept.loss_pct_to_station is None and kept.rtt_ms_station is None
+    measured = replace(
+        BASE,
+        id="c9",
+        started=NOV_30 + 1,
+        loss_pct_to_station=0.25,
+        loss_pct_to_kiosk=0.0,
+        jitter_ms_to_station=1.5,
+        jitter_ms_to_kiosk=4.75,
+        rtt_ms_kiosk=12.5,
+        rtt_ms_station=0.5,
+    )
+    await store.add([measured])
+    assert (await store.query(RecordQuery(), limit=1, offset=0)) == [measured]
+    await store.close()
+    # opened again: nothing more to migrate, both rows still there
+    again = SqliteRecordStore(path)
+    assert await again.count(RecordQuery()) == 2
+    await again.close()
