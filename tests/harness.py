@@ -480,3 +480,34 @@ def sipp_calls(
         timeout=timeout * 2,
         check=False,
     )
+
+
+EXAMPLE_DOMAIN = "visio.manche.example"  # the domain of dialplans/example.yaml
+
+
+def example_secrets() -> dict[str, str]:
+    """The demo logins and passwords of ``dialplans/example.secrets``."""
+    out = {}
+    for line in (ROOT / "dialplans" / "example.secrets").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, value = line.partition(":")
+            out[name.strip()] = value.strip()
+    return out
+
+
+def pjsua_account(
+    user: str, role: str, registrar: str, domain: str = EXAMPLE_DOMAIN, **extra: Any
+) -> dict[str, Any]:
+    """A pjsua2 agent's account (tests/peers/pjagent.py) for a login of the example
+    dialplan, registering at ``registrar`` (a SIP URI) with its demo password."""
+    return {
+        "id": role,
+        "uri": f"sip:{user}@{domain}",
+        "registrar": registrar,
+        "register": True,
+        "username": user,
+        "password": example_secrets()[user],
+        "realm": "*",
+        "role": role,
+        **extra,
+    }

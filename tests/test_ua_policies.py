@@ -11,7 +11,7 @@ import socket
 import uuid
 from typing import Any
 
-from harness import ROOT, GatewayProcess
+from harness import ROOT, GatewayProcess, example_secrets
 
 from gateway.sip.auth import build_authorization
 from gateway.sip.message import Response, parse_message
@@ -21,13 +21,6 @@ SDP = (
     b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
     b"m=audio 4000 RTP/AVP 0\r\n"
 )
-
-
-def password(user: str) -> str:
-    for line in (ROOT / "dialplans" / "example.secrets").read_text().splitlines():
-        if line.startswith(f"{user}:"):
-            return line.partition(":")[2].strip()
-    raise KeyError(user)
 
 
 def invite(port: int, gw_port: int, extra: str = "", cseq: int = 1, call_id: str = "") -> bytes:
@@ -84,7 +77,7 @@ def test_digest_for_another_uri_is_challenged_again(gateway_factory: Any) -> Non
                 method="INVITE",
                 uri=uri,
                 username="kiosk-lessay",
-                password=password("kiosk-lessay"),
+                password=example_secrets()["kiosk-lessay"],
                 nc=nc,  # a client counts up on the same nonce (RFC 7616 3.4)
             )
             cseq = 2 if expected == 407 else 3

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import ROOT, GatewayProcess, start_capture, wait_for
+from harness import ROOT, GatewayProcess, pjsua_account, start_capture, wait_for
 from peers import find_call, start_pjagent
 
 pytestmark = pytest.mark.interop
@@ -20,27 +20,8 @@ EXAMPLE = ROOT / "dialplans" / "example.yaml"
 DOMAIN = "visio.manche.example"
 
 
-def secrets() -> dict[str, str]:
-    out = {}
-    for line in (ROOT / "dialplans" / "example.secrets").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, _, value = line.partition(":")
-            out[name.strip()] = value.strip()
-    return out
-
-
 def account(gw: GatewayProcess, user: str, role: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "id": role,
-        "uri": f"sip:{user}@{DOMAIN}",
-        "registrar": f"sip:127.0.0.1:{gw.sip_port}",
-        "register": True,
-        "username": user,
-        "password": secrets()[user],
-        "realm": "*",
-        "role": role,
-        **extra,
-    }
+    return pjsua_account(user, role, f"sip:127.0.0.1:{gw.sip_port}", **extra)
 
 
 @pytest.mark.parametrize("hangs_up", ["kiosk", "station"])

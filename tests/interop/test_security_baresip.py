@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from baresip_peer import Baresip, require_baresip
-from harness import ROOT, GatewayProcess, dialplan_variant, wait_for
+from harness import ROOT, GatewayProcess, dialplan_variant, example_secrets, wait_for
 from peers import find_call, start_pjagent
 
 from gateway.sip.auth import parse_challenge_params
@@ -30,13 +30,6 @@ pytestmark = pytest.mark.interop
 
 EXAMPLE = ROOT / "dialplans" / "example.yaml"
 DOMAIN = "visio.manche.example"
-
-
-def secret(name: str) -> str:
-    for line in (ROOT / "dialplans" / "example.secrets").read_text().splitlines():
-        if line.startswith(f"{name}:"):
-            return line.partition(":")[2].strip()
-    raise KeyError(name)
 
 
 def write_tone(path: Path, hz: float, seconds: float = 20.0) -> Path:
@@ -112,7 +105,7 @@ def test_md5_only_baresip_kiosk_registers_and_talks_to_a_station(
                     "registrar": f"sip:127.0.0.1:{gw.sip_port}",
                     "register": True,
                     "username": "station-caf-1",
-                    "password": secret("station-caf-1"),
+                    "password": example_secrets()["station-caf-1"],
                     "realm": "*",
                     "role": "station",
                     "answer": {"mode": "answer", "delay": 0.3, "ringing": 180},
@@ -127,7 +120,7 @@ def test_md5_only_baresip_kiosk_registers_and_talks_to_a_station(
         workdir=tmp_path / "station",
     )
     account = (
-        f"<sip:kiosk-lessay@{DOMAIN}>;auth_pass={secret('kiosk-lessay')}"
+        f"<sip:kiosk-lessay@{DOMAIN}>;auth_pass={example_secrets()['kiosk-lessay']}"
         f';outbound="sip:127.0.0.1:{gw.sip_port}";audio_codecs=PCMU,PCMA;regint=600'
     )
     kiosk = Baresip(
@@ -209,14 +202,14 @@ def test_md5_only_baresip_as_station_and_as_presence_watcher(
     outbound = f'outbound="sip:127.0.0.1:{gw.sip_port}";audio_codecs=PCMU,PCMA;regint=600'
     station = Baresip(
         tmp_path / "station",
-        f"<sip:station-caf-1@{DOMAIN}>;auth_pass={secret('station-caf-1')};{outbound}"
+        f"<sip:station-caf-1@{DOMAIN}>;auth_pass={example_secrets()['station-caf-1']};{outbound}"
         ";answermode=auto",
         tone=write_tone(tmp_path / "station.wav", 660),
         rtp_ports=(32000, 32999),
     )
     watcher = Baresip(
         tmp_path / "watcher",
-        f"<sip:kiosk-lessay@{DOMAIN}>;auth_pass={secret('kiosk-lessay')};{outbound}",
+        f"<sip:kiosk-lessay@{DOMAIN}>;auth_pass={example_secrets()['kiosk-lessay']};{outbound}",
         tone=write_tone(tmp_path / "watcher.wav", 330, seconds=1),
         contacts=(f'"CAF" <sip:caf@{DOMAIN}>;presence=p2p',),
     )
@@ -239,7 +232,7 @@ def test_md5_only_baresip_as_station_and_as_presence_watcher(
                         "registrar": f"sip:127.0.0.1:{gw.sip_port}",
                         "register": True,
                         "username": "kiosk-gavray",
-                        "password": secret("kiosk-gavray"),
+                        "password": example_secrets()["kiosk-gavray"],
                         "realm": "*",
                         "role": "kiosk",
                     }

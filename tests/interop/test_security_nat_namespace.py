@@ -48,7 +48,7 @@ from typing import Any
 
 import peers
 import pytest
-from harness import ROOT, GatewayProcess, dialplan_variant, wait_for
+from harness import ROOT, GatewayProcess, dialplan_variant, pjsua_account, wait_for
 from peers import find_call, start_pjagent
 
 pytestmark = pytest.mark.interop
@@ -137,15 +137,6 @@ def nat_net() -> Iterator[NatNet]:
         assert netns not in _run("ip", "netns", "list").stdout, f"{netns} was not removed"
 
 
-def _secrets() -> dict[str, str]:
-    out = {}
-    for line in (ROOT / "dialplans" / "example.secrets").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, _, value = line.partition(":")
-            out[name.strip()] = value.strip()
-    return out
-
-
 def _in_namespace(tmp_path: Path, netns: str) -> SimpleNamespace:
     """A stand-in for ``sys`` in ``peers``: its ``executable`` runs Python in the namespace
     (``ip netns exec`` execs in place, so the agent keeps the pid the handle signals)."""
@@ -222,20 +213,9 @@ def test_ua_behind_nat_registers_is_called_and_gets_media(
     registrar = f"sip:{nat_net.gateway_addr}:{gw.sip_port}{suffix}"
     capture_path = tmp_path / "nat.pcapng"
     capture = _start_capture(capture_path, nat_net.host_if)
-    secrets = _secrets()
 
     def account(user: str, role: str, **extra: Any) -> dict[str, Any]:
-        return {
-            "id": role,
-            "uri": f"sip:{user}@{DOMAIN}",
-            "registrar": registrar,
-            "register": True,
-            "username": user,
-            "password": secrets[user],
-            "realm": "*",
-            "role": role,
-            **extra,
-        }
+        return pjsua_account(user, role, registrar, DOMAIN, **extra)
 
     talk = 4.0
     with monkeypatch.context() as patch:

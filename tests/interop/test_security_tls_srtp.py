@@ -28,6 +28,7 @@ from harness import (
     ROOT,
     GatewayProcess,
     dialplan_variant,
+    example_secrets,
     free_port,
     ports_free,
     start_capture,
@@ -45,15 +46,6 @@ REQUIRE_CAF = (
     "    wrap_up: 30\n    encryption: required\n",
 )
 TALK = 9.0
-
-
-def secrets() -> dict[str, str]:
-    out = {}
-    for line in (ROOT / "dialplans" / "example.secrets").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, _, value = line.partition(":")
-            out[name.strip()] = value.strip()
-    return out
 
 
 def media_ports(avoid: int = 0) -> int:
@@ -111,7 +103,7 @@ def test_tls_srtp_kiosk_calls_plain_station(gateway_factory: Any, tmp_path: Path
         tmp_path / "tls-srtp.pcapng",
         [gw.sip_port, tls_port, kiosk_rtp, kiosk_rtp + 1, station_rtp, station_rtp + 1],
     )
-    pw = secrets()
+    pw = example_secrets()
     station = start_pjagent(
         {
             "deadline": 60,
@@ -354,7 +346,7 @@ def test_gateway_calls_a_station_over_tls(
                         "registrar": f"sip:127.0.0.1:{gw.sip_port}",
                         "register": True,
                         "username": "kiosk-carentan",
-                        "password": secrets()["kiosk-carentan"],
+                        "password": example_secrets()["kiosk-carentan"],
                     }
                 ],
                 "actions": [

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import ROOT, VECTORS, GatewayProcess, start_capture, wait_for
+from harness import ROOT, VECTORS, GatewayProcess, pjsua_account, start_capture, wait_for
 from peers import start_pjagent
 
 from gateway.call.records import CallRecord
@@ -678,25 +678,7 @@ def test_call_record_and_metrics_carry_the_quality() -> None:
 
 def account(gw: GatewayProcess, user: str, role: str, **extra: Any) -> dict[str, Any]:
     """A pjsua2 account of the example dialplan, registering with its demo password."""
-    passwords = dict(
-        (name.strip(), value.strip())
-        for name, _, value in (
-            line.partition(":")
-            for line in (ROOT / "dialplans" / "example.secrets").read_text().splitlines()
-            if line.strip() and not line.startswith("#")
-        )
-    )
-    return {
-        "id": role,
-        "uri": f"sip:{user}@visio.manche.example",
-        "registrar": f"sip:127.0.0.1:{gw.sip_port}",
-        "register": True,
-        "username": user,
-        "password": passwords[user],
-        "realm": "*",
-        "role": role,
-        **extra,
-    }
+    return pjsua_account(user, role, f"sip:127.0.0.1:{gw.sip_port}", **extra)
 
 
 @pytest.mark.interop
