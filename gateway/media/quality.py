@@ -161,7 +161,7 @@ class StreamQuality:
         """Account for one RTP packet that arrived at ``now`` (seconds).
 
         The usual packet (same source, in sequence or a little ahead, same payload type)
-        takes the straight path written out here; the rest goes to :meth:`_unusual`.
+        needs only the sequence bookkeeping below; the rest goes to :meth:`_unusual`.
         """
         second, seq, ts, ssrc = _HEADER.unpack_from(packet)
         max_seq = self._max_seq
@@ -181,20 +181,7 @@ class StreamQuality:
             self._cycles += RTP_SEQ_MOD
         self._max_seq = seq
         self._received += 1
-        rate = self._rate
-        transit = now * rate - ts  # A.8, in timestamp units
-        d = transit - self._transit  # not None when steady
-        self._transit = transit
-        if d < 0:
-            d = -d
-        if d > _TS_HALF:  # the RTP timestamp wrapped between the two packets
-            d = _TS_MOD - d
-        jitter = self._jitter + (d / rate - self._jitter) / 16
-        self._jitter = jitter
-        self._jitter_sum += jitter
-        self._jitter_count += 1
-        if jitter > self._jitter_max:
-            self._jitter_max = jitter
+        self._transit_time(ts, now)
 
     def _unusual(self, second: int, seq: int, ts: int, ssrc: int, now: float) -> None:
         """A.1 in full: a new source, probation, a jump, a late or repeated packet."""
@@ -239,6 +226,11 @@ class StreamQuality:
             self._pt = pt
             self._rate = self._rates.get(pt, self._default_rate)
             self._transit = None  # another clock: transit times do not compare
+        self._transit_time(ts, now)
+
+    def _transit_time(self, ts: int, now: float) -> None:
+        """A.8: the packet's transit time, in timestamp units, moves the jitter estimate
+        by 1/16 of its difference from the previous packet's (none after a restart)."""
         rate = self._rate
         transit = now * rate - ts
         previous = self._transit

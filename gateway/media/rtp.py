@@ -23,6 +23,7 @@ RFC 3550 5.1 fixed header::
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 RTP_VERSION = 2
@@ -150,9 +151,12 @@ def is_rtcp(packet: bytes) -> bool:
     return len(packet) >= 8 and packet[0] >> 6 == RTP_VERSION and 192 <= packet[1] <= 223
 
 
-def rtcp_packet_types(packet: bytes) -> list[int]:
-    """Packet types of an RTCP compound packet, checking its framing (RFC 3550 6.1, 6.4)."""
-    types: list[int] = []
+def rtcp_packets(
+    packet: bytes | bytearray | memoryview,
+) -> Iterator[tuple[int, int, int, int]]:
+    """Walk an RTCP compound packet (RFC 3550 6.1, 6.4), checking its framing: for each
+    packet its type, its count field (RC/SC/FMT), and where its body starts and ends.
+    Raises :class:`RtpParseError` at the first broken header or length."""
     offset = 0
     size = len(packet)
     if size < _RTCP_HEADER.size:
@@ -169,9 +173,13 @@ def rtcp_packet_types(packet: bytes) -> list[int]:
                 f"RTCP packet type {ptype} at offset {offset} claims {length} bytes, "
                 f"only {size - offset} left"
             )
-        types.append(ptype)
+        yield ptype, first & 0x1F, offset + _RTCP_HEADER.size, offset + length
         offset += length
-    return types
+
+
+def rtcp_packet_types(packet: bytes) -> list[int]:
+    """Packet types of an RTCP compound packet, checking its framing (RFC 3550 6.1, 6.4)."""
+    return [ptype for ptype, _, _, _ in rtcp_packets(packet)]
 
 
 # RFC 4585 6.1: payload-specific feedback, with FMT 1 the picture loss indication (6.3.1);
@@ -286,21 +294,7 @@ def parse_rtcp_reports(
     other packet types (SDES, BYE, APP, feedback) are skipped. Raises
     :class:`RtpParseError` on broken framing or a report that does not fit its length."""
     found: list[SenderReport | ReceiverReport] = []
-    offset = 0
-    size = len(packet)
-    if size < _RTCP_HEADER.size:
-        raise RtpParseError(f"RTCP packet of {size} bytes is shorter than its 4-byte header")
-    while offset < size:
-        if size - offset < _RTCP_HEADER.size:
-            raise RtpParseError(f"{size - offset} stray bytes after the last RTCP packet")
-        first, ptype, words = _RTCP_HEADER.unpack_from(packet, offset)
-        if first >> 6 != RTP_VERSION:
-            raise RtpParseError(f"RTCP version {first >> 6} at offset {offset}, expected 2")
-        end = offset + 4 * (words + 1)
-        if end > size:
-            raise RtpParseError(f"RTCP packet type {ptype} at offset {offset} runs past the end")
-        count = first & 0x1F
-        body = offset + _RTCP_HEADER.size
+    for ptype, count, body, end in rtcp_packets(packet):
         if ptype == RTCP_SR:
             if body + _SENDER_INFO.size > end:
                 raise RtpParseError("RTCP SR shorter than its sender info")
@@ -312,7 +306,6 @@ def parse_rtcp_reports(
                 raise RtpParseError("RTCP RR shorter than its SSRC")
             (ssrc,) = struct.unpack_from("!I", packet, body)
             found.append(ReceiverReport(ssrc, _report_blocks(packet, body + 4, count, end)))
-        offset = end
     return found
 
 
@@ -328,4 +321,5 @@ __all__ = [
     "parse_rtcp_reports",
     "parse_rtp",
     "rtcp_packet_types",
+    "rtcp_packets",
 ]
