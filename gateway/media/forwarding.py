@@ -48,7 +48,7 @@ BURST = 64  # datagrams drained per wake-up, so one busy socket cannot starve th
 BUFFER_SIZE = 65536  # the largest UDP payload fits: recvfrom_into never allocates
 
 Address = tuple[str, int]
-# A packet transform of the slow path: bytes in, bytes out, or None to drop the packet.
+# A packet transform (SRTP, transcoding): bytes in, bytes out, or None to drop the packet.
 Transform = Callable[[bytes], bytes | None]
 
 
@@ -171,13 +171,18 @@ class Forwarder:
         self._view = memoryview(self._buffer)
 
     def relay_rtp(self, pair: PortPair) -> None:
-        """Drain a pair's RTP socket; forward to the other leg (RFC 5761 demux counts)."""
+        """Drain a pair's RTP socket; forward to the other leg (RFC 5761 demux counts).
+
+        Without transforms a packet is forwarded from a view of the shared buffer, with
+        no copy. With them (SRTP, transcoding) it runs through ``src.rtp_in`` (or
+        ``rtcp_in`` for RTCP muxed on this port, RFC 5761 4), then the other leg's
+        ``*_out``; a side latches only with a packet its transforms accept (an SRTP
+        packet that fails authentication, RFC 3711 3.3, moves nothing), and digits,
+        key-frame requests and quality are read from the plain packet.
+        """
         sock, src, dst = pair.rtp, pair.facing, pair.other
         if src is None or dst is None:
             self._drain_idle(pair, sock)
-            return
-        if src.rtp_in or dst.rtp_out:
-            self._relay_rtp_transformed(sock, src, dst)
             return
         buf = self._buffer
         view = self._view
@@ -192,44 +197,44 @@ class Forwarder:
             except OSError as exc:
                 logger.debug("RTP receive failed: %s", exc)
                 return
-            if not src.rtp_latched:
-                src.rtp_dest = addr
-                src.rtp_latched = True
-                if size >= 12 and not 192 <= buf[1] <= 223:
-                    src.ssrc = int.from_bytes(buf[8:12], "big")
             # rtcp-mux: RTCP types 192-223 fill the byte holding RTP's marker and PT
-            if size >= 8 and 192 <= buf[1] <= 223:
+            rtcp = size >= 8 and 192 <= buf[1] <= 223
+            if rtcp:
                 rx.rtcp_packets += 1
                 rx.rtcp_bytes += size
-                observe_rtcp(view[:size], quality, dst.quality, now)
-                if src.on_keyframe_request is not None and asks_for_keyframe(view[:size]):
-                    src.on_keyframe_request()
             else:
                 rx.rtp_packets += 1
                 rx.rtp_bytes += size
-                if size >= 12:
-                    quality.rtp(buf, now)
+            packet: bytes | memoryview = view[:size]
+            transforms = src.rtcp_in if rtcp else src.rtp_in
+            if transforms:
+                plain = _through(transforms, bytes(packet))
+                if plain is None:
+                    continue
+                packet = plain
+            if not src.rtp_latched:
+                src.rtp_dest = addr
+                src.rtp_latched = True
+                if not rtcp and len(packet) >= 12:
+                    src.ssrc = int.from_bytes(packet[8:12], "big")
+            if rtcp:
+                observe_rtcp(packet, quality, dst.quality, now)
+                if src.on_keyframe_request is not None and asks_for_keyframe(packet):
+                    src.on_keyframe_request()
+            elif len(packet) >= 12:  # shorter is no RTP (RFC 3550 5.1): sent on untouched
+                quality.rtp(packet, now)
                 events = src.events
-                if events is not None and buf[1] & 0x7F == events.pt:
-                    events.feed(bytes(view[:size]))
+                if events is not None and packet[1] & 0x7F == events.pt:
+                    events.feed(bytes(packet))
                     continue  # ended here: the other side does not take them in RTP
-            out = dst.rtp_sock
-            dest = dst.rtp_dest
-            if out is not None and dest is not None:
-                try:
-                    out.sendto(view[:size], dest)
-                except OSError:
-                    # a full socket buffer or an unreachable peer: drop, as the network would
-                    self.send_errors += 1
+            self._send(packet, dst.rtcp_out if rtcp else dst.rtp_out, dst.rtp_sock, dst.rtp_dest)
 
     def relay_rtcp(self, pair: PortPair) -> None:
-        """Drain a pair's RTCP socket; forward to the other leg's RTCP address."""
+        """Drain a pair's RTCP socket; forward to the other leg's RTCP address (through
+        ``src.rtcp_in`` and the other leg's ``rtcp_out`` when there are transforms)."""
         sock, src, dst = pair.rtcp, pair.facing, pair.other
         if src is None or dst is None:
             self._drain_idle(pair, sock)
-            return
-        if src.rtcp_in or dst.rtcp_out:
-            self._relay_rtcp_transformed(sock, src, dst)
             return
         buf = self._buffer
         view = self._view
@@ -242,117 +247,41 @@ class Forwarder:
             except OSError as exc:
                 logger.debug("RTCP receive failed: %s", exc)
                 return
-            if not src.rtcp_latched:
-                src.rtcp_dest = addr
-                src.rtcp_latched = True
             rx.rtcp_packets += 1
             rx.rtcp_bytes += size
-            observe_rtcp(view[:size], src.quality, dst.quality, self._arrival())
-            if src.on_keyframe_request is not None and asks_for_keyframe(view[:size]):
-                src.on_keyframe_request()
-            out = dst.rtcp_sock
-            dest = dst.rtcp_dest
-            if out is not None and dest is not None:
-                try:
-                    out.sendto(view[:size], dest)
-                except OSError:
-                    self.send_errors += 1
-
-    def _relay_rtp_transformed(self, sock: socket.socket, src: Leg, dst: Leg) -> None:
-        """The slow path of :meth:`relay_rtp`: each packet runs through ``src.rtp_in`` then
-        ``dst.rtp_out`` (``rtcp_*`` for RTCP muxed on the RTP port, RFC 5761 4).
-
-        A side latches only with a packet its transforms accept (an SRTP packet that
-        fails authentication, RFC 3711 3.3, moves nothing). Digits and key-frame
-        requests are read from the plain packet.
-        """
-        buf = self._buffer
-        rx = src.rx
-        now = self._arrival()
-        for _ in range(BURST):
-            try:
-                size, addr = sock.recvfrom_into(buf)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                logger.debug("RTP receive failed: %s", exc)
-                return
-            rtcp = size >= 8 and 192 <= buf[1] <= 223
-            if rtcp:
-                rx.rtcp_packets += 1
-                rx.rtcp_bytes += size
-            else:
-                rx.rtp_packets += 1
-                rx.rtp_bytes += size
-            packet: bytes | None = bytes(buf[:size])
-            for transform in src.rtcp_in if rtcp else src.rtp_in:
-                if packet is None:
-                    break
-                packet = transform(packet)
-            if packet is None:
-                continue
-            if rtcp:  # quality read from the plain packet (after SRTP unprotect)
-                observe_rtcp(packet, src.quality, dst.quality, now)
-            elif len(packet) >= 12:
-                src.quality.rtp(packet, now)
-            if not src.rtp_latched:
-                src.rtp_dest = addr
-                src.rtp_latched = True
-                if not rtcp and len(packet) >= 12:
-                    src.ssrc = int.from_bytes(packet[8:12], "big")
-            if rtcp:
-                if src.on_keyframe_request is not None and asks_for_keyframe(packet):
-                    src.on_keyframe_request()
-            else:
-                events = src.events
-                if events is not None and len(packet) >= 2 and packet[1] & 0x7F == events.pt:
-                    events.feed(packet)
+            packet: bytes | memoryview = view[:size]
+            if src.rtcp_in:
+                plain = _through(src.rtcp_in, bytes(packet))
+                if plain is None:
                     continue
-            self._send_transformed(packet, dst.rtcp_out if rtcp else dst.rtp_out, dst, False)
-
-    def _relay_rtcp_transformed(self, sock: socket.socket, src: Leg, dst: Leg) -> None:
-        """The slow path of :meth:`relay_rtcp`: ``src.rtcp_in``, then ``dst.rtcp_out``."""
-        buf = self._buffer
-        rx = src.rx
-        for _ in range(BURST):
-            try:
-                size, addr = sock.recvfrom_into(buf)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                logger.debug("RTCP receive failed: %s", exc)
-                return
-            rx.rtcp_packets += 1
-            rx.rtcp_bytes += size
-            packet: bytes | None = bytes(buf[:size])
-            for transform in src.rtcp_in:
-                if packet is None:
-                    break
-                packet = transform(packet)
-            if packet is None:
-                continue
+                packet = plain
             if not src.rtcp_latched:
                 src.rtcp_dest = addr
                 src.rtcp_latched = True
             observe_rtcp(packet, src.quality, dst.quality, self._arrival())
             if src.on_keyframe_request is not None and asks_for_keyframe(packet):
                 src.on_keyframe_request()
-            self._send_transformed(packet, dst.rtcp_out, dst, True)
+            self._send(packet, dst.rtcp_out, dst.rtcp_sock, dst.rtcp_dest)
 
-    def _send_transformed(
-        self, packet: bytes | None, transforms: list[Transform], dst: Leg, rtcp: bool
+    def _send(
+        self,
+        packet: bytes | memoryview,
+        transforms: list[Transform],
+        out: socket.socket | None,
+        dest: Address | None,
     ) -> None:
-        for transform in transforms:
-            if packet is None:
+        """Send on a packet, through the receiving leg's ``*_out`` transforms if any."""
+        if transforms:
+            made = _through(transforms, bytes(packet))
+            if made is None:
                 return
-            packet = transform(packet)
-        out = dst.rtcp_sock if rtcp else dst.rtp_sock
-        dest = dst.rtcp_dest if rtcp else dst.rtp_dest
-        if packet is None or out is None or dest is None:
+            packet = made
+        if out is None or dest is None:
             return
         try:
             out.sendto(packet, dest)
         except OSError:
+            # a full socket buffer or an unreachable peer: drop, as the network would
             self.send_errors += 1
 
     def _drain_idle(self, pair: PortPair, sock: socket.socket) -> None:
@@ -363,3 +292,13 @@ class Forwarder:
                 sock.recvfrom_into(self._buffer)
             except OSError:  # BlockingIOError included: drained
                 return
+
+
+def _through(transforms: list[Transform], packet: bytes) -> bytes | None:
+    """A packet run through transforms in order; None as soon as one drops it."""
+    for transform in transforms:
+        made = transform(packet)
+        if made is None:
+            return None
+        packet = made
+    return packet
