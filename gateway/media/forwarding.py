@@ -69,6 +69,7 @@ class Leg:
         "events",
         "media",
         "on_keyframe_request",
+        "on_ssrc",
         "pair",
         "port",
         "quality",
@@ -106,6 +107,9 @@ class Leg:
         self.events: EventReceiver | None = None
         self.on_keyframe_request: Callable[[], None] | None = None
         self.ssrc: int | None = None
+        # Called once when ``ssrc`` is learnt: a key-frame request for this side that
+        # had to wait for its first packet (gateway.media.relay.request_keyframe).
+        self.on_ssrc: Callable[[], object] | None = None
         # Packet transforms (SRTP, transcoding): a packet from this side runs through
         # ``*_in`` in order, then through the other leg's ``*_out``; empty lists keep
         # the zero-copy path. SRTP unprotect comes first in ``*_in``, protect last in
@@ -217,6 +221,9 @@ class Forwarder:
                 src.rtp_latched = True
                 if not rtcp and len(packet) >= 12:
                     src.ssrc = int.from_bytes(packet[8:12], "big")
+                    if src.on_ssrc is not None:  # a key-frame request waited for it
+                        waiting, src.on_ssrc = src.on_ssrc, None
+                        waiting()
             if rtcp:
                 observe_rtcp(packet, quality, dst.quality, now)
                 if src.on_keyframe_request is not None and asks_for_keyframe(packet):

@@ -378,7 +378,12 @@ class RelayEngine:
 
     async def request_keyframe(self, call_id: str, *, to_side: Side) -> bool:
         """Send ``to_side`` a PLI (or a FIR where it only takes ``ccm fir``) for each
-        live video stream it sends and negotiated such feedback on; False if none."""
+        live video stream it negotiated such feedback on; False if none.
+
+        A request names the sender's SSRC (RFC 4585 6.3.1, RFC 5104 4.3.1): to a side
+        that has sent no video yet (a station starts after its 200 OK) it goes as soon
+        as its first RTP packet tells the SSRC.
+        """
         session = self._sessions.get(call_id)
         if session is None:
             return False
@@ -386,29 +391,39 @@ class RelayEngine:
         for stream in session.streams:
             leg = stream.legs[to_side]
             feedback = keyframe_feedback(leg.media)
-            if stream.kind != "video" or not stream.active or not feedback or leg.ssrc is None:
+            if stream.kind != "video" or not stream.active or not feedback:
                 continue
-            mux = leg.media is not None and leg.media.has_attr("rtcp-mux")
-            sock, dest = (leg.rtp_sock, leg.rtp_dest) if mux else (leg.rtcp_sock, leg.rtcp_dest)
-            if sock is None or dest is None:
-                continue
-            if any("pli" in value.lower() for value in feedback):
-                packet = keyframe_request(self._ssrc, leg.ssrc)
-            else:
-                self._fir_sequence += 1
-                packet = keyframe_request(self._ssrc, leg.ssrc, fir_sequence=self._fir_sequence)
-            if leg.srtp is not None:  # SRTCP to an SRTP side (RFC 3711 3.4)
-                protected = leg.srtp.protect_rtcp(packet)
-                if protected is None:
-                    continue
-                packet = protected
-            try:
-                sock.sendto(packet, dest)
-            except OSError as exc:
-                logger.info("call %s: key-frame request to %s failed: %s", call_id, dest, exc)
-                continue
-            sent = True
+            if leg.ssrc is None:
+                leg.on_ssrc = functools.partial(self._keyframe_request, call_id, leg, feedback)
+                sent = True
+            elif self._keyframe_request(call_id, leg, feedback):
+                sent = True
         return sent
+
+    def _keyframe_request(self, call_id: str, leg: Leg, feedback: list[str]) -> bool:
+        """Send ``leg``'s side one PLI or FIR naming its SSRC; whether it went out."""
+        if leg.ssrc is None:
+            return False
+        mux = leg.media is not None and leg.media.has_attr("rtcp-mux")
+        sock, dest = (leg.rtp_sock, leg.rtp_dest) if mux else (leg.rtcp_sock, leg.rtcp_dest)
+        if sock is None or dest is None:
+            return False
+        if any("pli" in value.lower() for value in feedback):
+            packet = keyframe_request(self._ssrc, leg.ssrc)
+        else:
+            self._fir_sequence += 1
+            packet = keyframe_request(self._ssrc, leg.ssrc, fir_sequence=self._fir_sequence)
+        if leg.srtp is not None:  # SRTCP to an SRTP side (RFC 3711 3.4)
+            protected = leg.srtp.protect_rtcp(packet)
+            if protected is None:
+                return False
+            packet = protected
+        try:
+            sock.sendto(packet, dest)
+        except OSError as exc:
+            logger.info("call %s: key-frame request to %s failed: %s", call_id, dest, exc)
+            return False
+        return True
 
     @property
     def ports_in_use(self) -> int:

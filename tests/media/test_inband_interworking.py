@@ -211,15 +211,24 @@ async def test_the_relay_asks_a_side_that_takes_feedback_for_a_key_frame(
     a, b = peers
     offer = await relay.offer("c4", sdp(a, video="96 nack pli"), from_side=Side.A)
     answer = await relay.answer("c4", sdp(b, video="96 ccm fir"), from_side=Side.B)
-    assert not await relay.request_keyframe("c4", to_side=Side.A)  # no video from A yet
+    # No video from A yet: the request waits for A's first packet, which names its SSRC.
+    assert await relay.request_keyframe("c4", to_side=Side.A)
+    await asyncio.sleep(0.1)
+    assert drain(a.rtcp) == []
     video = RtpPacket(96, 1, 0, 0xCAFE, payload=bytes(100)).serialize()
     a.rtp.sendto(video, (HOST, answer.media[1].port))
     await recv(b.rtp)
-    assert await relay.request_keyframe("c4", to_side=Side.A)
-    request, source = await recv(a.rtcp)
-    assert source == (HOST, answer.media[1].port + 1)  # from the relay's RTCP port for A
-    assert rtcp_packet_types(request) == [201, 206] and request[8] & 0x1F == 1  # PLI
-    assert struct.unpack_from("!I", request, 16)[0] == 0xCAFE  # names A's own SSRC
+    for _ in range(2):  # the one that waited, then one asked once the SSRC is known
+        request, source = await recv(a.rtcp)
+        assert source == (HOST, answer.media[1].port + 1)  # the relay's RTCP port for A
+        assert rtcp_packet_types(request) == [201, 206] and request[8] & 0x1F == 1  # PLI
+        assert struct.unpack_from("!I", request, 16)[0] == 0xCAFE  # names A's own SSRC
+        assert await relay.request_keyframe("c4", to_side=Side.A)
+    await recv(a.rtcp)
+    a.rtp.sendto(video, (HOST, answer.media[1].port))  # later packets ask for nothing more
+    await recv(b.rtp)
+    await asyncio.sleep(0.1)
+    assert drain(a.rtcp) == []
 
     b.rtp.sendto(RtpPacket(96, 1, 0, 0xBEEF).serialize(), (HOST, offer.media[1].port))
     await recv(a.rtp)
