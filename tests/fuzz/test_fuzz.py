@@ -11,6 +11,7 @@ run is ``bench/fuzz.py``.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -48,7 +49,10 @@ def test_decoder_keeps_its_contract_under_fuzzing(target: str, tmp_path: Path) -
         timeout=240,
     )
     assert result.returncode == 0, _crash_report(result, artifacts)
-    assert f"Done {runs} runs" in result.stderr, result.stderr[-2000:]
+    # libFuzzer's own count: the runs asked for, or a few more (it counts some seed
+    # inputs again when it reduces the corpus), never fewer
+    done = re.search(r"Done (\d+) runs", result.stderr)
+    assert done is not None and int(done.group(1)) >= runs, result.stderr[-2000:]
     assert not list(artifacts.iterdir()), _crash_report(result, artifacts)
 
 
