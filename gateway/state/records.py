@@ -16,7 +16,7 @@ import asyncio
 import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -64,6 +64,13 @@ class RecordRow:
 
 
 COLUMNS = tuple(f.name for f in fields(RecordRow))
+
+
+def _values(row: RecordRow) -> tuple[object, ...]:
+    """A row's values in column order (flat fields: no deep copy as ``astuple`` makes)."""
+    return tuple(getattr(row, name) for name in COLUMNS)
+
+
 # Filters the API offers, each on one column with equality.
 FILTERABLE = ("kiosk", "site", "service", "partner", "station", "outcome")
 
@@ -244,7 +251,7 @@ class SqliteRecordStore:
         with db:
             db.executemany(
                 f"INSERT OR REPLACE INTO call_records ({', '.join(COLUMNS)}) VALUES ({marks})",
-                [astuple(row) for row in rows],
+                [_values(row) for row in rows],
             )
 
     async def query(self, query: RecordQuery, *, limit: int, offset: int) -> list[RecordRow]:
