@@ -19,11 +19,13 @@ import math
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, cast
 
 from gateway.edge.bounds import TOTAL, ConnectionBounds
+from gateway.model.loops import stop_reading
 from gateway.sip.errors import SipParseError
 from gateway.sip.guard import FloodGuard
 from gateway.sip.message import (
@@ -223,9 +225,12 @@ class SipEndpoint:
         t1: float = T1,
         tls: TlsSettings | None = None,
         limits: ConnectionLimits | None = None,
+        wire: Callable[[bytes, Address, str], None] | None = None,
     ) -> None:
         """``t1`` sets the timers of the layer built here (see :func:`transaction_layer`);
-        ``tls`` adds the TLS listener and client, ``limits`` bounds connections."""
+        ``tls`` adds the TLS listener and client, ``limits`` bounds connections.
+        ``wire``, when given, takes every outgoing message (data, destination,
+        transport) in place of the sockets: the in-memory tests' network."""
         if layer is not None and t1 != T1:
             raise ValueError("give either a transaction layer or its T1, not both")
         self.host = host
@@ -256,6 +261,7 @@ class SipEndpoint:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when: float | None = None
         self._pumping = False
+        self._wire = wire
 
     # -- life cycle -------------------------------------------------------------------
     async def start(self, *, tcp: bool = True) -> None:
@@ -392,7 +398,7 @@ class SipEndpoint:
             self._timer.cancel()
         if self._udp is not None:
             if self._loop is not None:
-                self._loop.remove_reader(self._udp.fileno())
+                stop_reading(self._loop, self._udp.fileno())
             self._udp.close()
             self._udp = None
         for conn in [*self._tcp.values(), *self._tls.values()]:
@@ -585,6 +591,9 @@ class SipEndpoint:
 
     def _write(self, data: bytes, dest: Address, transport: str) -> None:
         self.counters.sent += 1
+        if self._wire is not None:
+            self._wire(data, dest, transport)
+            return
         if transport == "udp":
             if self._udp is not None:
                 try:

@@ -29,6 +29,13 @@ class MediaError(Exception):
     error, when there is one (``SdpError``, ``PromptError``, ``OSError``, a timeout of
     the control channel), is chained as ``__cause__``."""
 
+    def __init__(self, message: str, *, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        if cause is not None:
+            # Given here as well as by ``raise ... from``: mypyc (2.4), which compiles
+            # the relay in scripts/build-core, drops a ``from`` clause.
+            self.__cause__ = cause
+
 
 @dataclass(slots=True)
 class DirectionStats:
@@ -112,7 +119,7 @@ class MediaEngine(Protocol):
 
     ``call_id`` is the controller's own call identifier (not a SIP Call-ID). Every
     method raises :class:`MediaError`, and nothing else, when it cannot do its job
-    (an implementation wraps its own errors with ``raise MediaError(...) from exc``);
+    (an implementation wraps its own errors with ``MediaError(..., cause=exc)``);
     any other exception is a bug. A failed ``offer`` or ``answer`` leaves a running
     session as it was.
     """

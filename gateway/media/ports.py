@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 from gateway.media.engine import MediaError
 from gateway.media.forwarding import Leg, PortPair
+from gateway.model.loops import stop_reading
 
 logger = logging.getLogger(__name__)
 
@@ -143,11 +144,13 @@ class PortPool:
                 loop.add_reader(rtp.fileno(), self._relay_rtp, pair)
                 loop.add_reader(rtcp.fileno(), self._relay_rtcp, pair)
             except OSError as exc:  # the poller is full: no other port would do better
-                loop.remove_reader(rtp.fileno())
+                stop_reading(loop, rtp.fileno())
                 rtp.close()
                 rtcp.close()
                 self._free.append(port)
-                raise MediaError(f"cannot watch RTP/RTCP ports {port}-{port + 1}: {exc}") from exc
+                raise MediaError(
+                    f"cannot watch RTP/RTCP ports {port}-{port + 1}: {exc}", cause=exc
+                ) from exc
             return pair
         raise MediaError(f"no free RTP/RTCP port pair in {self.port_min}-{self.port_max}")
 
@@ -156,7 +159,7 @@ class PortPool:
         """A port another process holds is skipped; any other failure (no descriptor
         left, an address that is not ours) would fail on every port: it ends the search."""
         if exc.errno not in _PORT_TAKEN:
-            raise MediaError(f"cannot bind UDP port {port}: {exc}") from exc
+            raise MediaError(f"cannot bind UDP port {port}: {exc}", cause=exc) from exc
         logger.info("UDP port %d unavailable (%s): skipped", port, exc.strerror)
 
     def _bind(self, port: int) -> socket.socket:
@@ -171,8 +174,8 @@ class PortPool:
 
     def _close_pair(self, pair: PortPair) -> None:
         loop = self._loop()
-        loop.remove_reader(pair.rtp.fileno())
-        loop.remove_reader(pair.rtcp.fileno())
+        stop_reading(loop, pair.rtp.fileno())
+        stop_reading(loop, pair.rtcp.fileno())
         pair.rtp.close()
         pair.rtcp.close()
         # Freed ports go to the back of the queue: stale packets of the old call

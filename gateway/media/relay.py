@@ -294,7 +294,9 @@ class RelayEngine:
         try:
             return self._negotiate(call_id, sdp, from_side, answer=False)
         except (SdpError, OSError) as exc:
-            raise MediaError(f"call {call_id}: offer from {from_side.name}: {exc}") from exc
+            raise MediaError(
+                f"call {call_id}: offer from {from_side.name}: {exc}", cause=exc
+            ) from exc
 
     async def answer(
         self, call_id: str, sdp: SessionDescription, *, from_side: Side
@@ -304,7 +306,9 @@ class RelayEngine:
         try:
             return self._negotiate(call_id, sdp, from_side, answer=True)
         except (SdpError, OSError) as exc:
-            raise MediaError(f"call {call_id}: answer from {from_side.name}: {exc}") from exc
+            raise MediaError(
+                f"call {call_id}: answer from {from_side.name}: {exc}", cause=exc
+            ) from exc
 
     async def delete(self, call_id: str) -> SessionStats | None:
         """Give the call's ports back (to the pool) and return the final counters."""
@@ -353,7 +357,9 @@ class RelayEngine:
             try:
                 loaded = load_prompt(prompt, name, pt)
             except PromptError as exc:
-                raise MediaError(f"call {call_id}: cannot play {prompt!r}: {exc}") from exc
+                raise MediaError(
+                    f"call {call_id}: cannot play {prompt!r}: {exc}", cause=exc
+                ) from exc
             self._stop_player(call_id)
             player = Player(leg, loaded, self._running_loop())
             self._players[call_id] = player
@@ -499,7 +505,8 @@ class RelayEngine:
                 pool.give_back(pair)
             raise MediaError(
                 f"call {call_id}: needed {len(needed)} port pairs, "
-                f"found {len(pairs)} in {self.port_min}-{self.port_max} ({exc})"
+                f"found {len(pairs)} in {self.port_min}-{self.port_max} ({exc})",
+                cause=exc,
             ) from exc
 
         session.streams = streams

@@ -112,9 +112,10 @@ class SipWorld:
         path.write_text(DIALPLAN)
         self.dialplan = load_dialplan(path)
         self.sent: list[tuple[bytes, tuple[str, int]]] = []
-        self.endpoint = SipEndpoint("127.0.0.1", 5060)
+        self.endpoint = SipEndpoint(
+            "127.0.0.1", 5060, wire=lambda data, dest, transport: self.sent.append((data, dest))
+        )
         self.endpoint._loop = asyncio.get_running_loop()  # no start(): no socket
-        self.endpoint._write = lambda data, dest, transport: self.sent.append((data, dest))  # type: ignore[method-assign]
         self.sched = LoopScheduler(time.time)
         self.media = FakeMedia()
         self.ua = SipUserAgent(self.endpoint, MemoryStore(), self.dialplan, self.sched)

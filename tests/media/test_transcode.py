@@ -32,6 +32,7 @@ from gateway.media.rtp import RtpPacket, parse_rtp
 from gateway.media.rtpengine import RtpengineEngine, parse_address
 from gateway.media.transcode import (
     G722,
+    PASS_THROUGH,
     PCMA,
     PCMU,
     AudioCodec,
@@ -359,6 +360,31 @@ def test_answer_with_a_common_codec_needs_no_transcoder() -> None:
     plan = plan_answer(offer, answer, out)
     assert out.formats == ["0", "101"]
     assert plan.to_answerer is None and plan.to_offerer is None and plan.transcoded is None
+
+
+def test_mirrored_answers_take_the_pass_through_plan() -> None:
+    """An answer that kept offered formats under their own numbers leaves every packet
+    alone; a near miss (one codec offered under two numbers, events renumbered) does not."""
+    mirrored = [
+        (
+            ("audio 4000 RTP/AVP 9 0 101", f"rtpmap:{TE}"),
+            ("audio 5000 RTP/AVP 0 101", f"rtpmap:{TE}"),
+        ),
+        (("audio 4000 RTP/AVP 0",), ("audio 5000 RTP/AVP 0",)),
+        (("audio 4000 RTP/AVP 8 0",), ("audio 5000 RTP/AVP 0 8",)),
+    ]
+    for offered, answered in mirrored:
+        answer = media(*answered)
+        out = answer.copy()
+        assert plan_answer(media(*offered), answer, out) is PASS_THROUGH
+        assert out.formats == answer.formats
+    twice = media("audio 4000 RTP/AVP 0 96", "rtpmap:96 PCMU/8000")
+    plan = plan_answer(twice, media("audio 5000 RTP/AVP 0"), media("audio 5000 RTP/AVP 0"))
+    assert plan is not PASS_THROUGH
+    assert plan.to_answerer is not None and plan.to_answerer.routes == {96: 0}
+    renumbered = media("audio 5000 RTP/AVP 0 96", "rtpmap:96 telephone-event/8000")
+    offer = media("audio 4000 RTP/AVP 0 101", f"rtpmap:{TE}")
+    assert plan_answer(offer, renumbered, renumbered.copy()) is not PASS_THROUGH
 
 
 def test_answer_keeping_an_added_law_beside_a_common_codec() -> None:
