@@ -27,7 +27,8 @@ dialogs and relay ports it holds (``/api/v1/status``) and the set-up latencies o
 timed calls of that window. At the end it ends the peers softly (SIPp's SIGUSR1: the
 calls in progress finish), waits for the gateway to become idle, samples once more, and
 writes ``soak-<UTC time>.json`` and a PNG plot to ``--out`` (``bench/figures``). The
-gateway runs with ``--max-transactions-per-source 0``: every call comes from one address.
+gateway runs on its defaults: every call comes from one address, and the bound on
+unanswered transactions per source (1,024) leaves in-dialog requests and CANCELs out.
 
 Run from the project root with the project venv, niced on a shared machine::
 
@@ -620,9 +621,6 @@ def run(config: SoakConfig) -> dict[str, Any]:
                     *("--http-port", str(http_port), "--sip-t1", str(config.sip_t1)),
                     *("--h323-port", "0", "--ras-port", "0", "--log-level", "WARNING"),
                     *("--records", str(work / "records.sqlite")),
-                    # SIPp places every call from one address, as in loadtest.yaml (whose
-                    # flood_rate is 0): no per-source bound on live transactions
-                    *("--max-transactions-per-source", "0"),
                 ],
                 ROOT,
                 gw_log,
