@@ -1,11 +1,13 @@
 """Media load benchmark: N audio+video calls through each media engine, ramped to its limit.
 
 ``python -m bench.media`` (from the project root, with the project's venv) measures, in
-one run, the built-in relay (:class:`gateway.media.relay.RelayEngine`), a minimal C relay
-on ``recvmmsg``/``sendmmsg`` compiled now (``bench/media_relay.c``, the reference for
-what this machine can do) and rtpengine in userspace mode. Each engine runs in its own
-process pinned to one core; the load generator (``bench/media_load.c``) holds both ends
-of every call and is pinned to the other core.
+one run, the built-in relay (:class:`gateway.media.relay.RelayEngine`), the same relay in
+worker processes (:class:`gateway.media.workers.WorkerRelayEngine`, ``builtin-workers``),
+a minimal C relay on ``recvmmsg``/``sendmmsg`` compiled now (``bench/media_relay.c``, the
+reference for what this machine can do) and rtpengine in userspace mode. Each engine runs
+in its own process pinned to one core (``builtin-workers``: its processes on both cores);
+the load generator (``bench/media_load.c``) holds both ends of every call and is pinned
+to the other core. An engine's CPU time is that of its whole process tree.
 
 Every call sends, each way, G.711-sized audio (50 packets/s of 172 bytes) and video
 (``--video-pps``, 40 to 200 packets/s of 1,200 bytes). Each step sends for a few seconds
@@ -58,8 +60,10 @@ from bench.media_system import (
     parse_perf_counts,
     parse_perf_dso_shares,
     parse_strace_summary,
-    rss_bytes,
+    process_tree,
     tracepoint_exists,
+    tree_cpu_seconds,
+    tree_rss_bytes,
 )
 
 DEFAULT_RESULTS_DIR = ROOT / "bench" / "results"
@@ -269,10 +273,11 @@ def _perf_syscalls(
         if tracepoint_exists(f"syscalls:sys_exit_{name}"):
             events += ["-e", f"syscalls:sys_exit_{name}", "--filter", "ret == -11"]
     window = cfg.duration + cfg.drain + 1.0
+    pids = ",".join(map(str, process_tree(engine.pid)))  # with its worker processes
     with tempfile.TemporaryDirectory() as tmp:
         samples = Path(tmp) / "perf.data"
         perf = subprocess.Popen(
-            ["perf", "stat", "-x,", *events, "-p", str(engine.pid), "--", "sleep", f"{window}"],
+            ["perf", "stat", "-x,", *events, "-p", pids, "--", "sleep", f"{window}"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -280,7 +285,7 @@ def _perf_syscalls(
         # where the engine's CPU time goes, by binary: kernel, interpreter, libraries
         record = subprocess.Popen(
             [
-                *("perf", "record", "-q", "-F", "1999", "-p", str(engine.pid)),
+                *("perf", "record", "-q", "-F", "1999", "-p", pids),
                 *("-o", str(samples), "--", "sleep", f"{window}"),
             ],
             stdout=subprocess.DEVNULL,
@@ -324,7 +329,10 @@ def _strace_syscalls(
 ) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile("r", suffix=".strace") as out:
         tracer = subprocess.Popen(
-            ["strace", "-c", "-f", "-p", str(engine.pid), "-o", out.name],
+            [
+                *("strace", "-c", "-f", "-o", out.name),
+                *(arg for pid in process_tree(engine.pid) for arg in ("-p", str(pid))),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -368,21 +376,28 @@ def _measure_step(
     baseline: dict[str, Any],
 ) -> dict[str, Any]:
     before = engine.counters(calls) if isinstance(engine, BuiltinEngine) else None
-    rss = rss_bytes(engine.pid)
+    rss = tree_rss_bytes(engine.pid)
     gen_cpu = gen.cpu
-    busy0, cpu0 = core_busy_seconds(engine_cpu), cpu_seconds(engine.pid)
+    cores = engine.cores
+
+    def engine_busy() -> float:
+        return sum(core_busy_seconds(core) for core in cores)
+
+    busy0, cpu0 = engine_busy(), tree_cpu_seconds(engine.pid)
     gen_busy0, gen_cpu0 = core_busy_seconds(gen_cpu), cpu_seconds(gen.pid)
     gen_result = gen.run(step_id, 2 * calls, cfg.profile, cfg.duration, cfg.drain)
-    cpu_s = cpu_seconds(engine.pid) - cpu0
-    busy = core_busy_seconds(engine_cpu) - busy0
+    cpu_s = tree_cpu_seconds(engine.pid) - cpu0
+    busy = engine_busy() - busy0
     gen_cpu_s = cpu_seconds(gen.pid) - gen_cpu0
     gen_busy = core_busy_seconds(gen_cpu) - gen_busy0
     step = _step_record(calls, cfg.profile, gen_result, cpu_s, rss, rss_base, baseline)
     # What other processes took from each core meanwhile (/proc/stat counts in ticks: a
     # share under a tick or two is noise); the generator's core also does the kernel's
-    # work of delivering the packets it sends.
+    # work of delivering the packets it sends. An engine that shares the generator's
+    # core (builtin-workers) does not count the generator as a disturbance.
     window = cfg.duration + cfg.drain
-    step["engine_core_others"] = max(0.0, busy - cpu_s) / window
+    shared = gen_cpu_s if gen_cpu in cores else 0.0
+    step["engine_core_others"] = max(0.0, busy - cpu_s - shared) / window
     step["generator_core_load"] = gen_cpu_s / window
     step["generator_core_others"] = max(0.0, gen_busy - gen_cpu_s) / window
     if isinstance(engine, BuiltinEngine) and before is not None:
@@ -402,7 +417,7 @@ def run_engine(
     :data:`QUIET_SHARE`) before the ramp goes on or stops.
     """
     try:
-        engine = start_engine(name, engine_cpu, cfg.nice)
+        engine = start_engine(name, engine_cpu, cfg.nice, spare=gen.cpu)
     except EngineMissing as exc:
         log.warning("%s: missing (%s)", name, exc)
         return {"name": name, "status": "missing", "reason": str(exc), "steps": []}
@@ -416,7 +431,7 @@ def run_engine(
     ids = _StepIds()
     try:
         time.sleep(0.3)  # let it settle after starting
-        rss_base = rss_bytes(engine.pid)
+        rss_base = tree_rss_bytes(engine.pid)
         result["rss_base_bytes"] = rss_base
         have = 0
         stop: str | None = None
@@ -507,7 +522,8 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"Each call: audio {prof['audio_pps']} packets/s of {prof['audio_size']} bytes and "
         f"video {prof['video_pps']} packets/s of {prof['video_size']} bytes, each way, "
-        f"{report['duration_s']:g} s per step; engine pinned to CPU {report['engine_cpu']}, "
+        f"{report['duration_s']:g} s per step; engine pinned to CPU {report['engine_cpu']} "
+        "(builtin-workers: its processes on every core, the generator's too), "
         f"load generator to CPU {report['generator_cpu']} (load average at start "
         f"{report['load_average']:.2f}, engine niceness {report['nice']}). Direct path: "
         "latency p50 "

@@ -3,6 +3,10 @@
 - ``builtin``: :class:`gateway.media.relay.RelayEngine` in ``bench/media_host.py``;
   calls are set up through ``MediaEngine.offer`` and ``MediaEngine.answer`` with the
   descriptions of :mod:`bench.media_sdp`.
+- ``builtin-workers``: the same host running
+  :class:`gateway.media.workers.WorkerRelayEngine` with one worker process per core
+  (``vrgw run --media-workers 2``); the host and its workers may use every core, the
+  load generator's too (a 2-core machine has no third one to give them).
 - ``c-mmsg``: ``bench/media_relay.c``, compiled at run time, the reference for what the
   machine can do; no SDP, each stream's ports are set up with one ``pair`` command.
 - ``rtpengine``: Debian's ``rtpengine-daemon`` in userspace mode (``--table=-1``),
@@ -28,7 +32,8 @@ from bench.media_sdp import call_sdp, media_ports
 from bench.media_system import BENCH_DIR, ROOT, BenchError, compile_c, pinned
 from gateway.model.sdp import SessionDescription
 
-ENGINE_NAMES = ("builtin", "c-mmsg", "rtpengine")
+ENGINE_NAMES = ("builtin", "builtin-workers", "c-mmsg", "rtpengine")
+WORKERS = 2  # builtin-workers: one worker process per core of the project's machines
 # Ports the built-in engine and rtpengine draw from (one engine runs at a time): eight a
 # call (RTP and RTCP, two streams, two sides), so 1,250 calls.
 PORT_MIN, PORT_MAX = 10000, 19999
@@ -55,10 +60,11 @@ class RelayPorts:
 
 
 class Engine(Protocol):
-    """An engine under test, running in process ``pid``."""
+    """An engine under test, running in process ``pid`` (and its children) on ``cores``."""
 
     name: str
     pid: int
+    cores: frozenset[int]
     version: str
     setup: str  # how its calls are set up, for the report
 
@@ -95,8 +101,10 @@ class BuiltinEngine:
 
     name = "builtin"
     setup = "MediaEngine.offer/answer (RelayEngine), SDP from gateway.model.sdp"
+    workers = 0
 
-    def __init__(self, cpu: int, nice: int = 0) -> None:
+    def __init__(self, cpu: int, nice: int = 0, cores: frozenset[int] | None = None) -> None:
+        self.cores = cores or frozenset({cpu})
         self._proc = subprocess.Popen(
             [
                 sys.executable,
@@ -106,12 +114,14 @@ class BuiltinEngine:
                 str(PORT_MIN),
                 "--port-max",
                 str(PORT_MAX),
+                "--workers",
+                str(self.workers),
             ],
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
-            preexec_fn=pinned(cpu, nice),
+            preexec_fn=pinned(self.cores, nice),
         )
         self.pid = self._proc.pid
         if not self._request(None).get("ready"):
@@ -164,6 +174,15 @@ class BuiltinEngine:
         _stop(proc)
 
 
+class BuiltinWorkers(BuiltinEngine):
+    """The gateway's relay in :data:`WORKERS` worker processes under ``bench.media_host``,
+    all of them free to run on ``cores``."""
+
+    name = "builtin-workers"
+    setup = f"MediaEngine.offer/answer (WorkerRelayEngine, {WORKERS} workers), SDP as builtin"
+    workers = WORKERS
+
+
 class CRelay:
     """``bench/media_relay.c`` (recvmmsg/sendmmsg), compiled now, pinned to ``cpu``."""
 
@@ -179,6 +198,7 @@ class CRelay:
             else "?"
         )
         self.version = f"gcc {version.strip()} -O2"
+        self.cores = frozenset({cpu})
         self._proc = subprocess.Popen(
             [str(binary)],
             stdin=subprocess.PIPE,
@@ -234,6 +254,7 @@ class Rtpengine:
             raise EngineMissing("rtpengine not found: install Debian's rtpengine-daemon")
         version = subprocess.run([binary, "--version"], capture_output=True, text=True)
         self.version = (version.stdout + version.stderr).strip().removeprefix("Version: ")
+        self.cores = frozenset({cpu})
         ng_port = _free_udp_port()
         self._proc = subprocess.Popen(
             [
@@ -297,10 +318,14 @@ def _relay_ports(to_a: bytes, to_b: bytes) -> RelayPorts:
     return RelayPorts((a_audio, b_audio), (a_video, b_video))
 
 
-def start_engine(name: str, cpu: int, nice: int = 0) -> Engine:
-    """Start the engine called ``name`` pinned to ``cpu``; EngineMissing if not installed."""
+def start_engine(name: str, cpu: int, nice: int = 0, spare: int | None = None) -> Engine:
+    """Start the engine called ``name`` pinned to ``cpu`` (an engine of several processes
+    to ``cpu`` and ``spare``, the generator's core); EngineMissing if not installed."""
     if name == "builtin":
         return BuiltinEngine(cpu, nice)
+    if name == "builtin-workers":
+        cores = frozenset({cpu} if spare is None else {cpu, spare})
+        return BuiltinWorkers(cpu, nice, cores)
     if name == "c-mmsg":
         return CRelay(cpu, nice)
     if name == "rtpengine":

@@ -1,9 +1,10 @@
 """The built-in engine's own process in the media benchmark: ``python -m bench.media_host``.
 
-It runs :class:`gateway.media.relay.RelayEngine` on uvloop, as ``vrgw run`` does, and
-takes its calls over standard input, one JSON object a line, answered on standard
-output. The harness reads this process's CPU time and memory, and nothing else runs in
-it while packets flow.
+It runs :class:`gateway.media.relay.RelayEngine` on uvloop, as ``vrgw run`` does (or,
+with ``--workers N``, :class:`gateway.media.workers.WorkerRelayEngine`, as ``vrgw run
+--media-workers N`` does), and takes its calls over standard input, one JSON object a
+line, answered on standard output. The harness reads this process's CPU time and memory
+(with its workers'), and nothing else runs in it while packets flow.
 
 - ``{"op": "calls", "calls": [{"id", "offer", "answer"}]}``: for each call, the offer
   from side A then the answer from side B (SDP text) go through ``MediaEngine.offer``
@@ -26,7 +27,9 @@ from typing import Any
 
 import uvloop
 
+from gateway.media.engine import MediaEngine
 from gateway.media.relay import RelayEngine
+from gateway.media.workers import WorkerRelayEngine
 from gateway.model.events import Side
 from gateway.model.sdp import SessionDescription
 
@@ -56,7 +59,7 @@ class _GcWatch:
         self.longest = max(self.longest, pause)
 
 
-async def _handle(engine: RelayEngine, request: dict[str, Any], watch: _GcWatch) -> dict[str, Any]:
+async def _handle(engine: MediaEngine, request: dict[str, Any], watch: _GcWatch) -> dict[str, Any]:
     op = request.get("op")
     if op == "calls":
         out = []
@@ -87,12 +90,18 @@ async def _handle(engine: RelayEngine, request: dict[str, Any], watch: _GcWatch)
     return {"error": f"unknown op {op!r}"}
 
 
-async def serve(port_min: int, port_max: int) -> None:
+async def serve(port_min: int, port_max: int, workers: int = 0) -> None:
     """Answer requests on standard input until it closes."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 26)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    engine = RelayEngine(bind_host="127.0.0.1", port_min=port_min, port_max=port_max)
+    engine: MediaEngine
+    if workers:
+        engine = WorkerRelayEngine(
+            workers=workers, bind_host="127.0.0.1", port_min=port_min, port_max=port_max
+        )
+    else:
+        engine = RelayEngine(bind_host="127.0.0.1", port_min=port_min, port_max=port_max)
     await engine.start()
     watch = _GcWatch()
     sys.stdout.write('{"ready": true}\n')
@@ -117,8 +126,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port-min", type=int, default=12000)
     parser.add_argument("--port-max", type=int, default=15999)
+    parser.add_argument("--workers", type=int, default=0, help="worker processes (0: none)")
     args = parser.parse_args()
-    uvloop.run(serve(args.port_min, args.port_max))
+    uvloop.run(serve(args.port_min, args.port_max, args.workers))
 
 
 if __name__ == "__main__":

@@ -69,15 +69,17 @@ def cpus() -> tuple[int, int]:
     return allowed[0], allowed[1]
 
 
-def pinned(cpu: int, nice: int = 0) -> Callable[[], None]:
-    """A ``preexec_fn`` that pins the child (and every thread it starts) to ``cpu``.
+def pinned(cpu: int | frozenset[int], nice: int = 0) -> Callable[[], None]:
+    """A ``preexec_fn`` that pins the child (and every thread and process it starts) to
+    ``cpu`` (one core, or a set of them).
 
     A negative ``nice`` (root only) makes the scheduler favour it over other processes
     that share the core, as on a shared machine; 0 leaves its priority alone.
     """
+    cores = {cpu} if isinstance(cpu, int) else set(cpu)
 
     def pin() -> None:
-        os.sched_setaffinity(0, {cpu})
+        os.sched_setaffinity(0, cores)
         if nice:
             os.nice(nice)
 
@@ -105,6 +107,52 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its live descendants (the built-in engine's worker processes), from
+    the parent pids of ``/proc/*/stat``."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
+            continue  # ended meanwhile
+        children.setdefault(ppid, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, ()))
+    return tree
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time so far of ``pid`` and of its live descendants, each as
+    :func:`cpu_seconds` reads it: an engine's worker processes count as the engine."""
+    total = 0.0
+    for member in process_tree(pid):
+        try:
+            total += cpu_seconds(member)
+        except (FileNotFoundError, ProcessLookupError):
+            if member == pid:
+                raise
+    return total
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """Resident memory of ``pid`` and its live descendants (shared pages counted in each)."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            total += rss_bytes(member)
+        except (FileNotFoundError, ProcessLookupError):
+            if member == pid:
+                raise
+    return total
 
 
 def rss_bytes(pid: int) -> int:

@@ -30,6 +30,7 @@ from gateway.h323.ras import Gatekeeper, RasEvent, Registered, Unregistered
 from gateway.media.engine import MediaEngine, MediaError
 from gateway.media.relay import RelayEngine
 from gateway.media.rtpengine import RtpengineEngine, parse_address
+from gateway.media.workers import WorkerRelayEngine
 from gateway.metrics import GatewayMetrics
 from gateway.presence.feed import AvailabilityFeed
 from gateway.presence.server import PresenceServer
@@ -95,6 +96,7 @@ class Settings:
     records: str = ":memory:"  # the call records' SQLite file (vrgw run names one)
     records_retention_days: int = 365
     media_engine: str = "builtin"  # or "rtpengine", driven over ng at ``rtpengine``
+    media_workers: int = 0  # built-in relay: worker processes (0: in the gateway's loop)
     rtpengine: str = "127.0.0.1:22222"  # rtpengine's --listen-ng address, HOST:PORT
     rtpengine_prompts: Path | None = None  # the prompts' folder on rtpengine's host
     tls_cert: Path | None = None  # SIP over TLS: certificate chain and key (PEM), both
@@ -123,9 +125,12 @@ def ras_flood_settings(dialplan: Dialplan) -> FloodSettings:
 
 def make_media_engine(settings: Settings, dialplan: Dialplan) -> MediaEngine:
     """The media engine ``settings.media_engine`` names: the built-in relay, set up by the
-    dialplan's ``media`` section, or rtpengine over ng (which has its own ports, address
-    and media timeout, set on its command line)."""
+    dialplan's ``media`` section (in the gateway's loop, or spread over
+    ``settings.media_workers`` processes), or rtpengine over ng (which has its own
+    ports, address and media timeout, set on its command line)."""
     if settings.media_engine == "rtpengine":
+        if settings.media_workers:
+            raise OSError("--media-workers is for the built-in relay, not rtpengine")
         try:
             address = parse_address(settings.rtpengine)
         except ValueError as exc:
@@ -134,6 +139,18 @@ def make_media_engine(settings: Settings, dialplan: Dialplan) -> MediaEngine:
     if settings.media_engine != "builtin":
         raise OSError(f"unknown media engine {settings.media_engine!r}")
     m = dialplan.media
+    if settings.media_workers > 0:
+        try:
+            return WorkerRelayEngine(
+                workers=settings.media_workers,
+                bind_host=m.bind,
+                advertise_host=m.advertise,
+                port_min=m.port_min,
+                port_max=m.port_max,
+                timeout=m.timeout,
+            )
+        except ValueError as exc:
+            raise OSError(f"media workers: {exc}") from exc
     return RelayEngine(
         bind_host=m.bind,
         advertise_host=m.advertise,

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from gateway.app import Settings
 
 DEFAULT_DIALPLAN = Path(__file__).resolve().parent.parent / "dialplans" / "example.yaml"
+# The built-in relay's worker processes unless --media-workers says otherwise (chosen by
+# measurement: bench/README.md, "Media workers").
+DEFAULT_MEDIA_WORKERS = 0
 
 
 def _positive_seconds(text: str) -> float:
@@ -29,6 +32,17 @@ def _positive_seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
+    return value
+
+
+def _workers(text: str) -> int:
+    """An argparse type: a number of media worker processes, 0 to 64."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of workers: {text!r}") from None
+    if not 0 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"must be 0 to 64, not {value}")
     return value
 
 
@@ -150,6 +164,15 @@ def _parser() -> argparse.ArgumentParser:
         "or an rtpengine driven over its ng protocol (--rtpengine)",
     )
     run.add_argument(
+        "--media-workers",
+        type=_workers,
+        default=DEFAULT_MEDIA_WORKERS,
+        metavar="N",
+        help="built-in relay: relay media in N worker processes, each on its own slice of "
+        "the dialplan's port range (0: in the gateway's own loop); about one per core "
+        "beyond the first (docs/operator-guide.md)",
+    )
+    run.add_argument(
         "--rtpengine",
         default="127.0.0.1:22222",
         metavar="HOST:PORT",
@@ -195,6 +218,7 @@ def run_settings(args: argparse.Namespace) -> Settings:
         records=args.records,
         records_retention_days=args.records_retention_days,
         media_engine=args.media_engine,
+        media_workers=args.media_workers,
         rtpengine=args.rtpengine,
         rtpengine_prompts=args.rtpengine_prompts,
         tls_cert=args.tls_cert,

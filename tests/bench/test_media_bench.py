@@ -23,7 +23,7 @@ from harness import ROOT
 pytestmark = pytest.mark.interop
 
 QUICK_STEPS = [2, 5]
-ENGINES = ["builtin", "c-mmsg", "rtpengine"]
+ENGINES = ["builtin", "builtin-workers", "c-mmsg", "rtpengine"]
 STEP_FIELDS = {
     "calls",
     "sent",
@@ -69,6 +69,7 @@ def test_every_engine_is_reported_in_order(quick_run: tuple[str, dict[str, Any],
         assert f"| {engine['name']} |" in stdout
     by_name = {e["name"]: e for e in report["engines"]}
     assert by_name["builtin"]["status"] == "measured"
+    assert by_name["builtin-workers"]["status"] == "measured"
     assert by_name["c-mmsg"]["status"] == "measured"
     rtpengine = by_name["rtpengine"]
     if shutil.which("rtpengine") is None:
@@ -110,7 +111,7 @@ def test_every_step_adds_up_and_payloads_cross_unchanged(
             assert s["engine_cpu_s"] > 0 and s["cpu_us_per_packet"] > 0
             assert s["memory_per_call_bytes"] is not None
             assert s["latency_p50_us"] <= s["latency_p99_us"]
-            if engine["name"] == "builtin":
+            if engine["name"] in ("builtin", "builtin-workers"):
                 # the relay's own counters agree with both ends of the generator
                 assert s["received"] <= s["engine_counted_rtp"] <= s["sent"]
 

@@ -1,6 +1,7 @@
-"""One contract for every media engine: the built-in relay and rtpengine driven over ng.
+"""One contract for every media engine: the built-in relay (in the loop, and spread over
+worker processes) and rtpengine driven over ng.
 
-Each test runs against both engines with real UDP sockets on 127.0.0.1 standing for the
+Each test runs against every engine with real UDP sockets on 127.0.0.1 standing for the
 two sides of a call; rtpengine is the real daemon (Debian ``rtpengine-daemon``, userspace
 mode), started once for this module on free ports; those cases are marked ``interop``.
 """
@@ -22,6 +23,7 @@ from gateway.media.engine import MediaEngine, MediaError
 from gateway.media.relay import RelayEngine
 from gateway.media.rtp import RtpPacket, parse_rtp
 from gateway.media.rtpengine import RtpengineEngine, parse_address
+from gateway.media.workers import WorkerRelayEngine
 from gateway.model.events import Side
 from gateway.model.sdp import Direction, SessionDescription
 
@@ -95,7 +97,7 @@ def _relay_range() -> tuple[int, int]:
 
 
 # rtpengine is an external peer: its cases are interop tests (scripts/test -m "not interop").
-@pytest.fixture(params=["builtin", pytest.param("rtpengine", marks=pytest.mark.interop)])
+@pytest.fixture(params=["builtin", "workers", pytest.param("rtpengine", marks=pytest.mark.interop)])
 async def engine(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[tuple[MediaEngine, tuple[int, int]]]:
@@ -104,6 +106,9 @@ async def engine(
     if request.param == "builtin":
         low, high = _relay_range()
         media = RelayEngine(bind_host=HOST, port_min=low, port_max=high, timeout=0)
+    elif request.param == "workers":  # two processes, each on half of the range
+        low, high = _relay_range()
+        media = WorkerRelayEngine(workers=2, bind_host=HOST, port_min=low, port_max=high, timeout=0)
     else:
         daemon: Rtpengine = request.getfixturevalue("rtpengine")
         low, high = daemon.port_min, daemon.port_max
@@ -235,7 +240,7 @@ async def test_quality_where_the_engine_measures_it(
     assert final is not None
     kiosk = final.streams[0].a_to_b
     assert kiosk.rtp_packets == 37 and kiosk.rtcp_packets == 1
-    if isinstance(media, RelayEngine):
+    if isinstance(media, RelayEngine | WorkerRelayEngine):
         assert (kiosk.expected, kiosk.lost) == (39, 3)  # the first packet is probation
         assert kiosk.loss_ratio == pytest.approx(3 / 39)
         assert kiosk.jitter is not None and 0.0005 < kiosk.jitter < 0.01
