@@ -89,7 +89,10 @@ class Target:
     admission: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+# init=False with the __init__ written out: mypyc compiles it (about 40 ns a call) but not
+# the one @dataclass generates (about 300 ns frozen); the compiled gateway's profile is in the
+# README.
+@dataclass(frozen=True, slots=True, init=False)
 class OutgoingCall:
     """What an outgoing leg tells the station about the call it offers."""
 
@@ -99,6 +102,22 @@ class OutgoingCall:
     offer: SessionDescription | None  # None: a late offer (the station offers)
     context: Context  # kiosk, site, service and what the citizen typed
     hops: int
+
+    def __init__(
+        self,
+        caller: str,
+        caller_name: str,
+        service: str,
+        offer: SessionDescription | None,
+        context: Context,
+        hops: int,
+    ) -> None:
+        object.__setattr__(self, "caller", caller)
+        object.__setattr__(self, "caller_name", caller_name)
+        object.__setattr__(self, "service", service)
+        object.__setattr__(self, "offer", offer)
+        object.__setattr__(self, "context", context)
+        object.__setattr__(self, "hops", hops)
 
 
 class Dialer(Protocol):

@@ -31,7 +31,10 @@ def outcome_of(*, connected: bool, cause: Cause, rejected: bool) -> str:
     return _OUTCOME_OF_CAUSE.get(cause, "failed")
 
 
-@dataclass(slots=True)
+# init=False with the __init__ written out: mypyc compiles it (about 40 ns a call) but not
+# the one @dataclass generates (about 200 ns); the compiled gateway's profile is in the
+# README.
+@dataclass(slots=True, init=False)
 class CallRecord:
     """One ended call (exported by the admin API and counted by the metrics)."""
 
@@ -52,6 +55,44 @@ class CallRecord:
     queued: bool = False
     kiosk_protocol: str = "sip"
     station_protocol: str | None = None
+
+    def __init__(
+        self,
+        id: str,
+        kiosk: str,
+        site: str,
+        service: str,
+        partner: str,
+        station: str | None,
+        started: float,
+        answered: float | None,
+        ended: float,
+        outcome: str,
+        cause: Cause,
+        refusal: Refusal | None = None,
+        media: SessionStats | None = None,
+        waited: float = 0.0,
+        queued: bool = False,
+        kiosk_protocol: str = "sip",
+        station_protocol: str | None = None,
+    ) -> None:
+        self.id = id
+        self.kiosk = kiosk
+        self.site = site
+        self.service = service
+        self.partner = partner
+        self.station = station
+        self.started = started
+        self.answered = answered
+        self.ended = ended
+        self.outcome = outcome
+        self.cause = cause
+        self.refusal = refusal
+        self.media = media
+        self.waited = waited
+        self.queued = queued
+        self.kiosk_protocol = kiosk_protocol
+        self.station_protocol = station_protocol
 
     @property
     def duration(self) -> float:

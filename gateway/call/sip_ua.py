@@ -103,7 +103,10 @@ class InviteHandler(Protocol):
         """A kiosk starts a call; ``leg`` already owns the INVITE's server transaction."""
 
 
-@dataclass(frozen=True, slots=True)
+# init=False with the __init__ written out: mypyc compiles it (about 40 ns a call) but not
+# the one @dataclass generates (about 300 ns frozen); the compiled gateway's profile is in
+# the README.
+@dataclass(frozen=True, slots=True, init=False)
 class AuthOutcome:
     """Who sent a request, as far as authentication can tell."""
 
@@ -112,6 +115,20 @@ class AuthOutcome:
     challenge: bool = False
     stale: bool = False
     reason: str = ""
+
+    def __init__(
+        self,
+        kiosk: Kiosk | None,
+        username: str | None,
+        challenge: bool = False,
+        stale: bool = False,
+        reason: str = "",
+    ) -> None:
+        object.__setattr__(self, "kiosk", kiosk)
+        object.__setattr__(self, "username", username)
+        object.__setattr__(self, "challenge", challenge)
+        object.__setattr__(self, "stale", stale)
+        object.__setattr__(self, "reason", reason)
 
 
 class AuthStats:

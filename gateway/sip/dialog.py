@@ -36,7 +36,10 @@ class DialogState(Enum):
     TERMINATED = "terminated"
 
 
-@dataclass(slots=True)
+# init=False with the __init__ written out: mypyc compiles it (about 40 ns a call) but not
+# the one @dataclass generates (about 200 ns); the compiled gateway's profile is in the
+# README.
+@dataclass(slots=True, init=False)
 class Dialog:
     """One dialog as seen from our side (RFC 3261 12)."""
 
@@ -52,6 +55,34 @@ class Dialog:
     transport: str = "udp"
     state: DialogState = DialogState.EARLY
     peer: Address | None = None  # where the peer actually is (symmetric, like rport)
+
+    def __init__(
+        self,
+        call_id: str,
+        local_tag: str,
+        remote_tag: str | None,
+        local_uri: str,
+        remote_uri: str,
+        remote_target: str,
+        route_set: list[str] | None = None,
+        local_seq: int = 0,
+        remote_seq: int | None = None,
+        transport: str = "udp",
+        state: DialogState = DialogState.EARLY,
+        peer: Address | None = None,
+    ) -> None:
+        self.call_id = call_id
+        self.local_tag = local_tag
+        self.remote_tag = remote_tag
+        self.local_uri = local_uri
+        self.remote_uri = remote_uri
+        self.remote_target = remote_target
+        self.route_set = [] if route_set is None else route_set  # None: a fresh list
+        self.local_seq = local_seq
+        self.remote_seq = remote_seq
+        self.transport = transport
+        self.state = state
+        self.peer = peer
 
     @classmethod
     def as_uas(cls, request: Request, local_tag: str, source: Address, transport: str) -> Dialog:

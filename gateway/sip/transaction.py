@@ -58,9 +58,12 @@ class TxState(Enum):
 # The events made for every message (RequestReceived, ResponseReceived, Outgoing) are
 # plain slotted dataclasses: a frozen one pays an object.__setattr__ call per field, and
 # each lives only from the layer to its one consumer. Treat them as read-only all the same.
+# init=False with the __init__ written out: mypyc compiles it (about 40 ns a call) but not
+# the one @dataclass generates (about 200 ns); the compiled gateway's profile is in the
+# README.
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class RequestReceived:
     """A new request created a server transaction (or is an ACK for a 2xx, ``key`` None)."""
 
@@ -69,14 +72,25 @@ class RequestReceived:
     transport: str
     key: str | None
 
+    def __init__(self, request: Request, source: Address, transport: str, key: str | None) -> None:
+        self.request = request
+        self.source = source
+        self.transport = transport
+        self.key = key
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class ResponseReceived:
     """A response for a client transaction we sent (1xx and the first final; 2xx repeats)."""
 
     response: Response
     key: str
     request: Request
+
+    def __init__(self, response: Response, key: str, request: Request) -> None:
+        self.response = response
+        self.key = key
+        self.request = request
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,13 +136,18 @@ TransactionEvent = (
 )
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Outgoing:
     """Bytes to put on the wire."""
 
     data: bytes
     dest: Address
     transport: str
+
+    def __init__(self, data: bytes, dest: Address, transport: str) -> None:
+        self.data = data
+        self.dest = dest
+        self.transport = transport
 
 
 # -- transactions ----------------------------------------------------------------
