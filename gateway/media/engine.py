@@ -16,7 +16,7 @@ external engine answers over the network. Every failure comes out as
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Protocol
 
 from gateway.model.events import Dtmf, FastUpdate, Side
@@ -37,7 +37,18 @@ class MediaError(Exception):
             self.__cause__ = cause
 
 
-@dataclass(slots=True)
+# init=False with the __init__s written out: mypyc compiles those (scripts/build-core),
+# not the ones @dataclass generates (several times slower; README, "Issue 10").
+# Compiled, a class whose __init__ needs arguments pickles only through __reduce__ (the
+# media workers send these to the gateway's process).
+
+
+def _init_arguments(stats: StreamStats | SessionStats) -> tuple[object, ...]:
+    """The arguments that build ``stats`` again: its fields, in order."""
+    return tuple(getattr(stats, f.name) for f in fields(stats))
+
+
+@dataclass(slots=True, init=False)
 class DirectionStats:
     """Counters for one direction of one stream (RTP and RTCP counted apart, RFC 3550),
     and how well it arrived.
@@ -64,6 +75,36 @@ class DirectionStats:
     rtt: float | None = None  # seconds, mean over the samples
     rtt_max: float | None = None
 
+    def __init__(
+        self,
+        rtp_packets: int = 0,
+        rtp_bytes: int = 0,
+        rtcp_packets: int = 0,
+        rtcp_bytes: int = 0,
+        expected: int = 0,
+        lost: int = 0,
+        jitter: float | None = None,
+        jitter_max: float | None = None,
+        reported_fraction_lost: float | None = None,
+        reported_lost: int | None = None,
+        reported_jitter: float | None = None,
+        rtt: float | None = None,
+        rtt_max: float | None = None,
+    ) -> None:
+        self.rtp_packets = rtp_packets
+        self.rtp_bytes = rtp_bytes
+        self.rtcp_packets = rtcp_packets
+        self.rtcp_bytes = rtcp_bytes
+        self.expected = expected
+        self.lost = lost
+        self.jitter = jitter
+        self.jitter_max = jitter_max
+        self.reported_fraction_lost = reported_fraction_lost
+        self.reported_lost = reported_lost
+        self.reported_jitter = reported_jitter
+        self.rtt = rtt
+        self.rtt_max = rtt_max
+
     @property
     def loss_ratio(self) -> float | None:
         """Lost over expected from the packets; else the receiver's reported fraction;
@@ -73,7 +114,7 @@ class DirectionStats:
         return self.reported_fraction_lost
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class StreamStats:
     """Counters and latched peer addresses of one relayed media stream (one m-line)."""
 
@@ -87,13 +128,43 @@ class StreamStats:
     transcoded: str | None = None
     refused: bool = False  # the answer refused the stream (port 0, RFC 3264 6)
 
+    def __init__(
+        self,
+        index: int,
+        kind: str,
+        a_to_b: DirectionStats | None = None,
+        b_to_a: DirectionStats | None = None,
+        a_peer: tuple[str, int] | None = None,
+        b_peer: tuple[str, int] | None = None,
+        transcoded: str | None = None,
+        refused: bool = False,
+    ) -> None:
+        self.index = index
+        self.kind = kind
+        self.a_to_b = a_to_b if a_to_b is not None else DirectionStats()
+        self.b_to_a = b_to_a if b_to_a is not None else DirectionStats()
+        self.a_peer = a_peer
+        self.b_peer = b_peer
+        self.transcoded = transcoded
+        self.refused = refused
 
-@dataclass(slots=True)
+    def __reduce__(self) -> tuple[type[StreamStats], tuple[object, ...]]:
+        return StreamStats, _init_arguments(self)
+
+
+@dataclass(slots=True, init=False)
 class SessionStats:
     """Everything the engine measured for one call."""
 
     call_id: str
     streams: list[StreamStats] = field(default_factory=list)
+
+    def __init__(self, call_id: str, streams: list[StreamStats] | None = None) -> None:
+        self.call_id = call_id
+        self.streams = streams if streams is not None else []
+
+    def __reduce__(self) -> tuple[type[SessionStats], tuple[object, ...]]:
+        return SessionStats, _init_arguments(self)
 
     @property
     def transcoded(self) -> bool:

@@ -61,7 +61,9 @@ _NO_RATES: dict[int, int] = {}  # shared, never written
 _HEADER = struct.Struct("!xBHII")
 
 
-@dataclass(frozen=True, slots=True)
+# init=False with the __init__ written out: mypyc compiles it, not the one @dataclass
+# generates (README, "Issue 10").
+@dataclass(frozen=True, slots=True, init=False)
 class QualityFigures:
     """What one :class:`StreamQuality` measured, in seconds and ratios."""
 
@@ -74,6 +76,28 @@ class QualityFigures:
     reported_jitter: float | None  # seconds
     rtt: float | None  # mean round trip relay <-> the stream's sender, seconds
     rtt_max: float | None
+
+    def __init__(
+        self,
+        expected: int,
+        lost: int,
+        jitter: float,
+        jitter_max: float,
+        reported_fraction_lost: float | None,
+        reported_lost: int | None,
+        reported_jitter: float | None,
+        rtt: float | None,
+        rtt_max: float | None,
+    ) -> None:
+        object.__setattr__(self, "expected", expected)
+        object.__setattr__(self, "lost", lost)
+        object.__setattr__(self, "jitter", jitter)
+        object.__setattr__(self, "jitter_max", jitter_max)
+        object.__setattr__(self, "reported_fraction_lost", reported_fraction_lost)
+        object.__setattr__(self, "reported_lost", reported_lost)
+        object.__setattr__(self, "reported_jitter", reported_jitter)
+        object.__setattr__(self, "rtt", rtt)
+        object.__setattr__(self, "rtt_max", rtt_max)
 
     @property
     def loss_ratio(self) -> float:
