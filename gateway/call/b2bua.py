@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
+from typing import overload
 
 from gateway.call.leg import OWN_CONTEXT, CallLeg, Dialer, OutgoingCall, Target
 from gateway.call.records import CallRecord, outcome_of
@@ -705,7 +706,7 @@ class B2BUA:
             call.a.hangup(cause, "media negotiation failed")
             self._end(call, cause, "media negotiation failed")
             return
-        b.complete(_limited(to_station, _bandwidth(call)) or to_station)
+        b.complete(_limited(to_station, _bandwidth(call)))
 
     async def _relay_offer(self, call: Call, side: Side, offer: SessionDescription) -> None:
         other = call.b if side is Side.A else call.a
@@ -720,7 +721,7 @@ class B2BUA:
                 MediaUpdateAnswer(None, refused=Cause.BEARER_CAPABILITY_NOT_IMPLEMENTED)
             )
             return
-        other.update(_limited(rewritten, _bandwidth(call)) or rewritten)
+        other.update(_limited(rewritten, _bandwidth(call)))
 
     async def _relay_answer(self, call: Call, side: Side, event: MediaUpdateAnswer) -> None:
         origin = call.b if side is Side.A else call.a  # the leg that sent the offer
@@ -896,8 +897,13 @@ def _bandwidth(call: Call) -> int | None:
     return min(known) if known else None
 
 
+@overload
+def _limited(sdp: SessionDescription, kbps: int | None) -> SessionDescription: ...
+@overload
+def _limited(sdp: SessionDescription | None, kbps: int | None) -> SessionDescription | None: ...
 def _limited(sdp: SessionDescription | None, kbps: int | None) -> SessionDescription | None:
-    """``sdp`` with the call's bandwidth written in (b=AS, b=TIAS), for either leg."""
+    """``sdp`` with the call's bandwidth written in (b=AS, b=TIAS), for either leg
+    (``None``, no description, stays ``None``)."""
     if sdp is None or kbps is None:
         return sdp
     return limit_bandwidth(sdp, kbps)
