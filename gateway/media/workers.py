@@ -97,13 +97,6 @@ async def read_frame(reader: asyncio.StreamReader) -> Any:
     return pickle.loads(await reader.readexactly(length))
 
 
-def _media_error(message: str, cause: BaseException) -> MediaError:
-    """A MediaError with ``cause`` chained (set here too: see MediaError on mypyc)."""
-    error = MediaError(message)
-    error.__cause__ = cause
-    return error
-
-
 def port_slices(port_min: int, port_max: int, count: int) -> list[tuple[int, int]]:
     """Split ``[port_min, port_max]`` into ``count`` disjoint ranges of whole even/odd
     pairs (RFC 3550 11), as equal as can be."""
@@ -356,7 +349,9 @@ class WorkerRelayEngine:
         try:
             return SessionDescription.parse(text)
         except ValueError as exc:  # SdpError: the worker wrote what we cannot read
-            raise _media_error(f"call {call_id}: unreadable SDP from a media worker", exc) from exc
+            raise MediaError(
+                f"call {call_id}: unreadable SDP from a media worker", cause=exc
+            ) from exc
 
     # --- requests ----------------------------------------------------------------------
 
@@ -364,7 +359,7 @@ class WorkerRelayEngine:
         """Send one request to ``worker`` and wait for its reply."""
         if worker.death is not None or worker.writer is None:
             cause = worker.death or WorkerError("not started")
-            raise _media_error(f"call {call_id}: {worker.describe()} is gone", cause) from cause
+            raise MediaError(f"call {call_id}: {worker.describe()} is gone", cause=cause) from cause
         request_id = next(self._ids)
         future = asyncio.get_running_loop().create_future()
         worker.pending[request_id] = future
@@ -373,13 +368,13 @@ class WorkerRelayEngine:
             await worker.writer.drain()
             value, error = await future
         except (ConnectionError, OSError) as exc:
-            raise _media_error(f"call {call_id}: {worker.describe()} unreachable", exc) from exc
+            raise MediaError(f"call {call_id}: {worker.describe()} unreachable", cause=exc) from exc
         finally:
             worker.pending.pop(request_id, None)
         if error is not None:
             message, cause_text = error
             cause = WorkerError(cause_text or message)
-            raise _media_error(message, cause) from cause
+            raise MediaError(message, cause=cause) from cause
         return value
 
     async def _listen(self, worker: _Worker) -> None:
@@ -429,10 +424,12 @@ class WorkerRelayEngine:
         self._gone_send_errors += worker.counters.send_errors
         worker.counters = Counters()
         if worker.ready is not None and not worker.ready.done():
-            worker.ready.set_exception(_media_error(f"{worker.describe()} did not start", death))
+            worker.ready.set_exception(
+                MediaError(f"{worker.describe()} did not start", cause=death)
+            )
         for future in worker.pending.values():
             if not future.done():
-                future.set_exception(_media_error(f"{worker.describe()} died", death))
+                future.set_exception(MediaError(f"{worker.describe()} died", cause=death))
         if self._closing:
             return
         if not worker.ready_once:
@@ -494,7 +491,7 @@ class WorkerRelayEngine:
                 )
         except OSError as exc:
             ours.close()
-            raise _media_error(f"cannot start {worker.describe()}: {exc}", exc) from exc
+            raise MediaError(f"cannot start {worker.describe()}: {exc}", cause=exc) from exc
         worker.started = time.monotonic()
         worker.reader, worker.writer = await asyncio.open_connection(sock=ours)
         worker.ready = loop.create_future()
@@ -505,7 +502,7 @@ class WorkerRelayEngine:
             await asyncio.wait_for(asyncio.shield(worker.ready), START_TIMEOUT)
         except TimeoutError as exc:
             await self._stop(worker)
-            raise _media_error(f"{worker.describe()} did not start in time", exc) from exc
+            raise MediaError(f"{worker.describe()} did not start in time", cause=exc) from exc
         logger.info("%s ready", worker.describe())
 
     async def _stop(self, worker: _Worker) -> None:
