@@ -75,6 +75,7 @@ FINAL_CAUSES = frozenset(
 # RFC 3261 13.3.1.1: a UAS that has not answered sends a provisional at least once a
 # minute, or a proxy on the kiosk's path gives up at its Timer C (3 minutes).
 PROGRESS_INTERVAL = 60.0
+RECENT_RECORDS = 100  # ended calls kept in memory for GET /api/v1/calls
 WAITING_PROMPT = "attente"
 
 
@@ -200,7 +201,9 @@ class B2BUA:
         self.locate = locate
         self.ring_timeout = ring_timeout
         self.calls: dict[str, Call] = {}
-        self.records: deque[CallRecord] = deque(maxlen=1000)
+        # The last calls' records, as the admin API lists them; the durable ones are in
+        # the record store (on_record). More would only be live objects for the collector.
+        self.records: deque[CallRecord] = deque(maxlen=RECENT_RECORDS)
         self.on_record: OutcomeHook | None = None
         self.on_change: Callable[[str], None] | None = None  # partner id: presence, feeds
         self.desks: dict[str, PartnerDesk] = {}

@@ -134,7 +134,7 @@ def create_app(gw: Gateway) -> FastAPI:
                     "media": asdict(stats) if stats else None,
                 }
             )
-        ended = [{**asdict(r), "duration": r.duration} for r in list(gw.b2bua.records)[-100:]]
+        ended = [{**asdict(r), "duration": r.duration} for r in gw.b2bua.records]
         return {"active": live, "ended": ended}
 
     @app.delete("/api/v1/calls/{call_id}")

@@ -81,16 +81,18 @@ class RequestReceived:
 
 @dataclass(slots=True, init=False)
 class ResponseReceived:
-    """A response for a client transaction we sent (1xx and the first final; 2xx repeats)."""
+    """A response for a client transaction we sent (1xx and the first final; 2xx repeats).
+
+    It names the transaction by ``key`` only: the TU that sent the request keeps it, and
+    the layer lets go of its copy once the transaction only waits (see ``_retire``).
+    """
 
     response: Response
     key: str
-    request: Request
 
-    def __init__(self, response: Response, key: str, request: Request) -> None:
+    def __init__(self, response: Response, key: str) -> None:
         self.response = response
         self.key = key
-        self.request = request
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,7 +359,7 @@ class TransactionLayer:
 
     @staticmethod
     def _retire(tx: _Tx) -> None:
-        """Drop the message of a transaction that now only waits (timers D, I, J, K, L).
+        """Drop the message of a transaction that now only waits (timers D, I, J, K, L, M).
 
         Those waits last up to 32 s; at a hundred calls a second the parsed messages
         they would keep alive number in the hundreds of thousands of objects, walked by
@@ -407,6 +409,11 @@ class TransactionLayer:
 
     def _client_response(self, tx: _Tx, response: Response, now: float) -> None:
         status = response.status
+        if tx.state is TxState.ACCEPTED:
+            if tx.method == "INVITE" and 200 <= status < 300:
+                # RFC 6026 7.2: 2xx repeats go to the TU, which repeats its ACK.
+                self._events.append(ResponseReceived(response, tx.key))
+            return
         request = tx.request
         if request is None:  # a wait state: only the repeats handled below apply
             if tx.state is TxState.COMPLETED and tx.method == "INVITE" and status >= 300:
@@ -425,6 +432,7 @@ class TransactionLayer:
                     self.stats.final("client", tx.method, status)
                     self._enter(tx, TxState.ACCEPTED)
                     self._arm(tx, 64 * self.t1, "M", now)
+                    self._retire(tx)
                 else:
                     self.stats.final("client", tx.method, status)
                     self._enter(tx, TxState.COMPLETED)
@@ -434,22 +442,20 @@ class TransactionLayer:
                     # RFC's T1; a layer given a shorter T1 (test gateways) scales it too.
                     self._arm(tx, 0 if tx.reliable else 64 * self.t1, "D", now)
                     self._retire(tx)
-                self._events.append(ResponseReceived(response, tx.key, request))
-            elif tx.state is TxState.ACCEPTED and 200 <= status < 300:
-                self._events.append(ResponseReceived(response, tx.key, request))
+                self._events.append(ResponseReceived(response, tx.key))
             return
         # non-INVITE (17.1.2.2)
         if tx.state in (TxState.TRYING, TxState.PROCEEDING):
             if status < 200:
                 if tx.state is TxState.TRYING:
                     tx.state = TxState.PROCEEDING
-                self._events.append(ResponseReceived(response, tx.key, request))
+                self._events.append(ResponseReceived(response, tx.key))
             else:
                 self.stats.final("client", tx.method, status)
                 self._enter(tx, TxState.COMPLETED)
                 self._arm(tx, 0 if tx.reliable else self.t4, "K", now)
                 self._retire(tx)
-                self._events.append(ResponseReceived(response, tx.key, request))
+                self._events.append(ResponseReceived(response, tx.key))
 
     @staticmethod
     def _ack_for(request: Request, response: Response) -> Request:

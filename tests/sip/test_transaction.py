@@ -243,7 +243,7 @@ class Net:
 
 def ack_2xx_tu(net: Net, event: TransactionEvent) -> None:
     """A UAC core that ACKs every 2xx to INVITE it is shown, repeats included (13.2.2.4)."""
-    if isinstance(event, ResponseReceived) and event.request.method != "INVITE":
+    if isinstance(event, ResponseReceived) and event.response.cseq.method != "INVITE":
         return
     if isinstance(event, ResponseReceived | StrayResponse) and 200 <= event.response.status < 300:
         net.client.send_stateless(ack_for_2xx(event.response), SERVER, net.transport)
@@ -430,7 +430,7 @@ def test_ack_for_a_non_2xx_final() -> None:
     net.run()
     (final,) = net.events("client", ResponseReceived)
     assert isinstance(final, ResponseReceived)
-    assert (final.key, final.response.status, final.request) == (key, 486, invite)
+    assert (final.key, final.response.status) == (key, 486)
     (ack_wire,) = [w for w in net.wire if w.label == "ACK"]
     ack = ack_wire.message
     assert isinstance(ack, Request)
@@ -520,6 +520,29 @@ def test_2xx_retransmitted_until_the_ack() -> None:
     finals = [e.response.status for e in net.events("client", ResponseReceived)]
     assert finals == [200, 200, 200]
     net.assert_empty()
+
+
+def test_accepted_client_invite_lets_go_of_its_request() -> None:
+    """Timer M keeps an accepted INVITE for 64*T1 (RFC 6026 7.2) only to pass 2xx repeats
+    up: it holds the key, not the request, which the TU keeps for as long as it needs."""
+    layer = TransactionLayer()
+    invite = request()
+    key = layer.send_request(invite, SERVER, "udp", 0.0)
+    layer.datagrams_to_send()
+    assert layer.get_request(key) is invite
+    ok = make_response(invite, 200, to_tag=SERVER_TAG)
+    layer.receive(parse_message(ok.serialize()), SERVER, "udp", 0.1)
+    first = layer.next_event()
+    assert isinstance(first, ResponseReceived) and first.key == key
+    assert layer.get_request(key) is None
+    layer.receive(parse_message(ok.serialize()), SERVER, "udp", 0.6)
+    repeat = layer.next_event()
+    assert isinstance(repeat, ResponseReceived) and repeat.key == key
+    assert repeat.response.status == 200
+    # a stray non-2xx in Accepted is absorbed
+    layer.receive(parse_message(make_response(invite, 500).serialize()), SERVER, "udp", 0.7)
+    assert layer.next_event() is None
+    assert len(layer) == 1
 
 
 def test_ack_timeout_when_the_2xx_is_never_acked() -> None:
@@ -725,7 +748,9 @@ def test_cancel_matched_to_its_invite() -> None:
     invite_key = net.send(invite)
     net.at(1.0, lambda: net.send(cancel_for(invite)))
     net.run()
-    got = [(e.request.method, e.response.status) for e in net.events("client", ResponseReceived)]
+    got = [
+        (e.response.cseq.method, e.response.status) for e in net.events("client", ResponseReceived)
+    ]
     assert got == [("INVITE", 180), ("CANCEL", 200), ("INVITE", 487)]
     assert net.sent("client", "ACK") == [1.0]
     assert invite_key.startswith("c|")
