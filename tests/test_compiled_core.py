@@ -43,8 +43,8 @@ def test_core_compiled_with_mypyc_passes_its_tests(tmp_path: Path) -> None:
         "import gateway.sip.transaction as t, gateway.model.sdp as s, gateway.call.b2bua as b, "
         "gateway.partners.desk as d, gateway.media.forwarding as f, "
         "gateway.edge.sip_transport as e, gateway.metrics as m, gateway.dialplan.model as p, "
-        "gateway.logs as g, gateway.clock as c; "
-        "files = [x.__file__ for x in (t, s, b, d, f, e, m, p, g, c)]; "
+        "gateway.logs as g, gateway.clock as c, gateway.state.records as r; "
+        "files = [x.__file__ for x in (t, s, b, d, f, e, m, p, g, c, r)]; "
         "assert all(f.endswith('.so') for f in files), files"
     )
     env = {

@@ -107,6 +107,9 @@ class CallRecord:
             for stream in self.media.streams:
                 to_station += stream.a_to_b.rtp_packets
                 to_kiosk += stream.b_to_a.rtp_packets
+        loss_out, loss_in, jitter_out, jitter_in, rtt_kiosk, rtt_station = _quality_columns(
+            self.media
+        )
         return RecordRow(
             id=self.id,
             kiosk=self.kiosk,
@@ -127,7 +130,12 @@ class CallRecord:
             refusal=self.refusal.value if self.refusal is not None else None,
             packets_to_station=to_station,
             packets_to_kiosk=to_kiosk,
-            **_quality_columns(self.media),
+            loss_pct_to_station=loss_out,
+            loss_pct_to_kiosk=loss_in,
+            jitter_ms_to_station=jitter_out,
+            jitter_ms_to_kiosk=jitter_in,
+            rtt_ms_kiosk=rtt_kiosk,
+            rtt_ms_station=rtt_station,
             transcoded=next((s.transcoded for s in streams if s.transcoded), None),
             audio_only=self.media.audio_only if self.media is not None else None,
         )
@@ -158,17 +166,23 @@ def _rtt_ms(directions: list[DirectionStats]) -> float | None:
     return round(1000 * fmean(values), 3) if values else None
 
 
-def _quality_columns(media: SessionStats | None) -> dict[str, float | None]:
-    """The record's media quality columns: side A is the kiosk, side B the station."""
+QualityColumns = tuple[
+    float | None, float | None, float | None, float | None, float | None, float | None
+]
+
+
+def _quality_columns(media: SessionStats | None) -> QualityColumns:
+    """The record's media quality columns, side A the kiosk and side B the station: loss
+    to the station and to the kiosk, jitter the same way, round trip to each side."""
     if media is None:
-        return {}
+        return None, None, None, None, None, None
     from_kiosk = [s.a_to_b for s in media.streams]
     from_station = [s.b_to_a for s in media.streams]
-    return {
-        "loss_pct_to_station": _loss_pct(from_kiosk),
-        "loss_pct_to_kiosk": _loss_pct(from_station),
-        "jitter_ms_to_station": _jitter_ms(from_kiosk),
-        "jitter_ms_to_kiosk": _jitter_ms(from_station),
-        "rtt_ms_kiosk": _rtt_ms(from_kiosk),
-        "rtt_ms_station": _rtt_ms(from_station),
-    }
+    return (
+        _loss_pct(from_kiosk),
+        _loss_pct(from_station),
+        _jitter_ms(from_kiosk),
+        _jitter_ms(from_station),
+        _rtt_ms(from_kiosk),
+        _rtt_ms(from_station),
+    )
