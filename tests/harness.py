@@ -102,14 +102,26 @@ def ports_free(
     return True
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 right now."""
+    """A port free for both UDP and TCP on 127.0.0.1 right now, and not handed out before
+    in this process.
+
+    A port picked for a peer stays free to the kernel until the peer binds it, and the
+    kernel handed the same one to the gateway a test started next: the gateway then
+    answered its own keepalives as the station's, and SIPp could not bind (a CI run).
+    """
     for _ in range(50):
         with socket.socket(socket.AF_INET, kind) as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
+        if port in _HANDED_OUT:
+            continue
         other = socket.SOCK_STREAM if kind == socket.SOCK_DGRAM else socket.SOCK_DGRAM
         if ports_free([port], [other]):
+            _HANDED_OUT.add(port)
             return port
     raise RuntimeError("no free port")
 

@@ -24,8 +24,9 @@ T = TypeVar("T")
 
 
 # init=False with the __init__ written out: one is built for every call, and mypyc
-# compiles this one (about 0.3 us) but not the one @dataclass generates (3.3 us frozen,
-# 29 fields). The fields and the arguments are in the same order, with the same defaults.
+# compiles this one but not the one @dataclass generates (3.3 us, frozen, 27 fields; a
+# whole row 5.2 -> 0.9 us). The arguments are the fields in order, with their defaults
+# (tests/model/test_written_out_inits.py checks it).
 @dataclass(frozen=True, slots=True, init=False)
 class RecordRow:
     """One ended call as stored. Times are wall-clock seconds since the epoch."""
