@@ -89,9 +89,8 @@ class Target:
     admission: str | None = None
 
 
-# init=False with the __init__ written out: mypyc compiles it (about 40 ns a call) but not
-# the one @dataclass generates (about 300 ns frozen); the compiled gateway's profile is in the
-# README.
+# init=False: the __init__ is written out so that mypyc compiles it (docs/architecture.md,
+# "Compiled, optionally"; tests/model/test_written_out_inits.py checks it).
 @dataclass(frozen=True, slots=True, init=False)
 class OutgoingCall:
     """What an outgoing leg tells the station about the call it offers."""

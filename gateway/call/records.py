@@ -31,9 +31,8 @@ def outcome_of(*, connected: bool, cause: Cause, rejected: bool) -> str:
     return _OUTCOME_OF_CAUSE.get(cause, "failed")
 
 
-# init=False with the __init__ written out: mypyc compiles it (about 40 ns a call) but not
-# the one @dataclass generates (about 200 ns); the compiled gateway's profile is in the
-# README.
+# init=False: the __init__ is written out so that mypyc compiles it (docs/architecture.md,
+# "Compiled, optionally"; tests/model/test_written_out_inits.py checks it).
 @dataclass(slots=True, init=False)
 class CallRecord:
     """One ended call (exported by the admin API and counted by the metrics)."""

@@ -37,8 +37,8 @@ class MediaError(Exception):
             self.__cause__ = cause
 
 
-# init=False with the __init__s written out: mypyc compiles those (scripts/build-core),
-# not the ones @dataclass generates (several times slower; README, "Issue 10").
+# init=False: the __init__s are written out so that mypyc compiles them
+# (docs/architecture.md, "Compiled, optionally"; tests/model/test_written_out_inits.py).
 # Compiled, a class whose __init__ needs arguments pickles only through __reduce__ (the
 # media workers send these to the gateway's process).
 

@@ -61,8 +61,8 @@ _NO_RATES: dict[int, int] = {}  # shared, never written
 _HEADER = struct.Struct("!xBHII")
 
 
-# init=False with the __init__ written out: mypyc compiles it, not the one @dataclass
-# generates (README, "Issue 10").
+# init=False: the __init__ is written out so that mypyc compiles it (docs/architecture.md,
+# "Compiled, optionally"; tests/model/test_written_out_inits.py checks it).
 @dataclass(frozen=True, slots=True, init=False)
 class QualityFigures:
     """What one :class:`StreamQuality` measured, in seconds and ratios."""

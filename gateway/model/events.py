@@ -39,9 +39,8 @@ any protocol prefix: ``("allocataire", "1234567")`` travels as a SIP header
 ``X-Visio-Allocataire`` and in an H.323 display name."""
 
 
-# init=False with the __init__ written out: mypyc compiles it (about 40 ns a call) but not
-# the one @dataclass generates (about 300 ns frozen); the compiled gateway's profile is in
-# the README.
+# init=False: the __init__ is written out so that mypyc compiles it (docs/architecture.md,
+# "Compiled, optionally"; tests/model/test_written_out_inits.py checks it).
 @dataclass(frozen=True, slots=True, init=False)
 class CallAttempt:
     """A new call ("try"): the only way a call enters the controller.

@@ -73,9 +73,8 @@ def _number(text: str, what: str, line: int | None) -> int:
     return int(text)
 
 
-# init=False with the __init__ written out: mypyc compiles it (about 40 ns a call) but not
-# the one @dataclass generates (about 200 ns, more with default factories); the compiled
-# gateway's profile is in the README.
+# init=False: the __init__ is written out so that mypyc compiles it (docs/architecture.md,
+# "Compiled, optionally"; tests/model/test_written_out_inits.py checks it).
 @dataclass(slots=True, kw_only=True, init=False)
 class Origin:
     """The ``o=`` line: who created the session and its version (RFC 8866 5.2)."""

@@ -124,9 +124,8 @@ class StationStatus:
         return self.max_calls == 0 or calls < self.max_calls
 
 
-# init=False with the __init__ written out: mypyc compiles it (about 40 ns a call) but not
-# the one @dataclass generates (about 200 ns, 300 frozen); the compiled gateway's profile is in the
-# README.
+# init=False: the __init__ is written out so that mypyc compiles it (docs/architecture.md,
+# "Compiled, optionally"; tests/model/test_written_out_inits.py checks it).
 @dataclass(slots=True, init=False)
 class DeskCall:
     """What the desk knows of one of its calls, from arrival until answered or ended."""

@@ -36,9 +36,8 @@ class DialogState(Enum):
     TERMINATED = "terminated"
 
 
-# init=False with the __init__ written out: mypyc compiles it (about 40 ns a call) but not
-# the one @dataclass generates (about 200 ns); the compiled gateway's profile is in the
-# README.
+# init=False: the __init__ is written out so that mypyc compiles it (docs/architecture.md,
+# "Compiled, optionally"; tests/model/test_written_out_inits.py checks it).
 @dataclass(slots=True, init=False)
 class Dialog:
     """One dialog as seen from our side (RFC 3261 12)."""

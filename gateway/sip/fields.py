@@ -27,9 +27,8 @@ _VIA_SENT = re.compile(
 )
 
 
-# init=False with the __init__ written out: mypyc compiles it (about 40 ns a call) but not
-# the one @dataclass generates (about 300 ns frozen); the compiled gateway's profile is in
-# the README.
+# init=False: the __init__ is written out so that mypyc compiles it (docs/architecture.md,
+# "Compiled, optionally"; tests/model/test_written_out_inits.py checks it).
 @dataclass(frozen=True, slots=True, init=False)
 class Via(FrozenParams):
     """One Via header value (RFC 3261 20.42, rport from RFC 3581).

@@ -15,9 +15,8 @@ class Refresher(Enum):
     UAS = "uas"
 
 
-# init=False with the __init__ written out: mypyc compiles it (about 40 ns a call) but not
-# the one @dataclass generates (about 300 ns frozen); the compiled gateway's profile is in the
-# README.
+# init=False: the __init__ is written out so that mypyc compiles it (docs/architecture.md,
+# "Compiled, optionally"; tests/model/test_written_out_inits.py checks it).
 @dataclass(frozen=True, slots=True, init=False)
 class SessionTimer:
     """A negotiated session interval and whether we are the refresher."""

@@ -58,9 +58,8 @@ class TxState(Enum):
 # The events made for every message (RequestReceived, ResponseReceived, Outgoing) are
 # plain slotted dataclasses: a frozen one pays an object.__setattr__ call per field, and
 # each lives only from the layer to its one consumer. Treat them as read-only all the same.
-# init=False with the __init__ written out: mypyc compiles it (about 40 ns a call) but not
-# the one @dataclass generates (about 200 ns); the compiled gateway's profile is in the
-# README.
+# init=False: the __init__ is written out so that mypyc compiles it (docs/architecture.md,
+# "Compiled, optionally"; tests/model/test_written_out_inits.py checks it).
 
 
 @dataclass(slots=True, init=False)
@@ -409,9 +408,9 @@ class TransactionLayer:
 
     def _client_response(self, tx: _Tx, response: Response, now: float) -> None:
         status = response.status
-        if tx.state is TxState.ACCEPTED:
-            if tx.method == "INVITE" and 200 <= status < 300:
-                # RFC 6026 7.2: 2xx repeats go to the TU, which repeats its ACK.
+        if tx.state is TxState.ACCEPTED:  # an INVITE's (RFC 6026 7.2)
+            if 200 <= status < 300:
+                # 2xx repeats go to the TU, which repeats its ACK.
                 self._events.append(ResponseReceived(response, tx.key))
             return
         request = tx.request

@@ -67,9 +67,8 @@ Params = Mapping[str, str | None]
 NO_PARAMS: Params = MappingProxyType({})
 
 
-# The values below are init=False with the __init__ written out: mypyc compiles it (about
-# 40 ns a call) but not the one @dataclass generates (about 300 ns frozen); the compiled
-# gateway's profile is in the README.
+# The values below are init=False: their __init__ is written out so that mypyc compiles it
+# (docs/architecture.md, "Compiled, optionally"; tests/model/test_written_out_inits.py).
 class FrozenParams:
     """Base of the values whose ``params`` are made read-only when they are built.
 
