@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import math
 import socket
@@ -43,6 +44,9 @@ from gateway.sip.transaction import T1, T2, T4, Address, TransactionEvent, Trans
 log = logging.getLogger(__name__)
 
 UDP_RCVBUF = 4 * 1024 * 1024
+# With port 0 (any free port) UDP picks the number and TCP must take the same one, which
+# another program may hold on TCP alone: so many picks before giving up.
+ANY_PORT_ATTEMPTS = 8
 UDP_BATCH = 64  # datagrams read per wake-up before yielding to other callbacks
 # The transaction timers are armed on this grid (seconds), the layer's bucket width: SIP
 # timers are 100 ms (the 100 Trying) and up, so firing up to 50 ms late changes nothing
@@ -268,8 +272,32 @@ class SipEndpoint:
         """Bind the UDP socket and, unless told otherwise, the TCP listener."""
         loop = asyncio.get_running_loop()
         self._loop = loop
-        # A plain non-blocking socket read in batches from add_reader costs a fraction of
-        # a datagram transport per message (one callback per wake-up, no wrapper objects).
+        any_port = self.port == 0
+        for attempt in range(1, ANY_PORT_ATTEMPTS + 1):
+            sock = self._bind_udp()
+            if not tcp:
+                break
+            try:
+                self._tcp_server = await loop.create_server(
+                    lambda: _TcpConnection(self), self.host, self.port, reuse_address=True
+                )
+                break
+            except OSError as exc:
+                stop_reading(loop, sock.fileno())
+                sock.close()
+                self._udp = None
+                if not (any_port and exc.errno == errno.EADDRINUSE) or attempt == ANY_PORT_ATTEMPTS:
+                    raise
+                self.port = 0  # the number UDP got is taken on TCP: another pick
+        if self.tls_settings is not None:
+            await self.start_tls(self.tls_settings)
+
+    def _bind_udp(self) -> socket.socket:
+        """Bind the UDP socket on ``self.port`` (0: any), which then holds its number.
+
+        A plain non-blocking socket read in batches from add_reader costs a fraction of a
+        datagram transport per message (one callback per wake-up, no wrapper objects).
+        """
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
@@ -283,13 +311,8 @@ class SipEndpoint:
             raise
         self._udp = sock
         self.port = sock.getsockname()[1]
-        loop.add_reader(sock.fileno(), self._udp_readable)
-        if tcp:
-            self._tcp_server = await loop.create_server(
-                lambda: _TcpConnection(self), self.host, self.port, reuse_address=True
-            )
-        if self.tls_settings is not None:
-            await self.start_tls(self.tls_settings)
+        self.loop.add_reader(sock.fileno(), self._udp_readable)
+        return sock
 
     async def start_tls(self, settings: TlsSettings) -> None:
         """Load the certificate and open the TLS listener (RFC 3261 26.2: sips, 5061).

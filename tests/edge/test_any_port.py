@@ -1,0 +1,68 @@
+"""``port 0`` (any free port) gives UDP and TCP the same number, even when the number UDP
+picks first is held on TCP by another program (a CI run hit it: the gateway refused to
+start with "address already in use")."""
+
+from __future__ import annotations
+
+import socket
+
+from gateway.edge.sip_transport import SipEndpoint
+
+HOST = "127.0.0.1"
+
+
+class _FirstPickTaken(SipEndpoint):
+    """An endpoint whose first UDP pick is a port the test holds on TCP."""
+
+    def __init__(self, taken: int) -> None:
+        super().__init__(HOST, 0)
+        self.taken = taken
+        self.picks: list[int] = []
+
+    def _bind_udp(self) -> socket.socket:
+        if not self.picks:
+            self.port = self.taken  # as if the kernel had picked it
+        sock = super()._bind_udp()
+        self.picks.append(self.port)
+        return sock
+
+
+async def test_any_port_picks_again_when_tcp_holds_the_first() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
+        held.bind((HOST, 0))
+        held.listen()
+        taken = held.getsockname()[1]
+        endpoint = _FirstPickTaken(taken)
+        await endpoint.start()
+        try:
+            assert endpoint.picks[0] == taken and len(endpoint.picks) == 2
+            port = endpoint.port
+            assert port != taken
+            with socket.create_connection((HOST, port), timeout=2):
+                pass  # TCP listens on the number UDP holds
+            probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                probe.bind((HOST, port))
+                raise AssertionError("UDP does not hold the endpoint's port")
+            except OSError:
+                pass
+            finally:
+                probe.close()
+        finally:
+            await endpoint.close()
+
+
+async def test_a_chosen_port_taken_on_tcp_is_an_error() -> None:
+    """A port the operator named is not changed behind their back."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
+        held.bind((HOST, 0))
+        held.listen()
+        taken = held.getsockname()[1]
+        endpoint = SipEndpoint(HOST, taken)
+        try:
+            await endpoint.start()
+            raise AssertionError("started on a port held on TCP")
+        except OSError:
+            pass
+        finally:
+            await endpoint.close()
