@@ -13,7 +13,15 @@ from harness import _stop_captures, gateway_factory  # noqa: F401 - fixtures
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked ``long`` run first, so that under ``-n 2`` (pytest-xdist, as
-    scripts/test runs the suite) the longest one overlaps the rest instead of ending
-    the run alone on one worker. The order of everything else is kept."""
-    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+    """Tests marked ``long`` run first, one to a worker: pytest-xdist (as scripts/test runs
+    the suite, with ``--maxschedchunk 1``) hands each worker two tests to begin with, so
+    each long test is followed by a short one and no worker starts with two long ones in
+    a row. The order of everything else is kept."""
+    long = [item for item in items if item.get_closest_marker("long") is not None]
+    rest = [item for item in items if item.get_closest_marker("long") is None]
+    items[:] = []
+    for first in long:
+        items.append(first)
+        if rest:
+            items.append(rest.pop(0))
+    items.extend(rest)

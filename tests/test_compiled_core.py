@@ -65,6 +65,8 @@ def test_core_compiled_with_mypyc_passes_its_tests(tmp_path: Path) -> None:
             "-q",
             "-p",
             "no:cacheprovider",
+            "-n",
+            "2",  # they wait on sockets and timers more than they compute, as the suite's do
             "tests/sip",
             "tests/model",
             "tests/call",
