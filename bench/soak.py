@@ -505,6 +505,7 @@ class Sample:
     transactions: int
     dialogs: int
     media_ports: int
+    media_ports_idle: int
     calls_ok: int
     calls_failed: int
     setup_ms_p50: float | None
@@ -712,6 +713,16 @@ def run(config: SoakConfig) -> dict[str, Any]:
     return report
 
 
+def fds_other(sample: Sample) -> int:
+    """Descriptors held for anything but the relay's UDP ports (one descriptor each).
+
+    The relay keeps released port pairs bound in a pool (``gateway.media.ports``) that
+    grows to the peak of concurrent calls, which rises when the host is loaded and
+    calls take longer; what else the gateway holds must not grow at all.
+    """
+    return sample.fds - sample.media_ports - sample.media_ports_idle
+
+
 def _status(http_port: int) -> dict[str, Any]:
     result: dict[str, Any] = _http_json(http_port, "/api/v1/status")
     return result
@@ -745,6 +756,7 @@ def _reading(
         transactions=int(status.get("transactions", 0)),
         dialogs=int(status.get("dialogs", 0)),
         media_ports=int(status.get("media_ports_in_use", 0)),
+        media_ports_idle=int(status.get("media_ports_idle", 0)),
         calls_ok=counts["successful"],
         calls_failed=counts["failed"],
         setup_ms_p50=percentile(setups, 0.5),
@@ -813,6 +825,8 @@ def _report(
             "fds_max": max(s.fds for s in series),
             "fds_idle_after": final.fds,
             "fds_first": series[0].fds,
+            "fds_other_max": max(fds_other(s) for s in series),
+            "fds_other_idle_after": fds_other(final),
             "setup_ms_p50_first_half": statistics.median(latencies[:half] or [0.0]),
             "setup_ms_p50_second_half": statistics.median(latencies[half:] or [0.0]),
             "setup_ms_p95_worst_window": max(p95s) if p95s else None,

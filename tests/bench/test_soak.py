@@ -65,12 +65,16 @@ def test_short_soak_holds_no_leak(tmp_path: Path) -> None:
     assert traffic["probe_calls_failed"] <= setups // 100, traffic["probe_failures"]
 
     # Steady state after the first quarter: descriptors stop growing, and are all
-    # given back to the level of the steady state at the end.
-    steady = [s for s in samples if s["t"] >= DURATION / 4]
+    # given back to the level of the steady state at the end. The relay's pooled ports
+    # are left out: the pool grows to the peak of concurrent calls, which is higher on a
+    # loaded host where calls take longer (a CI run beside three other workers held 19
+    # calls where an idle one holds 10); everything else must stay flat.
+    other = [soak.fds_other(soak.Sample(**s)) for s in samples]
+    steady = [n for s, n in zip(samples, other, strict=True) if s["t"] >= DURATION / 4]
     half = len(steady) // 2
     first, second = steady[:half], steady[half:]
-    assert max(s["fds"] for s in second) <= max(s["fds"] for s in first) + 8, samples
-    assert summary["fds_idle_after"] <= max(s["fds"] for s in first) + 8, summary
+    assert max(second) <= max(first) + 8, list(zip([s["t"] for s in samples], other, strict=True))
+    assert summary["fds_other_idle_after"] <= max(first) + 8, summary
 
     # Memory levels off: over the last third of the run it grows by less than half of
     # what it grew over the first third, and by less than 2 % of its size (the parse

@@ -186,6 +186,9 @@ def test_real_captures_and_their_mutations(harness: Harness) -> None:
     rng = random.Random(4475)
     messages = real_messages()
     assert len(messages) >= 90  # 100 messages in the shared captures today
+    # The harness is shared by the module's tests, which xdist may run on other workers
+    # or before this one: count only this test's answers.
+    answered_before = harness.answered_400
     for raw in messages:
         harness.send(raw)
         for _ in range(6):
@@ -194,7 +197,9 @@ def test_real_captures_and_their_mutations(harness: Harness) -> None:
         if harness.sent % 100 < 7:
             harness.check_options()
     harness.check_options()
-    assert harness.answered_400 > 100
+    # Each mutation the parser refuses was answered (send() checks it); the seed above
+    # makes 69 of them from today's captures, and at least 50 keep the test meaningful.
+    assert harness.answered_400 - answered_before >= 50, harness.answered_400 - answered_before
 
 
 def test_broken_tcp_stream_gets_400_and_close(harness: Harness) -> Any:
