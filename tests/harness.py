@@ -102,28 +102,50 @@ def ports_free(
     return True
 
 
-_HANDED_OUT: set[int] = set()
+# The ports tests hand to their peers: below the relays' 20000-29999 (the example
+# dialplan's range, where pjsua2 also puts its media) and below the kernel's ephemeral
+# range (32768-60999 here), where every bind to port 0 lands, so no process binding
+# port 0 can take one between its picking and its peer's bind. Each pytest-xdist worker
+# draws from its own slice: a port one picked was free to the kernel until its peer
+# bound it, and another worker's pick had taken it (baresip then could not bind).
+TEST_PORTS = range(10000, 20000)
+
+
+def _worker_ports() -> range:
+    """This process's slice of :data:`TEST_PORTS` (the whole range outside xdist)."""
+    workers = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")) % workers
+    size = len(TEST_PORTS) // workers
+    return range(TEST_PORTS.start + index * size, TEST_PORTS.start + (index + 1) * size)
+
+
+_PORTS = _worker_ports()
+_next_port = _PORTS.start
 
 
 def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 right now, and not handed out before
-    in this process.
+    """A port free for both UDP and TCP on 127.0.0.1 right now, from this worker's slice.
 
-    A port picked for a peer stays free to the kernel until the peer binds it, and the
-    kernel handed the same one to the gateway a test started next: the gateway then
-    answered its own keepalives as the station's, and SIPp could not bind (a CI run).
+    ``kind`` is kept for the callers that name the socket they will open; both kinds are
+    checked, as a peer may open either on the number it is given.
     """
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, kind) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port in _HANDED_OUT:
-            continue
-        other = socket.SOCK_STREAM if kind == socket.SOCK_DGRAM else socket.SOCK_DGRAM
-        if ports_free([port], [other]):
-            _HANDED_OUT.add(port)
-            return port
-    raise RuntimeError("no free port")
+    return free_ports(1)
+
+
+def free_ports(count: int, *, even: bool = False) -> int:
+    """The first of ``count`` consecutive ports free for UDP and TCP, from this worker's
+    slice, in turn: a port is handed out again only after the slice has wrapped around.
+    ``even``: the first is even (RFC 3550 11: RTP on an even port, RTCP on the next)."""
+    global _next_port
+    for _ in range(len(_PORTS) // count):
+        _next_port += _next_port & 1 if even else 0
+        if _next_port + count > _PORTS.stop:
+            _next_port = _PORTS.start
+        first = _next_port
+        _next_port += count
+        if ports_free(range(first, first + count)):
+            return first
+    raise RuntimeError(f"no {count} free ports in {_PORTS}")
 
 
 @dataclass

@@ -19,8 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import LOADTEST, VECTORS, GatewayProcess, dialplan_variant, free_port, start_capture
-from rtpengine_peer import free_range
+from harness import (
+    LOADTEST,
+    VECTORS,
+    GatewayProcess,
+    dialplan_variant,
+    free_port,
+    free_ports,
+    start_capture,
+)
 from test_uac_features import SCENARIOS, STATION_LINE, assert_nothing_left, start_sipp
 
 pytestmark = pytest.mark.interop
@@ -92,7 +99,7 @@ def test_queued_video_caller_connected_gets_a_pli_to_each_video_sender(
 ) -> None:
     station_port, first_port, second_port = free_port(), free_port(), free_port()
     # media ports: audio on the even one, video on + 2, video RTCP on + 3
-    station_media, first_media, second_media = (free_range(4) for _ in range(3))
+    station_media, first_media, second_media = (free_ports(4, even=True) for _ in range(3))
     gw: GatewayProcess = gateway_factory(queue_plan(tmp_path, station_port))
     video_rtcp = {"station": station_media + 3, "second kiosk": second_media + 3}
     capture = start_capture(

@@ -127,7 +127,6 @@ def test_md5_only_baresip_kiosk_registers_and_talks_to_a_station(
         tmp_path / "baresip",
         account,
         tone=write_tone(tmp_path / "tone.wav", 440),
-        rtp_ports=(33000, 33999),  # apart from the other test's, should they run side by side
     )
     with station, kiosk:
         station.wait_ready()
@@ -205,7 +204,6 @@ def test_md5_only_baresip_as_station_and_as_presence_watcher(
         f"<sip:station-caf-1@{DOMAIN}>;auth_pass={example_secrets()['station-caf-1']};{outbound}"
         ";answermode=auto",
         tone=write_tone(tmp_path / "station.wav", 660),
-        rtp_ports=(32000, 32999),
     )
     watcher = Baresip(
         tmp_path / "watcher",

@@ -19,7 +19,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness import free_port, free_ports
+
 MODULES = Path("/usr/lib/baresip/modules")
+RTP_PORTS = 20  # baresip's media ports: a call's audio and video, RTP and RTCP, and spares
 
 
 def require_baresip() -> str:
@@ -32,12 +35,6 @@ def require_baresip() -> str:
     return path
 
 
-def _free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Baresip:
     """A headless baresip user agent with one account, driven over ``ctrl_tcp``."""
 
@@ -47,15 +44,15 @@ class Baresip:
         account: str,
         *,
         tone: Path,
-        rtp_ports: tuple[int, int] = (31000, 31999),
         contacts: tuple[str, ...] = (),
     ) -> None:
         """``account`` is a line of baresip's ``accounts`` file (``<sip:...>;auth_pass=...``);
         ``tone`` an 8 kHz mono WAV played as the microphone; ``contacts`` lines of its
         ``contacts`` file (``"CAF" <sip:caf@DOMAIN>;presence=p2p`` subscribes to presence)."""
         self.folder = folder
-        self.sip_port = _free_port()
-        self.ctrl_port = _free_port(socket.SOCK_STREAM)
+        self.sip_port = free_ports(2)  # baresip listens for SIP over TLS on the next one
+        self.ctrl_port = free_port()
+        rtp_first = free_ports(RTP_PORTS)
         folder.mkdir(parents=True, exist_ok=True)
         self.records = folder / "records"
         self.records.mkdir(exist_ok=True)
@@ -70,7 +67,7 @@ class Baresip:
             "auplay_srate 8000",
             "ausrc_channels 1",
             "auplay_channels 1",
-            f"rtp_ports {rtp_ports[0]}-{rtp_ports[1]}",
+            f"rtp_ports {rtp_first}-{rtp_first + RTP_PORTS - 1}",
             "dns_server 127.0.0.1:53",
             f"module_path {MODULES}",
             "module g711.so",

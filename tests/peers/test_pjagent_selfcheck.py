@@ -10,7 +10,6 @@ moves on past a port in use.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import free_port, ports_free
+from harness import free_port, free_ports
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import find_call, run_pjagent, start_pjagent, state_names
@@ -47,11 +46,7 @@ def _assert_tone(call: dict[str, Any], hz: float, min_seconds: float) -> None:
 
 def _free_echo_port() -> int:
     """A UDP port whose neighbour two above is free too: SIPp's RTP echo binds both."""
-    for _ in range(50):
-        port = free_port()
-        if ports_free([port + 2], [socket.SOCK_DGRAM]):
-            return port
-    raise RuntimeError("no free pair of ports for SIPp's RTP echo")
+    return free_ports(3)
 
 
 def _udp_bound(port: int) -> bool:
