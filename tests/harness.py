@@ -1,4 +1,4 @@
-"""Test harness: project paths, a real gateway process, a tshark capture on loopback.
+"""Test harness: project paths, a real gateway process, a dumpcap capture on loopback.
 
 A module of its own (not conftest.py): several test folders have a conftest, and
 ``from conftest import`` would pick whichever was imported first.
@@ -347,26 +347,36 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
 
 @dataclass
 class Capture:
-    """A tshark capture on loopback, read back with dissectors."""
+    """A dumpcap capture on loopback, read back with tshark's dissectors."""
 
     proc: subprocess.Popen[bytes]
     path: Path
 
     def stop(self) -> None:
+        """Stop the capture once it has written what it holds; a capture that will not
+        stop fails the test rather than leave a file cut short to be read as evidence."""
         if self.proc.poll() is None:
             time.sleep(0.5)  # let the last packets reach the ring buffer
             self.proc.send_signal(signal.SIGINT)
             try:
-                self.proc.wait(timeout=10)
+                self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+                raise RuntimeError(f"dumpcap did not stop within 30 s: {self.path}") from None
 
     def fields(
-        self, display_filter: str, *names: str, decode_as: list[str] | None = None
+        self,
+        display_filter: str,
+        *names: str,
+        decode_as: list[str] | None = None,
+        first_only: bool = False,
     ) -> list[list[str]]:
-        """Rows of the given fields for the packets matching a display filter."""
+        """Rows of the given fields for the packets matching a display filter
+        (``first_only``: a field's first occurrence in a packet, not all of them)."""
         cmd = ["tshark", "-n", "-r", str(self.path), "-Y", display_filter, "-T", "fields"]
+        if first_only:
+            cmd += ["-E", "occurrence=f"]
         for d in decode_as or []:
             cmd += ["-d", d]
         for n in names:
@@ -391,21 +401,28 @@ _captures: list[Capture] = []
 
 @pytest.fixture(autouse=True)
 def _stop_captures() -> Iterator[None]:
-    """Whatever a test does, no tshark it started outlives it."""
+    """Whatever a test does, no capture it started outlives it."""
     yield
     while _captures:
         _captures.pop().stop()
 
 
-def start_capture(path: Path, ports: list[int]) -> Capture:
-    """Capture loopback traffic on the given UDP/TCP ports into ``path``."""
-    bpf = " or ".join(f"port {p}" for p in ports)
+def start_capture(path: Path, ports: list[int], *, interface: str = "lo") -> Capture:
+    """Capture traffic on the given UDP/TCP ports (every port when none is given) of
+    ``interface`` (loopback unless a test made its own) into ``path``.
+
+    dumpcap (tshark's capture engine, from the same package) writes the file itself: a
+    tshark in front of it loads every dissector first and relays the stop, and under a
+    loaded six-worker run one such capture stopped with no packet written at all.
+    """
+    bpf = ["-f", " or ".join(f"port {p}" for p in ports)] if ports else []
     proc = subprocess.Popen(
-        ["tshark", "-n", "-q", "-i", "lo", "-f", bpf, "-w", str(path)],
+        ["dumpcap", "-q", "-i", interface, *bpf, "-w", str(path)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    # tshark says "Capturing on 'Loopback: lo'" on stderr once the capture runs.
+    # dumpcap says "Capturing on 'Loopback: lo'" (or the interface's name) on stderr once
+    # the capture runs.
     deadline = time.monotonic() + 20
     assert proc.stderr is not None
     os.set_blocking(proc.stderr.fileno(), False)
@@ -416,11 +433,11 @@ def start_capture(path: Path, ports: list[int]) -> Capture:
         if b"Capturing on" in seen:
             break
         if proc.poll() is not None:
-            raise RuntimeError(f"tshark failed: {seen.decode(errors='replace')}")
+            raise RuntimeError(f"dumpcap failed: {seen.decode(errors='replace')}")
         time.sleep(0.05)
     else:
         proc.kill()
-        raise RuntimeError("tshark did not start capturing")
+        raise RuntimeError("dumpcap did not start capturing")
     capture = Capture(proc, path)
     _captures.append(capture)
     return capture

@@ -48,7 +48,14 @@ from typing import Any
 
 import peers
 import pytest
-from harness import ROOT, GatewayProcess, dialplan_variant, pjsua_account, wait_for
+from harness import (
+    ROOT,
+    GatewayProcess,
+    dialplan_variant,
+    pjsua_account,
+    start_capture,
+    wait_for,
+)
 from peers import find_call, start_pjagent
 
 pytestmark = pytest.mark.interop
@@ -146,45 +153,6 @@ def _in_namespace(tmp_path: Path, netns: str) -> SimpleNamespace:
     return SimpleNamespace(executable=str(wrapper))
 
 
-def _start_capture(path: Path, interface: str) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        ["tshark", "-n", "-q", "-i", interface, "-w", str(path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    assert proc.stderr is not None
-    os.set_blocking(proc.stderr.fileno(), False)
-    seen = b""
-    deadline = time.monotonic() + 20
-    while b"Capturing on" not in seen:
-        seen += proc.stderr.read() or b""
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"tshark did not start on {interface}: {seen!r}")
-        time.sleep(0.05)
-    return proc
-
-
-def _stop_capture(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        time.sleep(0.5)
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _fields(path: Path, display_filter: str, *names: str) -> list[list[str]]:
-    cmd = ["tshark", "-n", "-r", str(path), "-Y", display_filter, "-T", "fields"]
-    cmd += ["-E", "separator=\t", "-E", "occurrence=f"]
-    for name in names:
-        cmd += ["-e", name]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=120).stdout
-    return [line.split("\t") for line in out.splitlines() if line]
-
-
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 def test_ua_behind_nat_registers_is_called_and_gets_media(
     gateway_factory: Any,
@@ -212,7 +180,7 @@ def test_ua_behind_nat_registers_is_called_and_gets_media(
     suffix = ";transport=tcp" if transport == "tcp" else ""
     registrar = f"sip:{nat_net.gateway_addr}:{gw.sip_port}{suffix}"
     capture_path = tmp_path / "nat.pcapng"
-    capture = _start_capture(capture_path, nat_net.host_if)
+    capture = start_capture(capture_path, [], interface=nat_net.host_if)
 
     def account(user: str, role: str, **extra: Any) -> dict[str, Any]:
         return pjsua_account(user, role, registrar, DOMAIN, **extra)
@@ -280,7 +248,7 @@ def test_ua_behind_nat_registers_is_called_and_gets_media(
             station_result = station.wait(timeout=50)
         status = gw.wait_idle()
     finally:
-        _stop_capture(capture)
+        capture.stop()
 
     # The binding keeps the private Contact and remembers the NAT's public source.
     public, gw_ip = nat_net.public_addr, nat_net.gateway_addr
@@ -307,41 +275,41 @@ def test_ua_behind_nat_registers_is_called_and_gets_media(
 
     # On the wire between the gateway and the NAT.
     sip = f"{transport}.port == {gw.sip_port} && sip"
-    invites = _fields(
-        capture_path,
+    invites = capture.fields(
         f"{sip} && sip.Method == INVITE && ip.src == {gw_ip}",
         "ip.dst",
         f"{transport}.dstport",
         "sip.r-uri",
+        first_only=True,
     )
     assert invites, "no INVITE from the gateway crossed the NAT"
     for dst, port, ruri in invites:
         # the private URI, sent to the public source of the REGISTER
         assert (dst, int(port)) == (public, source_port), invites
         assert f"@127.0.0.1:{contact_port}" in ruri, invites
-    options = _fields(
-        capture_path,
+    options = capture.fields(
         f"{sip} && sip.Method == OPTIONS && ip.src == {gw_ip}",
         "ip.dst",
         f"{transport}.dstport",
         "sip.Call-ID",
+        first_only=True,
     )
     assert len(options) >= 2, "no OPTIONS keep-alive crossed the NAT"
     assert {(dst, int(port)) for dst, port, _ in options} == {(public, source_port)}, options
-    answered = _fields(
-        capture_path,
+    answered = capture.fields(
         f"{sip} && sip.Status-Code == 200 && sip.CSeq.method == OPTIONS && ip.src == {public}",
         "sip.Call-ID",
+        first_only=True,
     )
     assert {row[0] for row in answered} & {row[2] for row in options}, (answered, options)
     # Every response to the namespace says where its request really came from.
-    responses = _fields(
-        capture_path,
+    responses = capture.fields(
         f"{sip} && sip.Status-Code && ip.src == {gw_ip}",
         f"{transport}.dstport",
         "sip.Status-Code",
         "sip.CSeq.method",
         "sip.Via",
+        first_only=True,
     )
     methods = {row[2] for row in responses}
     assert {"REGISTER", "INVITE", "BYE"} <= methods, responses
@@ -350,17 +318,19 @@ def test_ua_behind_nat_registers_is_called_and_gets_media(
         assert f";received={public}" in top and f";rport={port}" in top, responses
         assert NAT_PORTS[0] <= int(port) <= NAT_PORTS[1], responses
     if transport == "tcp":  # every connection was opened from behind the NAT
-        opened = _fields(capture_path, "tcp.flags.syn == 1 && tcp.flags.ack == 0", "ip.src")
+        opened = capture.fields(
+            "tcp.flags.syn == 1 && tcp.flags.ack == 0", "ip.src", first_only=True
+        )
         assert opened and {row[0] for row in opened} == {public}, opened
     # RTP crossed the NAT both ways, from translated ports. Not ICMP: a port unreachable
     # the namespace sends back for RTP that arrived after its UA closed (the relay still
     # forwarding the station's last packets) quotes the relay's own UDP header, whose
     # ports tshark's udp fields would read (it failed a CI run once).
-    rtp = _fields(
-        capture_path,
+    rtp = capture.fields(
         f"udp && !icmp && !sip && udp.length > 100 && (ip.src == {public} || ip.dst == {public})",
         "ip.src",
         "udp.srcport",
+        first_only=True,
     )
     from_nat = [int(port) for src, port in rtp if src == public]
     to_nat = [port for src, port in rtp if src == gw_ip]
