@@ -108,18 +108,27 @@ def ports_free(
 # port 0 can take one between its picking and its peer's bind. Each pytest-xdist worker
 # draws from its own slice: a port one picked was free to the kernel until its peer
 # bound it, and another worker's pick had taken it (baresip then could not bind).
+# A pytest run inside a test (the compiled core's) is given its parent's slice as
+# VRGW_TEST_PORTS=FIRST-STOP, to share out among its own workers.
 TEST_PORTS = range(10000, 20000)
 
 
 def _worker_ports() -> range:
-    """This process's slice of :data:`TEST_PORTS` (the whole range outside xdist)."""
+    """This process's slice of the test ports (all of them outside xdist)."""
+    first, _, stop = os.environ.get("VRGW_TEST_PORTS", "").partition("-")
+    ports = range(int(first), int(stop)) if stop else TEST_PORTS
     workers = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
     index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")) % workers
-    size = len(TEST_PORTS) // workers
-    return range(TEST_PORTS.start + index * size, TEST_PORTS.start + (index + 1) * size)
+    size = len(ports) // workers
+    return range(ports.start + index * size, ports.start + (index + 1) * size)
 
 
 _PORTS = _worker_ports()
+
+
+def worker_ports() -> str:
+    """This worker's slice as VRGW_TEST_PORTS takes it, for a pytest run a test starts."""
+    return f"{_PORTS.start}-{_PORTS.stop}"
 _next_port = _PORTS.start
 
 

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from harness import ROOT, VECTORS
+from harness import ROOT, VECTORS, worker_ports
 
 pytestmark = [pytest.mark.interop, pytest.mark.long]  # runs a C compiler for a minute
 
@@ -51,6 +51,7 @@ def test_core_compiled_with_mypyc_passes_its_tests(tmp_path: Path) -> None:
         "PYTHONPATH": ":".join([str(tree), *libs]),
         "PATH": "/usr/bin:/bin",
         "VRGW_SHARED": str(VECTORS.parent),  # the real captures the SIP tests read
+        "VRGW_TEST_PORTS": worker_ports(),  # the main run's other workers use the rest
     }
     check = subprocess.run(
         [sys.executable, "-S", "-c", probe], cwd=tree, env=env, capture_output=True, text=True
