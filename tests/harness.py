@@ -141,10 +141,30 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
     return free_ports(1)
 
 
+@functools.cache
+def _dissected_ports() -> frozenset[int]:
+    """The UDP and TCP ports tshark decodes by number (``tshark -G decodes``).
+
+    Its SIP dissector finds SIP on other ports by heuristics, which a protocol registered
+    for the port overrides: a gateway given 17500 had its SIP read as Dropbox LAN sync,
+    and a test looking for its 480s in the capture found none.
+    """
+    out = subprocess.run(
+        ["tshark", "-G", "decodes"], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    rows = (line.split("\t") for line in out.splitlines())
+    return frozenset(
+        int(row[1])
+        for row in rows
+        if len(row) >= 2 and row[0] in ("udp.port", "tcp.port") and row[1].isdigit()
+    )
+
+
 def free_ports(count: int, *, even: bool = False) -> int:
     """The first of ``count`` consecutive ports free for UDP and TCP, from this worker's
     slice, in turn: a port is handed out again only after the slice has wrapped around.
-    ``even``: the first is even (RFC 3550 11: RTP on an even port, RTCP on the next)."""
+    ``even``: the first is even (RFC 3550 11: RTP on an even port, RTCP on the next).
+    Ports tshark would decode as another protocol are passed over."""
     global _next_port
     for _ in range(len(_PORTS) // count):
         _next_port += _next_port & 1 if even else 0
@@ -152,7 +172,8 @@ def free_ports(count: int, *, even: bool = False) -> int:
             _next_port = _PORTS.start
         first = _next_port
         _next_port += count
-        if ports_free(range(first, first + count)):
+        ports = range(first, first + count)
+        if _dissected_ports().isdisjoint(ports) and ports_free(ports):
             return first
     raise RuntimeError(f"no {count} free ports in {_PORTS}")
 

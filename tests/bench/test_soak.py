@@ -8,11 +8,11 @@ Not the 50 ms of the other tests: a peer stalled for more than 64*T1 (3.2 s ther
 a loaded host lets the gateway's NOTIFY time out, which ends the subscription and fails
 the peer's unsubscribe (a four-worker CI run lost one SUBSCRIBE that way). What must
 hold is relative, never a wall-clock figure: no call or request fails; the descriptors
-the gateway holds stop growing once the traffic is steady and are all given back when it
-ends (RFC 3261 17: every transaction ends; the relay's pooled ports stay bounded);
-resident memory grows much less over the second half than the first; the gateway idles
-at zero calls, transactions, dialogs and relay ports, and exits cleanly without a
-traceback.
+the gateway holds beside the relay's ports (whose pool follows the peak of concurrent
+calls) stop growing once the traffic is steady and are all given back when it ends (RFC
+3261 17: every transaction ends); resident memory grows much less over the second half
+than the first; the gateway idles at zero calls, transactions, dialogs and relay ports,
+and exits cleanly without a traceback.
 """
 
 from __future__ import annotations
