@@ -132,12 +132,9 @@ def worker_ports() -> str:
 _next_port = _PORTS.start
 
 
-def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 right now, from this worker's slice.
-
-    ``kind`` is kept for the callers that name the socket they will open; both kinds are
-    checked, as a peer may open either on the number it is given.
-    """
+def free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1 right now, from this worker's slice
+    (a peer may open either on the number it is given)."""
     return free_ports(1)
 
 
@@ -282,7 +279,7 @@ def start_gateway(
     The gateway runs on ``sip_t1`` (:data:`TEST_T1` unless a test needs the RFC's).
     """
     sip_port = sip_port or free_port()
-    http_port = free_port(socket.SOCK_STREAM)
+    http_port = free_port()
     log_path = tmp_path / f"vrgw-{sip_port}.log"
     cmd = [
         sys.executable,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import shutil
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -147,7 +146,7 @@ def test_a_port_in_use_is_reported_with_its_address(
     """A second gateway on a port the first holds stops at once and says which."""
     gw: GatewayProcess = gateway_factory(EXAMPLE)
     sip = gw.sip_port if taken == "sip" else free_port()
-    http = gw.http_port if taken == "http" else free_port(socket.SOCK_STREAM)
+    http = gw.http_port if taken == "http" else free_port()
     second = vrgw(
         "run", "--dialplan", str(EXAMPLE), "--sip-port", str(sip), "--http-port", str(http),
         "--h323-port", "0", "--ras-port", "0", "--records", ":memory:",

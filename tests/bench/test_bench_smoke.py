@@ -23,7 +23,7 @@ HARNESS = ROOT / "bench" / "signalling.py"
 def test_harness_one_small_step_against_sippy(tmp_path: Path) -> None:
     sut, uas, uac = free_port(), free_port(), free_port()
     assert len({sut, uas, uac}) == 3
-    http = free_port(socket.SOCK_STREAM)
+    http = free_port()
     run = subprocess.run(
         [
             sys.executable,

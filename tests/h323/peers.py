@@ -83,7 +83,7 @@ class SimplePeer:
 
 def listening_simple(workdir: Path, *extra: str) -> tuple[SimplePeer, int]:
     """``simple`` listening on a free port and answering at once; its port."""
-    port = free_port(socket.SOCK_STREAM)
+    port = free_port()
     args = ["-l", "-a", "-n", "-u", "station", "-i", "127.0.0.1", "-x", str(port)]
     peer = SimplePeer([*args, "-s", "Null Audio", *extra], workdir)
     deadline = time.monotonic() + 10

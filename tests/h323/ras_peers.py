@@ -10,7 +10,6 @@ registrations from the status port (``PrintAllRegistrations``).
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -47,7 +46,7 @@ class Simple(SimplePeer):
 
     def __init__(self, args: list[str], workdir: Path, name: str) -> None:
         self.name = name
-        self.signal_port = free_port(socket.SOCK_STREAM)
+        self.signal_port = free_port()
         port = ["-i", "127.0.0.1", "-x", str(self.signal_port), "-s", "Null Audio"]
         super().__init__([*port, *args], workdir)
 
@@ -67,8 +66,8 @@ class GnuGk:
     def __init__(self, workdir: Path, *, time_to_live: int = 60, name: str = "partnergk") -> None:
         self.name = name
         self.ras_port = free_port()
-        self.status_port = free_port(socket.SOCK_STREAM)
-        self.signal_port = free_port(socket.SOCK_STREAM)
+        self.status_port = free_port()
+        self.signal_port = free_port()
         self.config = workdir / "gnugk.ini"
         self.trace = workdir / "gnugk.trace"
         self.config.write_text(

@@ -146,7 +146,7 @@ def test_simple_calls_the_gateway(tmp_path: Path, rtp: socket.socket, fast: bool
     listener.listen(1)
     listener.settimeout(10)
     port = listener.getsockname()[1]
-    args = ["-n", "-i", "127.0.0.1", "-x", str(free_port(socket.SOCK_STREAM)), "-u", "kiosk"]
+    args = ["-n", "-i", "127.0.0.1", "-x", str(free_port()), "-u", "kiosk"]
     args += ["-s", "Null Audio", *(["-f"] if fast else []), f"vrgw@127.0.0.1:{port}"]
     peer = SimplePeer(args, tmp_path)
     driver: CallDriver | None = None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -92,7 +91,7 @@ def test_the_container_builds_runs_healthy_and_carries_a_call(image: str, tmp_pa
     shutil.copy(loadtest_variant(tmp_path, "container", uas_port), conf / "dialplan.yaml")
     os.chmod(conf, 0o755)
     os.chmod(conf / "dialplan.yaml", 0o644)
-    sip_port, http_port = free_port(), free_port(socket.SOCK_STREAM)
+    sip_port, http_port = free_port(), free_port()
     name = f"vrgw-{uuid.uuid4().hex[:8]}"
     started = podman(
         "run", "--detach", "--name", name, "--network", "host", *LIMITS,

@@ -126,7 +126,7 @@ def hang_up(kiosk: SimplePeer, gw: GatewayProcess) -> None:
 def test_a_connection_flood_is_refused_while_a_kiosk_calls(
     gateway_factory: Any, tmp_path: Path
 ) -> None:
-    station_port = free_port(socket.SOCK_STREAM)
+    station_port = free_port()
     station = station_unit(tmp_path, station_port)
     held: list[socket.socket] = []
     try:
@@ -171,7 +171,7 @@ def grq(alias: str) -> bytes:
 
 
 def test_a_ras_flood_is_banned_while_a_unit_registers(gateway_factory: Any, tmp_path: Path) -> None:
-    station_port = free_port(socket.SOCK_STREAM)
+    station_port = free_port()
     gw: GatewayProcess = gateway_factory(
         write_plan(
             tmp_path, station_port, bans="ras_flood_rate: 10, ras_flood_burst: 20, duration: 60"
@@ -237,7 +237,7 @@ def test_a_ras_flood_is_banned_while_a_unit_registers(gateway_factory: Any, tmp_
 def test_junk_on_the_signalling_port_closes_that_connection_only(
     gateway_factory: Any, tmp_path: Path
 ) -> None:
-    station_port = free_port(socket.SOCK_STREAM)
+    station_port = free_port()
     station = station_unit(tmp_path, station_port)
     try:
         gw: GatewayProcess = gateway_factory(write_plan(tmp_path, station_port))

@@ -14,7 +14,6 @@ Everything on 127.0.0.1 and free ports; every process is stopped in ``finally``.
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +59,7 @@ class Recorder:
 
 
 async def start_gatekeeper(**options: Any) -> tuple[Gatekeeper, RasEndpoint, Recorder]:
-    signal = (LOCAL, free_port(socket.SOCK_STREAM))
+    signal = (LOCAL, free_port())
     gk = Gatekeeper((LOCAL, 0), signal, identifier="vrgw", **options)
     recorder = Recorder()
     endpoint = RasEndpoint(gk, recorder)
@@ -195,7 +194,7 @@ async def test_our_client_with_gnu_gatekeeper(tmp_path: Path) -> None:
         client = GatekeeperClient(
             (LOCAL, 0),
             gnugk.ras_address,
-            (LOCAL, free_port(socket.SOCK_STREAM)),
+            (LOCAL, free_port()),
             ["vrgw-relais", "3230"],
             time_to_live=60,
             keep_alive_lead=57,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -45,7 +44,7 @@ class Prometheus:
     """A Prometheus on loopback scraping one gateway every second."""
 
     def __init__(self, workdir: Path, target_port: int) -> None:
-        self.port = free_port(socket.SOCK_STREAM)
+        self.port = free_port()
         config = workdir / "prometheus.yml"
         config.write_text(
             "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"

@@ -48,11 +48,6 @@ REQUIRE_CAF = (
 TALK = 9.0
 
 
-def media_ports() -> int:
-    """An even port whose pair (RTP, RTCP) is free now, outside the relay's range."""
-    return free_ports(2, even=True)  # test ports lie below the relay's range (tests/harness.py)
-
-
 def served_certificate(port: int, ca: Path) -> dict[str, Any]:
     """The certificate the gateway presents to a new TLS client (checked against ``ca``)."""
     ctx = ssl.create_default_context(cafile=str(ca))
@@ -83,7 +78,7 @@ def test_tls_srtp_kiosk_calls_plain_station(gateway_factory: Any, tmp_path: Path
     shutil.copy(first.cert, live_cert)
     shutil.copy(first.key, live_key)
     plan = dialplan_variant(tmp_path, EXAMPLE, "tls-srtp", [REQUIRE_CAF])
-    tls_port = free_port(socket.SOCK_STREAM)
+    tls_port = free_port()
     gw: GatewayProcess = gateway_factory(
         plan,
         extra=[
@@ -92,8 +87,9 @@ def test_tls_srtp_kiosk_calls_plain_station(gateway_factory: Any, tmp_path: Path
         ],
     )
     assert common_name(served_certificate(tls_port, ca.cert)) == "vrgw first"
-    kiosk_rtp = media_ports()
-    station_rtp = media_ports()
+    # the UAs' RTP/RTCP pairs, from the test ports below the relay's range
+    kiosk_rtp = free_ports(2, even=True)
+    station_rtp = free_ports(2, even=True)
     assert kiosk_rtp != station_rtp
     capture = start_capture(
         tmp_path / "tls-srtp.pcapng",
@@ -284,7 +280,7 @@ def test_gateway_calls_a_station_over_tls(
     trusted = station_ca == "trusted"
     signer = ca if trusted else make_ca(pki, "other-ca")
     station_cert = make_leaf(pki, signer, "station", cn="msa-1")
-    station_port = free_port(socket.SOCK_STREAM)
+    station_port = free_port()
     plan = dialplan_variant(
         tmp_path,
         EXAMPLE,
@@ -296,7 +292,7 @@ def test_gateway_calls_a_station_over_tls(
             )
         ],
     )
-    tls_port = free_port(socket.SOCK_STREAM)
+    tls_port = free_port()
     gw: GatewayProcess = gateway_factory(
         plan,
         extra=[

@@ -44,11 +44,6 @@ def _assert_tone(call: dict[str, Any], hz: float, min_seconds: float) -> None:
     assert rec["freq_hz"] == pytest.approx(hz, rel=0.05), rec
 
 
-def _free_echo_port() -> int:
-    """A UDP port whose neighbour two above is free too: SIPp's RTP echo binds both."""
-    return free_ports(3)
-
-
 def _udp_bound(port: int) -> bool:
     wanted = f":{port:04X}"
     for table in ("/proc/net/udp", "/proc/net/udp6"):
@@ -187,7 +182,8 @@ def test_station_rejects_486_same_process(tmp_path: Path) -> None:
 
 def test_call_against_sipp_uas_with_rtp_echo(tmp_path: Path) -> None:
     """SIPp's built-in UAS answers; its RTP echo returns the kiosk's own tone."""
-    sipp_port, echo_port = free_port(), _free_echo_port()
+    # SIPp's RTP echo binds its port and the one two above
+    sipp_port, echo_port = free_port(), free_ports(3)
     args = [
         "-sn",
         "uas",
