@@ -77,13 +77,17 @@ def alaw_decode(byte: int) -> int:
     return magnitude if byte & 0x80 else -magnitude
 
 
-_ULAW = bytes(ulaw_encode(s - 32768) for s in range(65536))
-_ALAW = bytes(alaw_encode(s - 32768) for s in range(65536))
+@functools.cache
+def _g711_table(codec: str) -> bytes:
+    """Every 16-bit sample's PCMU or PCMA byte, made on first use (65,536 calls, about
+    30 ms: not at import, which every gateway, worker and tool start pays)."""
+    encode = ulaw_encode if codec == "PCMU" else alaw_encode
+    return bytes(encode(s - 32768) for s in range(65536))
 
 
 def encode_g711(pcm: bytes, codec: str) -> bytes:
     """Little-endian 16-bit PCM to PCMU or PCMA bytes (one byte per sample)."""
-    table = _ULAW if codec == "PCMU" else _ALAW
+    table = _g711_table("PCMU" if codec == "PCMU" else "PCMA")
     samples = memoryview(pcm).cast("h")
     return bytes(table[s + 32768] for s in samples)
 
