@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import os
 import re
@@ -129,6 +130,8 @@ _PORTS = _worker_ports()
 def worker_ports() -> str:
     """This worker's slice as VRGW_TEST_PORTS takes it, for a pytest run a test starts."""
     return f"{_PORTS.start}-{_PORTS.stop}"
+
+
 _next_port = _PORTS.start
 
 
@@ -136,6 +139,48 @@ def free_port() -> int:
     """A port free for both UDP and TCP on 127.0.0.1 right now, from this worker's slice
     (a peer may open either on the number it is given)."""
     return free_ports(1)
+
+
+# tshark's answers about files that do not change (the real captures of shared/vectors,
+# its own tables), kept for every process of the run and the runs after it.
+_CACHE_HOME = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+TSHARK_CACHE = _CACHE_HOME / "vrgw-tests" / "tshark"
+
+
+@functools.cache
+def _tshark_identity() -> str:
+    """The installed tshark (path, size and time of its program and dissector library):
+    an upgrade of Debian's tshark replaces both, so its cached answers are not used."""
+    program = Path(shutil.which("tshark") or "tshark").resolve()
+    parts = [program]
+    for pattern in ("/usr/lib/*/libwireshark.so.*", "/usr/lib/libwireshark.so.*"):
+        parts += sorted(Path("/").glob(pattern.lstrip("/")))
+    return "|".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in parts if p.exists())
+
+
+def tshark_output(*args: str, capture: Path | None = None, timeout: float = 120) -> bytes:
+    """What ``tshark [-r capture] args...`` prints, run once for a given tshark, capture
+    content and arguments, then read from TSHARK_CACHE.
+
+    Each worker reads the same real captures (the SIP and H.323 vectors, the fuzzers'
+    seeds, the SDP bodies), and a tshark start costs about 0.3 s of CPU loading its
+    dissectors: measured with process accounting, 313 tshark runs took 14 % of the
+    suite's CPU on six workers. For captures a test makes itself, run tshark directly.
+    """
+    command = ["tshark", *(["-r", str(capture)] if capture is not None else []), *args]
+    key = hashlib.sha256(_tshark_identity().encode())
+    key.update("\0".join(command).encode())
+    if capture is not None:
+        key.update(capture.read_bytes())
+    cached = TSHARK_CACHE / key.hexdigest()
+    with contextlib.suppress(FileNotFoundError):
+        return cached.read_bytes()
+    out = subprocess.run(command, capture_output=True, check=True, timeout=timeout).stdout
+    TSHARK_CACHE.mkdir(parents=True, exist_ok=True)
+    partial = cached.with_name(f"{cached.name}.{os.getpid()}")
+    partial.write_bytes(out)
+    partial.replace(cached)  # atomic: another worker reads all of it or nothing
+    return out
 
 
 @functools.cache
@@ -146,9 +191,7 @@ def _dissected_ports() -> frozenset[int]:
     for the port overrides: a gateway given 17500 had its SIP read as Dropbox LAN sync,
     and a test looking for its 480s in the capture found none.
     """
-    out = subprocess.run(
-        ["tshark", "-G", "decodes"], capture_output=True, text=True, check=True, timeout=60
-    ).stdout
+    out = tshark_output("-G", "decodes").decode()
     rows = (line.split("\t") for line in out.splitlines())
     return frozenset(
         int(row[1])

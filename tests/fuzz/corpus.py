@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
-import subprocess
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -24,7 +23,7 @@ ROOT = TESTS.parent
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
-from harness import VECTORS  # noqa: E402
+from harness import VECTORS, tshark_output  # noqa: E402
 
 from gateway.h323 import asn1, q931, tpkt  # noqa: E402
 from gateway.h323.errors import H323ParseError  # noqa: E402
@@ -84,17 +83,12 @@ def _rtp_datagrams() -> tuple[bytes, ...]:
     little from one packet to the next)."""
     out: list[bytes] = []
     for pcap in sorted((VECTORS / "rtp").glob("*.pcap*")):
-        result = subprocess.run(
-            [
-                *("tshark", "-r", str(pcap), "-o", "rtp.heuristic_rtp:TRUE", "-Y", "rtp or rtcp"),
-                *("-T", "fields", "-e", "udp.payload"),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=120,
+        fields = tshark_output(
+            *("-o", "rtp.heuristic_rtp:TRUE", "-Y", "rtp or rtcp"),
+            *("-T", "fields", "-e", "udp.payload"),
+            capture=pcap,
         )
-        rows = [line for line in result.stdout.splitlines() if line]
+        rows = [line for line in fields.decode().splitlines() if line]
         step = max(1, len(rows) // 150)
         out += [bytes.fromhex(row) for row in rows[::step]]
     return tuple(out)

@@ -14,12 +14,11 @@ these tests fail instead of silently testing nothing.
 from __future__ import annotations
 
 import functools
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from harness import VECTORS
+from harness import VECTORS, tshark_output
 
 from gateway.h323.errors import H323ParseError
 from gateway.h323.tpkt import TpktFramer
@@ -71,12 +70,10 @@ def _looks_q931(payload: bytes) -> bool:
 
 
 def _tshark_rows(path: Path) -> list[list[str]]:
-    cmd = ["tshark", "-r", str(path), "-Y", "tcp.len > 0 or udp", "-T", "fields"]
-    cmd += ["-E", "separator=/t"]
+    args = ["-Y", "tcp.len > 0 or udp", "-T", "fields", "-E", "separator=/t"]
     for name in _FIELDS:
-        cmd += ["-e", name]
-    result = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=120)
-    return [line.split("\t") for line in result.stdout.splitlines()]
+        args += ["-e", name]
+    return [line.split("\t") for line in tshark_output(*args, capture=path).decode().splitlines()]
 
 
 def _from_pcap(path: Path) -> list[H323Vector]:

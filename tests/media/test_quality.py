@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import ROOT, VECTORS, GatewayProcess, pjsua_account, start_capture, wait_for
+from harness import (
+    ROOT,
+    VECTORS,
+    GatewayProcess,
+    pjsua_account,
+    start_capture,
+    tshark_output,
+    wait_for,
+)
 from peers import start_pjagent
 
 from gateway.call.records import CallRecord
@@ -240,11 +248,11 @@ RTCP_FIELDS = (
 
 @functools.cache
 def tshark_rtcp(path: Path) -> tuple[dict[str, str], ...]:
-    cmd = ["tshark", "-n", "-r", str(path), "-o", "rtcp.heuristic_rtcp:TRUE", "-Y", "rtcp"]
-    cmd += ["-T", "fields", "-E", "separator=/t", "-E", "occurrence=a", "-E", "aggregator=,"]
+    args = ["-n", "-o", "rtcp.heuristic_rtcp:TRUE", "-Y", "rtcp", "-T", "fields"]
+    args += ["-E", "separator=/t", "-E", "occurrence=a", "-E", "aggregator=,"]
     for name in RTCP_FIELDS:
-        cmd += ["-e", name]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=120).stdout
+        args += ["-e", name]
+    out = tshark_output(*args, capture=path).decode()  # real captures only: cached
     return tuple(dict(zip(RTCP_FIELDS, line.split("\t"), strict=True)) for line in out.splitlines())
 
 

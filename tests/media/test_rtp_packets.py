@@ -6,10 +6,9 @@ import contextlib
 import functools
 import itertools
 import struct
-import subprocess
 
 import pytest
-from harness import VECTORS
+from harness import VECTORS, tshark_output
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,39 +20,14 @@ RTP_VECTORS = VECTORS / "rtp"
 @functools.cache
 def tshark_rtp(name: str) -> tuple[tuple[bytes, bool, int, int, int, int], ...]:
     """UDP payloads tshark dissects as RTP, with tshark's own reading of the header."""
-    result = subprocess.run(
-        [
-            "tshark",
-            "-r",
-            str(RTP_VECTORS / name),
-            "-o",
-            "rtp.heuristic_rtp:TRUE",
-            "-Y",
-            "rtp",
-            "-T",
-            "fields",
-            "-E",
-            "separator=,",
-            "-e",
-            "udp.payload",
-            "-e",
-            "rtp.marker",
-            "-e",
-            "rtp.p_type",
-            "-e",
-            "rtp.seq",
-            "-e",
-            "rtp.timestamp",
-            "-e",
-            "rtp.ssrc",
-        ],
-        capture_output=True,
-        check=True,
-        timeout=120,
-        text=True,
+    fields = tshark_output(
+        *("-o", "rtp.heuristic_rtp:TRUE", "-Y", "rtp", "-T", "fields", "-E", "separator=,"),
+        *("-e", "udp.payload", "-e", "rtp.marker", "-e", "rtp.p_type", "-e", "rtp.seq"),
+        *("-e", "rtp.timestamp", "-e", "rtp.ssrc"),
+        capture=RTP_VECTORS / name,
     )
     rows = []
-    for line in result.stdout.splitlines():
+    for line in fields.decode().splitlines():
         payload, marker, pt, seq, ts, ssrc = line.split(",")
         rows.append(
             (bytes.fromhex(payload), marker == "1", int(pt), int(seq), int(ts), int(ssrc, 16))

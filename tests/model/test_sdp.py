@@ -6,11 +6,10 @@ import contextlib
 import dataclasses
 import functools
 import json
-import subprocess
 from typing import Any
 
 import pytest
-from harness import VECTORS
+from harness import VECTORS, tshark_output
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -55,14 +54,9 @@ def _collect_bodies(node: Any, out: list[bytes]) -> None:
 @functools.cache
 def sdp_bodies(relative: str) -> tuple[bytes, ...]:
     """The raw SDP bodies of a capture, from tshark's reassembled SIP message bodies."""
-    result = subprocess.run(
-        ["tshark", "-r", str(VECTORS / relative), "-Y", "sdp", "-T", "json", "-x"],
-        capture_output=True,
-        check=True,
-        timeout=60,
-    )
+    dissected = tshark_output("-Y", "sdp", "-T", "json", "-x", capture=VECTORS / relative)
     bodies: list[bytes] = []
-    _collect_bodies(json.loads(result.stdout), bodies)
+    _collect_bodies(json.loads(dissected), bodies)
     return tuple(bodies)
 
 

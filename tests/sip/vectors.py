@@ -9,11 +9,10 @@ without it these tests fail instead of silently testing nothing.
 from __future__ import annotations
 
 import functools
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import VECTORS
+from harness import VECTORS, tshark_output
 
 SIP_VECTORS = VECTORS / "sip"
 
@@ -39,12 +38,11 @@ class SipVector:
 
 
 def _from_pcap(path: Path) -> list[SipVector]:
-    cmd = ["tshark", "-r", str(path), "-Y", "sip", "-T", "fields", "-E", "separator=/t"]
+    args = ["-Y", "sip", "-T", "fields", "-E", "separator=/t"]
     for name in _FIELDS:
-        cmd += ["-e", name]
-    result = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=60)
+        args += ["-e", name]
     out: list[SipVector] = []
-    for line in result.stdout.splitlines():
+    for line in tshark_output(*args, capture=path).decode().splitlines():
         number, reassembled, tcp, udp = line.split("\t")
         payload = reassembled or tcp or udp
         out.append(
