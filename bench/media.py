@@ -43,6 +43,7 @@ from typing import Any
 
 from bench.media_engines import (
     ENGINE_NAMES,
+    PORTS,
     BuiltinEngine,
     CallPorts,
     Engine,
@@ -105,6 +106,7 @@ class Config:
     plot: bool
     nice: int = 0  # of the engine's process (negative: favoured on a shared core)
     attempts: int = 3  # at most, per step
+    ports: range = PORTS  # the engines' relay ports
 
 
 def _step_record(
@@ -417,7 +419,7 @@ def run_engine(
     :data:`QUIET_SHARE`) before the ramp goes on or stops.
     """
     try:
-        engine = start_engine(name, engine_cpu, cfg.nice, spare=gen.cpu)
+        engine = start_engine(name, engine_cpu, cfg.nice, spare=gen.cpu, ports=cfg.ports)
     except EngineMissing as exc:
         log.warning("%s: missing (%s)", name, exc)
         return {"name": name, "status": "missing", "reason": str(exc), "steps": []}
@@ -661,6 +663,17 @@ def _positive_ints(text: str) -> tuple[int, ...]:
     return values
 
 
+def _port_range(text: str) -> range:
+    """``LOW-HIGH``, both included: an even first port and room for a few calls."""
+    try:
+        low, high = (int(part) for part in text.split("-"))
+    except ValueError:
+        raise argparse.ArgumentTypeError("LOW-HIGH, e.g. 10000-19999") from None
+    if not 1024 <= low < high <= 65535 or low % 2 or high - low < 63:
+        raise argparse.ArgumentTypeError("an even LOW from 1024, at least 64 ports, HIGH <= 65535")
+    return range(low, high + 1)
+
+
 def parse_args(argv: Sequence[str] | None) -> Config:
     """The run's configuration from the command line."""
     p = argparse.ArgumentParser(prog="python -m bench.media", description=__doc__.split("\n\n")[0])
@@ -684,6 +697,12 @@ def parse_args(argv: Sequence[str] | None) -> Config:
     )
     p.add_argument(
         "--attempts", type=int, default=3, help="runs of a disturbed step at most (1: no retry)"
+    )
+    p.add_argument(
+        "--ports",
+        type=_port_range,
+        default=PORTS,
+        help=f"LOW-HIGH: the engines' relay ports (default {PORTS.start}-{PORTS.stop - 1})",
     )
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR)
@@ -709,6 +728,7 @@ def parse_args(argv: Sequence[str] | None) -> Config:
         plot=not a.no_plot,
         nice=a.nice,
         attempts=max(1, a.attempts),
+        ports=a.ports,
     )
 
 

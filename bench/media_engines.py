@@ -35,8 +35,10 @@ from gateway.model.sdp import SessionDescription
 ENGINE_NAMES = ("builtin", "builtin-workers", "c-mmsg", "rtpengine")
 WORKERS = 2  # builtin-workers: one worker process per core of the project's machines
 # Ports the built-in engine and rtpengine draw from (one engine runs at a time): eight a
-# call (RTP and RTCP, two streams, two sides), so 1,250 calls.
-PORT_MIN, PORT_MAX = 10000, 19999
+# call (RTP and RTCP, two streams, two sides), so 1,250 calls. `--ports` moves them: the
+# test suite gives its quick run a block of its own, as its other tests' peers take
+# ports in 10000-19999 meanwhile.
+PORTS = range(10000, 20000)
 
 
 class EngineMissing(BenchError):
@@ -103,7 +105,13 @@ class BuiltinEngine:
     setup = "MediaEngine.offer/answer (RelayEngine), SDP from gateway.model.sdp"
     workers = 0
 
-    def __init__(self, cpu: int, nice: int = 0, cores: frozenset[int] | None = None) -> None:
+    def __init__(
+        self,
+        cpu: int,
+        nice: int = 0,
+        cores: frozenset[int] | None = None,
+        ports: range = PORTS,
+    ) -> None:
         self.cores = cores or frozenset({cpu})
         self._proc = subprocess.Popen(
             [
@@ -111,9 +119,9 @@ class BuiltinEngine:
                 "-m",
                 "bench.media_host",
                 "--port-min",
-                str(PORT_MIN),
+                str(ports.start),
                 "--port-max",
-                str(PORT_MAX),
+                str(ports.stop - 1),
                 "--workers",
                 str(self.workers),
             ],
@@ -248,7 +256,7 @@ class Rtpengine:
     name = "rtpengine"
     setup = "ng offer/answer from bench/media_ng.py, SDP from gateway.model.sdp"
 
-    def __init__(self, cpu: int, nice: int = 0) -> None:
+    def __init__(self, cpu: int, nice: int = 0, ports: range = PORTS) -> None:
         binary = shutil.which("rtpengine")
         if binary is None:
             raise EngineMissing("rtpengine not found: install Debian's rtpengine-daemon")
@@ -266,8 +274,8 @@ class Rtpengine:
                 "--config-file=none",
                 "--log-stderr",
                 "--log-level=4",
-                f"--port-min={PORT_MIN}",
-                f"--port-max={PORT_MAX}",
+                f"--port-min={ports.start}",
+                f"--port-max={ports.stop - 1}",
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -318,16 +326,19 @@ def _relay_ports(to_a: bytes, to_b: bytes) -> RelayPorts:
     return RelayPorts((a_audio, b_audio), (a_video, b_video))
 
 
-def start_engine(name: str, cpu: int, nice: int = 0, spare: int | None = None) -> Engine:
+def start_engine(
+    name: str, cpu: int, nice: int = 0, spare: int | None = None, ports: range = PORTS
+) -> Engine:
     """Start the engine called ``name`` pinned to ``cpu`` (an engine of several processes
-    to ``cpu`` and ``spare``, the generator's core); EngineMissing if not installed."""
+    to ``cpu`` and ``spare``, the generator's core), its relay ports taken from ``ports``
+    (the C relay binds its own); EngineMissing if not installed."""
     if name == "builtin":
-        return BuiltinEngine(cpu, nice)
+        return BuiltinEngine(cpu, nice, ports=ports)
     if name == "builtin-workers":
         cores = frozenset({cpu} if spare is None else {cpu, spare})
-        return BuiltinWorkers(cpu, nice, cores)
+        return BuiltinWorkers(cpu, nice, cores, ports)
     if name == "c-mmsg":
         return CRelay(cpu, nice)
     if name == "rtpengine":
-        return Rtpengine(cpu, nice)
+        return Rtpengine(cpu, nice, ports)
     raise BenchError(f"unknown engine {name!r}: one of {', '.join(ENGINE_NAMES)}")
