@@ -8,13 +8,11 @@ counters say so; a call that is offered a station binds ports, for contrast.
 
 from __future__ import annotations
 
-import itertools
-import socket
 from pathlib import Path
 
 import pytest
 from fakes import ANSWER, OFFER, FakeDialer, FakeLeg, static_targets
-from harness import ports_free
+from harness import free_ports
 from test_controller import DIALPLAN, MONDAY_10H
 
 from gateway.call.b2bua import B2BUA
@@ -24,23 +22,13 @@ from gateway.media.relay import RelayEngine
 from gateway.model.causes import Refusal
 from gateway.model.events import Answered, CallAttempt, Disconnected, Side
 
-# Twenty port pairs in a range of our own, checked free first.
-_RANGES = ((base, base + 39) for base in range(41000, 49000, 400))
-
-
-def free_range() -> tuple[int, int]:
-    for low, high in itertools.islice(_RANGES, 20):
-        if ports_free(range(low, high + 1), kinds=(socket.SOCK_DGRAM,)):
-            return low, high
-    raise RuntimeError("no free relay port range")
-
 
 async def started(tmp_path: Path) -> tuple[Dialplan, RelayEngine]:
     """The controller tests' dialplan and a real relay on a port range of its own."""
     path = tmp_path / "controller.yaml"
     path.write_text(DIALPLAN)
-    low, high = free_range()
-    relay = RelayEngine(bind_host="127.0.0.1", port_min=low, port_max=high, timeout=0)
+    low = free_ports(40, even=True)  # twenty port pairs of this worker's slice
+    relay = RelayEngine(bind_host="127.0.0.1", port_min=low, port_max=low + 39, timeout=0)
     await relay.start()
     return load_dialplan(path), relay
 

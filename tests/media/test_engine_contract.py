@@ -15,7 +15,8 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from rtpengine_peer import Rtpengine, free_range, start_rtpengine
+from harness import free_ports
+from rtpengine_peer import Rtpengine, start_rtpengine
 from test_relay_engine import HOST, RTCP_RR
 from test_relay_engine import Peer as RelayPeer
 
@@ -92,7 +93,7 @@ def rtpengine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rtpengine]:
 
 
 def _relay_range() -> tuple[int, int]:
-    base = free_range(40)
+    base = free_ports(40, even=True)
     return base, base + 39
 
 

@@ -9,6 +9,7 @@ import struct
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from harness import free_ports
 from test_relay_engine import HOST, Peer, assert_silent, recv, rtp
 
 from gateway.media.dtmf import EventReceiver, telephone_event_format
@@ -78,7 +79,8 @@ def peers() -> Iterator[tuple[Peer, Peer]]:
 
 @pytest.fixture
 async def engine() -> AsyncIterator[tuple[RelayEngine, list[Event]]]:
-    relay = RelayEngine(bind_host=HOST, port_min=32500, port_max=32599, timeout=0)
+    low = free_ports(40, even=True)  # this worker's own
+    relay = RelayEngine(bind_host=HOST, port_min=low, port_max=low + 39, timeout=0)
     events: list[Event] = []
     relay.set_event_handler(lambda call_id, side, event: events.append((call_id, side, event)))
     await relay.start()

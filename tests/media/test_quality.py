@@ -20,6 +20,7 @@ from harness import (
     ROOT,
     VECTORS,
     GatewayProcess,
+    free_ports,
     pjsua_account,
     start_capture,
     tshark_output,
@@ -490,7 +491,10 @@ def replay(schedule: list[tuple[float, Callable[[], object]]]) -> threading.Thre
 
 @pytest.fixture
 async def relay() -> AsyncIterator[RelayEngine]:
-    engine = RelayEngine(bind_host=HOST, port_min=33800, port_max=33899, timeout=0)
+    # This worker's own ports: on 33800-33899 (in the kernel's ephemeral range) the RTT
+    # test once counted a third RTCP packet from another process on B's side.
+    low = free_ports(100, even=True)
+    engine = RelayEngine(bind_host=HOST, port_min=low, port_max=low + 99, timeout=0)
     await engine.start()
     yield engine
     await engine.close()

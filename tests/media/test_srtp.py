@@ -14,6 +14,7 @@ import socket
 
 import pylibsrtp
 import pytest
+from harness import free_ports
 
 from gateway.media.engine import MediaError
 from gateway.media.prompts import early_answer
@@ -193,9 +194,15 @@ def crypto_of(sdp: SessionDescription) -> list[Crypto]:
     return [parse_crypto(v) for v in sdp.media[0].get_attrs("crypto")]
 
 
+def relay_engine() -> RelayEngine:
+    """A relay on 40 ports of this worker's slice of the test ports."""
+    low = free_ports(40, even=True)
+    return RelayEngine(port_min=low, port_max=low + 39, timeout=0)
+
+
 @pytest.mark.parametrize("suite", [AES_CM_128_HMAC_SHA1_80, AEAD_AES_128_GCM])
 async def test_relay_terminates_srtp_towards_plain_station(suite: str) -> None:
-    engine = RelayEngine(port_min=32000, port_max=32999, timeout=0)
+    engine = relay_engine()
     kiosk, station = Udp(), Udp()
     kiosk_key = new_crypto(2, suite)
     offer = parse(
@@ -260,7 +267,7 @@ async def test_relay_terminates_srtp_towards_plain_station(suite: str) -> None:
 
 
 async def test_relay_refuses_srtp_line_without_usable_crypto() -> None:
-    engine = RelayEngine(port_min=32000, port_max=32999, timeout=0)
+    engine = relay_engine()
     offer = parse(sdp_text("RTP/SAVP", [f"1 AES_256_CM_HMAC_SHA1_80 inline:{b64(bytes(46))}"]))
     try:
         out = await engine.offer("c2", offer, from_side=Side.A)
@@ -271,7 +278,7 @@ async def test_relay_refuses_srtp_line_without_usable_crypto() -> None:
 
 
 async def test_plain_call_keeps_the_zero_copy_path() -> None:
-    engine = RelayEngine(port_min=32000, port_max=32999, timeout=0)
+    engine = relay_engine()
     kiosk, station = Udp(), Udp()
     try:
         await engine.offer("c3", parse(sdp_text("RTP/AVP", [], port=kiosk.port)), from_side=Side.A)
@@ -304,7 +311,7 @@ async def test_announcement_to_an_srtp_kiosk_is_protected() -> None:
     """A waiting SRTP kiosk gets a 183 with the relay's key, and the announcement as
     SRTP that this key opens (the controller's early answer is plain on the relay's
     side, gateway.media.prompts.early_answer)."""
-    engine = RelayEngine(port_min=32000, port_max=32999, timeout=0)
+    engine = relay_engine()
     kiosk = Udp()
     kiosk_key = new_crypto(1, AES_CM_128_HMAC_SHA1_80)
     offer = parse(sdp_text("RTP/SAVP", [kiosk_key.serialize()], port=kiosk.port))
@@ -331,7 +338,7 @@ async def test_announcement_to_an_srtp_kiosk_is_protected() -> None:
 
 
 async def test_a_kiosk_that_rekeys_keeps_the_relays_key_and_context() -> None:
-    engine = RelayEngine(port_min=32000, port_max=32999, timeout=0)
+    engine = relay_engine()
     kiosk, station = Udp(), Udp()
     first, second = new_crypto(1, AEAD_AES_128_GCM), new_crypto(1, AEAD_AES_128_GCM)
     plain_answer = parse(sdp_text("RTP/AVP", [], port=station.port))
@@ -367,7 +374,7 @@ async def test_a_kiosk_that_rekeys_keeps_the_relays_key_and_context() -> None:
 async def test_srtcp_muxed_on_the_rtp_port() -> None:
     """RFC 5761: RTCP on the RTP port is told apart by its packet type; SRTCP from the
     kiosk is unprotected as RTCP (RFC 3711 3.4), RTCP to it protected as SRTCP."""
-    engine = RelayEngine(port_min=32000, port_max=32999, timeout=0)
+    engine = relay_engine()
     kiosk, station = Udp(), Udp()
     key = new_crypto(1, AES_CM_128_HMAC_SHA1_80)
     mux = sdp_text("RTP/SAVP", [key.serialize()], kiosk.port) + "a=rtcp-mux\r\n"

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import free_port, ports_free
+from harness import free_port, free_ports, ports_free
 
 PING = b"vrgw-test-ping d7:command4:pinge"
 
@@ -48,9 +48,9 @@ class Rtpengine:
                 self.proc.wait()
 
 
-def free_range(size: int, window: tuple[int, int] = (40000, 60000)) -> int:
+def free_range(size: int, window: tuple[int, int]) -> int:
     """The first port of ``size`` consecutive UDP ports free on 127.0.0.1 (even), inside
-    ``window``."""
+    ``window`` (elsewhere, tests take their ports from harness.free_ports)."""
     for _ in range(200):
         base = random.randrange(window[0], window[1] - size) & ~1
         if ports_free(range(base, base + size), [socket.SOCK_DGRAM]):
@@ -63,12 +63,13 @@ def start_rtpengine(
     *,
     ports: int = 100,
     timeout: int = 60,
-    window: tuple[int, int] = (40000, 60000),
+    window: tuple[int, int] | None = None,
 ) -> Rtpengine:
     """Start ``rtpengine`` in the foreground and wait until it answers an ng ping.
 
     ``timeout`` is its ``--timeout``: seconds without RTP before it drops a call; its
-    RTP ports are taken inside ``window``.
+    RTP ports are taken inside ``window``, or from this worker's slice of the test
+    ports (harness.free_ports) when none is given.
     A missing binary fails the test with the package to install.
     """
     binary = shutil.which("rtpengine")
@@ -78,7 +79,7 @@ def start_rtpengine(
         )
     workdir.mkdir(parents=True, exist_ok=True)
     ng_port = free_port()
-    port_min = free_range(ports, window)
+    port_min = free_ports(ports, even=True) if window is None else free_range(ports, window)
     log_path = workdir / f"rtpengine-{ng_port}.log"
     cmd = [
         binary,
