@@ -7,6 +7,7 @@ A module of its own (not conftest.py): several test folders have a conftest, and
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import hashlib
 import json
@@ -175,11 +176,17 @@ def tshark_output(*args: str, capture: Path | None = None, timeout: float = 120)
     cached = TSHARK_CACHE / key.hexdigest()
     with contextlib.suppress(FileNotFoundError):
         return cached.read_bytes()
-    out = subprocess.run(command, capture_output=True, check=True, timeout=timeout).stdout
     TSHARK_CACHE.mkdir(parents=True, exist_ok=True)
-    partial = cached.with_name(f"{cached.name}.{os.getpid()}")
-    partial.write_bytes(out)
-    partial.replace(cached)  # atomic: another worker reads all of it or nothing
+    # The workers all collect at once and ask for the same captures: one runs tshark,
+    # the others wait for its answer (measured: 210 tshark runs for 34 answers without).
+    with open(cached.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with contextlib.suppress(FileNotFoundError):
+            return cached.read_bytes()
+        out = subprocess.run(command, capture_output=True, check=True, timeout=timeout).stdout
+        partial = cached.with_name(f"{cached.name}.{os.getpid()}")
+        partial.write_bytes(out)
+        partial.replace(cached)  # atomic: a reader without the lock gets all or nothing
     return out
 
 
