@@ -178,7 +178,8 @@ def tshark_output(*args: str, capture: Path | None = None, timeout: float = 120)
         return cached.read_bytes()
     TSHARK_CACHE.mkdir(parents=True, exist_ok=True)
     # The workers all collect at once and ask for the same captures: one runs tshark,
-    # the others wait for its answer (measured: 210 tshark runs for 34 answers without).
+    # the others wait for its answer (measured over a CI run that started with an empty
+    # cache: 210 tshark runs without the lock, 149 with it, for 34 answers kept).
     with open(cached.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         with contextlib.suppress(FileNotFoundError):
