@@ -7,7 +7,7 @@
 #
 # With --network host the gateway binds the host's addresses itself (SIP, H.323, RAS,
 # the media relay's UDP range); the published ports below say which they are.
-FROM debian:bookworm-slim
+FROM debian:bookworm-slim AS deps
 
 RUN apt-get update -q \
  && apt-get install -y -q --no-install-recommends python3 python3-venv ca-certificates \
@@ -19,7 +19,21 @@ RUN apt-get update -q \
 # --build-arg BUILD_CA=/run/build-ca.crt); nothing of it stays in the image.
 ARG BUILD_CA=""
 WORKDIR /opt/vrgw
-COPY pyproject.toml README.md ./
+# The dependencies of pyproject.toml in a stage of their own: a change of the sources
+# rebuilds only the layers after it, in seconds rather than a minute (measured with
+# tests/interop/test_container.py: 75 s on an empty podman, 17 s after a change of
+# gateway/ with the "deps" stage kept).
+COPY pyproject.toml ./
+RUN if [ -n "$BUILD_CA" ]; then export PIP_CERT="$BUILD_CA"; fi \
+ && python3 -m venv .venv \
+ && .venv/bin/python -m pip install -q --upgrade pip \
+ && .venv/bin/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' > /tmp/requirements.txt \
+ && .venv/bin/python -m pip install -q -r /tmp/requirements.txt \
+ && rm -rf /root/.cache /tmp/requirements.txt
+
+FROM deps
+ARG BUILD_CA=""
+COPY README.md ./
 COPY scripts/install scripts/install
 COPY codecs codecs
 COPY dialplans dialplans

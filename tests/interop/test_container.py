@@ -29,6 +29,7 @@ pytestmark = [
 ]
 
 BASE = "docker.io/library/debian:bookworm-slim"
+DEPS = "localhost/vrgw-test-deps"
 PODMAN = ["podman", "--runtime", "/usr/sbin/runc", "--cgroup-manager=cgroupfs"]
 LIMITS = ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=4096:4096"]
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -57,22 +58,36 @@ def ensure_base_image(workdir: Path) -> None:
     rootfs.unlink()
 
 
-@pytest.fixture
-def image(tmp_path: Path) -> Iterator[str]:
-    ensure_base_image(tmp_path)
-    tag = f"localhost/vrgw-test-{uuid.uuid4().hex[:8]}"
-    build = [
-        "build", "--format", "docker", "--network", "host", *LIMITS, "-t", tag,
-    ]  # fmt: skip
+def build(*args: str) -> None:
+    command = ["build", "--format", "docker", "--network", "host", *LIMITS, *args]
     if HOST_CA.exists():  # a network that inspects TLS: pip inside the build needs its CA
-        build += [
+        command += [
             "-v",
             f"{HOST_CA}:/run/build-ca.crt:ro",
             "--build-arg",
             "BUILD_CA=/run/build-ca.crt",
         ]
-    built = podman(*build, str(ROOT), timeout=900)
+    built = podman(*command, str(ROOT), timeout=900)
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+
+
+def image_id(name: str) -> str:
+    return podman("image", "inspect", "--format", "{{.Id}}", name).stdout.strip()
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Iterator[str]:
+    """The Dockerfile's image, built whole; its dependencies stage stays tagged between
+    runs (as a developer's podman keeps it), so a run after a change of the sources
+    rebuilds only the layers that hold them. An older dependencies image is removed when
+    pyproject.toml's dependencies change."""
+    ensure_base_image(tmp_path)
+    before = image_id(DEPS)
+    build("--target", "deps", "-t", DEPS)
+    if before and before != image_id(DEPS):
+        podman("rmi", before)  # refused while another run's image still stands on it
+    tag = f"localhost/vrgw-test-{uuid.uuid4().hex[:8]}"
+    build("-t", tag)
     yield tag
     podman("rmi", "--force", tag)
 
