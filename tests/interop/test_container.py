@@ -79,8 +79,8 @@ def image_id(name: str) -> str:
 def image(tmp_path: Path) -> Iterator[str]:
     """The Dockerfile's image, built whole; its dependencies stage stays tagged between
     runs (as a developer's podman keeps it), so a run after a change of the sources
-    rebuilds only the layers that hold them. An older dependencies image is removed when
-    pyproject.toml's dependencies change."""
+    rebuilds only the layers that hold them. The dependencies image of an older
+    pyproject.toml (the stage copies the whole file) is removed once replaced."""
     ensure_base_image(tmp_path)
     before = image_id(DEPS)
     build("--target", "deps", "-t", DEPS)
