@@ -142,6 +142,13 @@ def free_port() -> int:
     return free_ports(1)
 
 
+def relay_ports(count: int) -> tuple[int, int]:
+    """The first and last of ``count`` consecutive ports of this worker's slice for a
+    media relay (``port_min``, ``port_max``), the first even for RTP/RTCP pairs."""
+    first = free_ports(count, even=True)
+    return first, first + count - 1
+
+
 # tshark's answers about files that do not change (the real captures of shared/vectors,
 # its own tables), kept for every process of the run and the runs after it.
 _CACHE_HOME = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))

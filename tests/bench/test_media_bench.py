@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import ROOT, free_ports
+from harness import ROOT, relay_ports
 
 pytestmark = pytest.mark.interop
 
@@ -53,8 +53,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, 
     # 10000-19999, where the other workers' peers take their ports, rtpengine's quick
     # steps under five and six workers lost one stream (a silent flow) or had packets
     # come back to their sender (wrong_socket): another process on one of its ports.
-    first = free_ports(RELAY_PORTS, even=True)
-    ports = f"{first}-{first + RELAY_PORTS - 1}"
+    low, high = relay_ports(RELAY_PORTS)
     run = subprocess.run(
         [
             sys.executable,
@@ -62,7 +61,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, 
             "bench.media",
             "--quick",
             "--ports",
-            ports,
+            f"{low}-{high}",
             "--results-dir",
             str(out),
         ],

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from harness import free_ports
+from harness import relay_ports
 from rtpengine_peer import Rtpengine, start_rtpengine
 from test_relay_engine import HOST, RTCP_RR
 from test_relay_engine import Peer as RelayPeer
@@ -92,11 +92,6 @@ def rtpengine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rtpengine]:
     daemon.stop()
 
 
-def _relay_range() -> tuple[int, int]:
-    base = free_ports(40, even=True)
-    return base, base + 39
-
-
 # rtpengine is an external peer: its cases are interop tests (scripts/test -m "not interop").
 @pytest.fixture(params=["builtin", "workers", pytest.param("rtpengine", marks=pytest.mark.interop)])
 async def engine(
@@ -105,10 +100,10 @@ async def engine(
     """An engine and the port range its SDPs must point into."""
     media: MediaEngine
     if request.param == "builtin":
-        low, high = _relay_range()
+        low, high = relay_ports(40)
         media = RelayEngine(bind_host=HOST, port_min=low, port_max=high, timeout=0)
     elif request.param == "workers":  # two processes, each on half of the range
-        low, high = _relay_range()
+        low, high = relay_ports(40)
         media = WorkerRelayEngine(workers=2, bind_host=HOST, port_min=low, port_max=high, timeout=0)
     else:
         daemon: Rtpengine = request.getfixturevalue("rtpengine")

@@ -9,7 +9,7 @@ import struct
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from harness import free_ports
+from harness import relay_ports
 from test_relay_engine import HOST, Peer, assert_silent, recv, rtp
 
 from gateway.media.dtmf import EventReceiver, telephone_event_format
@@ -79,8 +79,8 @@ def peers() -> Iterator[tuple[Peer, Peer]]:
 
 @pytest.fixture
 async def engine() -> AsyncIterator[tuple[RelayEngine, list[Event]]]:
-    low = free_ports(40, even=True)  # this worker's own
-    relay = RelayEngine(bind_host=HOST, port_min=low, port_max=low + 39, timeout=0)
+    low, high = relay_ports(40)  # this worker's own
+    relay = RelayEngine(bind_host=HOST, port_min=low, port_max=high, timeout=0)
     events: list[Event] = []
     relay.set_event_handler(lambda call_id, side, event: events.append((call_id, side, event)))
     await relay.start()

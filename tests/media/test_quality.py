@@ -20,8 +20,8 @@ from harness import (
     ROOT,
     VECTORS,
     GatewayProcess,
-    free_ports,
     pjsua_account,
+    relay_ports,
     start_capture,
     tshark_output,
     wait_for,
@@ -493,8 +493,8 @@ def replay(schedule: list[tuple[float, Callable[[], object]]]) -> threading.Thre
 async def relay() -> AsyncIterator[RelayEngine]:
     # This worker's own ports: on 33800-33899 (in the kernel's ephemeral range) the RTT
     # test once counted a third RTCP packet from another process on B's side.
-    low = free_ports(100, even=True)
-    engine = RelayEngine(bind_host=HOST, port_min=low, port_max=low + 99, timeout=0)
+    low, high = relay_ports(100)
+    engine = RelayEngine(bind_host=HOST, port_min=low, port_max=high, timeout=0)
     await engine.start()
     yield engine
     await engine.close()

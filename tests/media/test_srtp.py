@@ -14,7 +14,7 @@ import socket
 
 import pylibsrtp
 import pytest
-from harness import free_ports
+from harness import relay_ports
 
 from gateway.media.engine import MediaError
 from gateway.media.prompts import early_answer
@@ -196,8 +196,8 @@ def crypto_of(sdp: SessionDescription) -> list[Crypto]:
 
 def relay_engine() -> RelayEngine:
     """A relay on 40 ports of this worker's slice of the test ports."""
-    low = free_ports(40, even=True)
-    return RelayEngine(port_min=low, port_max=low + 39, timeout=0)
+    low, high = relay_ports(40)
+    return RelayEngine(port_min=low, port_max=high, timeout=0)
 
 
 @pytest.mark.parametrize("suite", [AES_CM_128_HMAC_SHA1_80, AEAD_AES_128_GCM])

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from harness import free_ports, start_gateway, stop_gateway
+from harness import relay_ports, start_gateway, stop_gateway
 from test_engine_contract import Peer, recv, rtp
 from test_inband_interworking import press, sdp
 from test_relay_engine import HOST
@@ -65,8 +65,8 @@ def peers() -> Iterator[list[Peer]]:
 
 @pytest.fixture
 async def engine() -> AsyncIterator[tuple[WorkerRelayEngine, list[str], list[Event]]]:
-    low = free_ports(40, even=True)
-    media = WorkerRelayEngine(workers=2, bind_host=HOST, port_min=low, port_max=low + 39, timeout=0)
+    low, high = relay_ports(40)
+    media = WorkerRelayEngine(workers=2, bind_host=HOST, port_min=low, port_max=high, timeout=0)
     timeouts: list[str] = []
     events: list[Event] = []
     media.set_timeout_handler(timeouts.append)
@@ -135,10 +135,8 @@ async def test_timeouts_in_band_events_and_logs_come_back_to_the_gateway(
     peers: list[Peer], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)  # the workers log at the gateway's level
-    low = free_ports(20, even=True)
-    media = WorkerRelayEngine(
-        workers=1, bind_host=HOST, port_min=low, port_max=low + 19, timeout=0.4
-    )
+    low, high = relay_ports(20)
+    media = WorkerRelayEngine(workers=1, bind_host=HOST, port_min=low, port_max=high, timeout=0.4)
     timeouts: list[str] = []
     events: list[Event] = []
     media.set_timeout_handler(timeouts.append)
@@ -201,8 +199,8 @@ async def test_a_killed_worker_fails_its_calls_and_is_replaced(
 
 
 async def test_workers_are_gone_after_close(peers: list[Peer]) -> None:
-    low = free_ports(20, even=True)
-    media = WorkerRelayEngine(workers=2, bind_host=HOST, port_min=low, port_max=low + 19, timeout=0)
+    low, high = relay_ports(20)
+    media = WorkerRelayEngine(workers=2, bind_host=HOST, port_min=low, port_max=high, timeout=0)
     await media.start()
     pids = media.worker_pids
     assert len(pids) == 2 and not any(gone(pid) for pid in pids)
@@ -221,14 +219,14 @@ async def test_workers_are_gone_after_close(peers: list[Peer]) -> None:
 
 def test_workers_die_with_the_gateway(tmp_path: Path) -> None:
     """A gateway killed outright (SIGKILL: no close) takes its workers with it."""
-    low = free_ports(20, even=True)
+    low, high = relay_ports(20)
     script = textwrap.dedent(
         f"""
         import asyncio, sys
         from gateway.media.workers import WorkerRelayEngine
 
         async def main():
-            media = WorkerRelayEngine(workers=2, port_min={low}, port_max={low + 19})
+            media = WorkerRelayEngine(workers=2, port_min={low}, port_max={high})
             await media.start()
             print(" ".join(map(str, media.worker_pids)), flush=True)
             await asyncio.sleep(60)
