@@ -143,8 +143,9 @@ def free_port() -> int:
 
 
 def relay_ports(count: int) -> tuple[int, int]:
-    """The first and last of ``count`` consecutive ports of this worker's slice for a
-    media relay (``port_min``, ``port_max``), the first even for RTP/RTCP pairs."""
+    """The first and last of ``count`` consecutive ports of this worker's slice for media
+    (a relay's ``port_min`` and ``port_max``, a pjsua agent's RTP ports), the first even
+    for RTP/RTCP pairs."""
     first = free_ports(count, even=True)
     return first, first + count - 1
 

@@ -18,7 +18,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from harness import relay_ports
+
 PJAGENT = Path(__file__).resolve().with_name("pjagent.py")
+
+# RTP ports of an agent whose scenario names none: 200 ports of the pytest worker's own
+# slice, the RTP/RTCP pairs pjsua tries (100 binds, from a random pair) before it gives up
+# a call. pjagent's default (a random start in 20000-29000) lies where the test gateways'
+# relays take their ports, from 20000 up: a call failed in CI when its 100 tries all fell
+# on ports in use (20070-20269).
+AGENT_RTP_PORTS = 200
 
 Json = dict[str, Any]
 
@@ -46,6 +55,10 @@ class PjAgentHandle:
         scenario = dict(scenario)
         scenario.setdefault("workdir", str(self.workdir))
         scenario.setdefault("log_file", str(self.workdir / f"{name}-pjsip.log"))
+        if "rtp" not in scenario:
+            first, last = relay_ports(AGENT_RTP_PORTS)
+            # pjsua may bind the pair at port + range too: stop one pair short of ``last``.
+            scenario["rtp"] = {"port": first, "range": last - first - 1}
         self.log_file = Path(scenario["log_file"])
         self.scenario_path = self.workdir / f"{name}-scenario.json"
         self.result_path = self.workdir / f"{name}-result.json"
