@@ -186,6 +186,7 @@ def _child_setup(cpus: frozenset[int] | None) -> Callable[[], None]:
     The affinity is set before exec so that every thread the program starts inherits it
     (Sippy starts several).
     """
+
     def setup() -> None:
         _die_with_parent()
         if cpus is not None:
@@ -320,8 +321,9 @@ def check_ports_free(udp_ports: Sequence[int], tcp_ports: Sequence[int]) -> None
         )
 
 
-def wait_for_udp_port(proc: subprocess.Popen[bytes], port: int, what: str, log_file: Path,
-                      timeout_s: float = 20.0) -> None:
+def wait_for_udp_port(
+    proc: subprocess.Popen[bytes], port: int, what: str, log_file: Path, timeout_s: float = 20.0
+) -> None:
     """Wait until proc has bound the UDP port; fail early if it exits."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -336,8 +338,9 @@ def wait_for_udp_port(proc: subprocess.Popen[bytes], port: int, what: str, log_f
     raise BenchError(f"{what} did not bind udp/{port} within {timeout_s:.0f} s")
 
 
-def wait_until_quiet(pid: int, window_s: float = 0.5, max_load: float = 0.1,
-                     timeout_s: float = 20.0) -> None:
+def wait_until_quiet(
+    pid: int, window_s: float = 0.5, max_load: float = 0.1, timeout_s: float = 20.0
+) -> None:
     """Wait until the process tree uses under max_load of a core over one window."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -439,9 +442,14 @@ def sut_spec(name: str, config: BenchConfig, work_dir: Path) -> SutSpec:
         if not exe.exists():
             raise BenchError(f"Sippy B2BUA not found at {exe}: install the 'sippy' package")
         argv: tuple[str, ...] = (
-            str(exe), "--foreground=on", "--auth_enable=off", "--acct_enable=off",
-            "--sip_address=127.0.0.1", f"--sip_port={ports.sut}",
-            f"--static_route=127.0.0.1:{ports.uas}", "--logfile=/dev/null",
+            str(exe),
+            "--foreground=on",
+            "--auth_enable=off",
+            "--acct_enable=off",
+            "--sip_address=127.0.0.1",
+            f"--sip_port={ports.sut}",
+            f"--static_route=127.0.0.1:{ports.uas}",
+            "--logfile=/dev/null",
             # Its command socket defaults to /var/run/b2bua.sock, shared by every instance.
             f"--b2bua_socket={work_dir / 'b2bua.sock'}",
         )
@@ -460,14 +468,29 @@ def sut_spec(name: str, config: BenchConfig, work_dir: Path) -> SutSpec:
         if not config.dialplan.exists():
             raise BenchError(f"vrgw dialplan {config.dialplan} not found (see --dialplan)")
         if f":{ports.uas}" not in config.dialplan.read_text():
-            log.warning("%s does not mention port %d: its station address must match "
-                        "--uas-port", config.dialplan, ports.uas)
+            log.warning(
+                "%s does not mention port %d: its station address must match --uas-port",
+                config.dialplan,
+                ports.uas,
+            )
         argv = (
-            str(exe), "run", "--dialplan", str(config.dialplan),
-            "--sip-host", "127.0.0.1", "--sip-port", str(ports.sut),
-            "--http-port", str(ports.http), "--h323-port", "0", "--ras-port", "0",
+            str(exe),
+            "run",
+            "--dialplan",
+            str(config.dialplan),
+            "--sip-host",
+            "127.0.0.1",
+            "--sip-port",
+            str(ports.sut),
+            "--http-port",
+            str(ports.http),
+            "--h323-port",
+            "0",
+            "--ras-port",
+            "0",
             # No per-call log lines, like Sippy above; a later --vrgw-arg may override it.
-            "--log-level", "WARNING",
+            "--log-level",
+            "WARNING",
             *config.vrgw_args,
         )
         # vrgw listens on TCP too, on the SIP port, unless told --no-tcp.
@@ -512,8 +535,13 @@ class Bench:
             # freshly started SUT: the machine's drift then weighs on every SUT alike.
             for n in range(1, self.config.rounds):
                 for spec in specs:
-                    log.info("%s: round %d of %d at %d calls/s", spec.name, n + 1,
-                             self.config.rounds, ref_rate)
+                    log.info(
+                        "%s: round %d of %d at %d calls/s",
+                        spec.name,
+                        n + 1,
+                        self.config.rounds,
+                        ref_rate,
+                    )
                     again = self._run_sut(spec, (ref_rate,), sub=f"round{n + 1}")
                     rounds[spec.name].extend(again.steps)
         finally:
@@ -528,9 +556,15 @@ class Bench:
         log_path = sut_dir / "sut.log"
         log.info("%s: starting %s", spec.name, " ".join(spec.argv))
         with log_path.open("w") as sut_log:
-            proc = self.procs.start(spec.argv, cwd=sut_dir, stdout=sut_log,
-                                    stderr=subprocess.STDOUT, env=spec.env,
-                                    grace_s=spec.grace_s, cpus=self.config.sut_cpus)
+            proc = self.procs.start(
+                spec.argv,
+                cwd=sut_dir,
+                stdout=sut_log,
+                stderr=subprocess.STDOUT,
+                env=spec.env,
+                grace_s=spec.grace_s,
+                cpus=self.config.sut_cpus,
+            )
         try:
             wait_for_udp_port(proc, ports.sut, spec.name, log_path)
             # A SUT may bind its SIP port before it has finished starting (imports, HTTP).
@@ -538,22 +572,37 @@ class Bench:
             idle = self._idle_cpu(proc)
             log.info("%s: idle CPU %.1f ms/s", spec.name, idle)
             if self.config.warmup_calls:
-                log.info("%s: warm-up, %d calls at %d calls/s", spec.name,
-                         self.config.warmup_calls, self.config.rates[0])
-                self._step(proc, spec, self.config.rates[0], self.config.warmup_calls,
-                           sut_dir / "warmup", idle)
+                log.info(
+                    "%s: warm-up, %d calls at %d calls/s",
+                    spec.name,
+                    self.config.warmup_calls,
+                    self.config.rates[0],
+                )
+                self._step(
+                    proc,
+                    spec,
+                    self.config.rates[0],
+                    self.config.warmup_calls,
+                    sut_dir / "warmup",
+                    idle,
+                )
             steps: list[StepResult] = []
             stop_reason = "ladder completed"
             for rate in rates:
                 time.sleep(self.config.step_gap_seconds)
-                step = self._step(proc, spec, rate, self.config.calls, sut_dir / f"r{rate}",
-                                  idle)
+                step = self._step(proc, spec, rate, self.config.calls, sut_dir / f"r{rate}", idle)
                 steps.append(step)
                 log.info(
                     "%s @ %d calls/s: %.1f achieved, %d/%d ok, %d failed (+%d callee), "
                     "%s ms CPU/call, core load %.0f%%",
-                    spec.name, rate, step.achieved_rate, step.successful, step.calls,
-                    step.failed, step.callee_failed, _fmt(step.cpu_ms_per_call, 2),
+                    spec.name,
+                    rate,
+                    step.achieved_rate,
+                    step.successful,
+                    step.calls,
+                    step.failed,
+                    step.callee_failed,
+                    _fmt(step.cpu_ms_per_call, 2),
                     step.sut_core_load * 100,
                 )
                 reason = self._stop_reason(step)
@@ -571,8 +620,10 @@ class Bench:
         if step.sut_core_load >= self.config.saturation:
             return f"SUT saturated a core at {rate} calls/s ({step.sut_core_load:.0%})"
         if step.achieved_rate < self.config.min_rate_ratio * rate:
-            return (f"achieved {step.achieved_rate:.0f} of {rate} calls/s offered "
-                    "(SUT or SIPp cannot keep up)")
+            return (
+                f"achieved {step.achieved_rate:.0f} of {rate} calls/s offered "
+                "(SUT or SIPp cannot keep up)"
+            )
         return None
 
     def _idle_cpu(self, proc: subprocess.Popen[bytes]) -> float:
@@ -584,8 +635,15 @@ class Bench:
         after, t1 = process_tree_ticks(proc.pid), time.monotonic()
         return (after - before) * 1000 / CLOCK_TICKS / (t1 - t0)
 
-    def _step(self, sut: subprocess.Popen[bytes], spec: SutSpec, rate: int, calls: int,
-              step_dir: Path, idle_ms_per_s: float) -> StepResult:
+    def _step(
+        self,
+        sut: subprocess.Popen[bytes],
+        spec: SutSpec,
+        rate: int,
+        calls: int,
+        step_dir: Path,
+        idle_ms_per_s: float,
+    ) -> StepResult:
         """One rung: a fresh callee for exactly `calls` calls, then the caller at `rate`."""
         cfg = self.config
         ports = cfg.ports
@@ -593,33 +651,78 @@ class Bench:
         check_ports_free((ports.uas, ports.uac), ())
         # SIPp's own deadline: the calls at this rate, plus room for retransmissions.
         deadline_s = int(calls / rate + cfg.hold_ms / 1000 + cfg.recv_timeout_ms / 1000) + 30
-        common = ["-i", "127.0.0.1", "-m", str(calls), "-nostdin",
-                  "-recv_timeout", str(cfg.recv_timeout_ms),
-                  "-timeout", str(deadline_s), "-timeout_error", "-trace_err",
-                  "-trace_stat", "-fd", "1"]
+        common = [
+            "-i",
+            "127.0.0.1",
+            "-m",
+            str(calls),
+            "-nostdin",
+            "-recv_timeout",
+            str(cfg.recv_timeout_ms),
+            "-timeout",
+            str(deadline_s),
+            "-timeout_error",
+            "-trace_err",
+            "-trace_stat",
+            "-fd",
+            "1",
+        ]
         uas_dir, uac_dir = step_dir / "uas", step_dir / "uac"
         uas_dir.mkdir(exist_ok=True)
         uac_dir.mkdir(exist_ok=True)
-        uas_argv = [self.sipp, "-sf", str(SCENARIO_DIR / "uas.xml"), "-p", str(ports.uas),
-                    *common, "-stf", str(uas_dir / "stats.csv"),
-                    "-error_file", str(uas_dir / "errors.log")]
-        scenario = (["-sn", "uac"] if cfg.uac_scenario is UacScenario.BUILTIN
-                    else ["-sf", str(SCENARIO_DIR / "uac.xml")])
-        uac_argv = [self.sipp, *scenario, "-s", SERVICE, f"127.0.0.1:{ports.sut}",
-                    "-p", str(ports.uac), "-r", str(rate), "-d", str(cfg.hold_ms),
-                    *common, "-stf", str(uac_dir / "stats.csv"),
-                    "-error_file", str(uac_dir / "errors.log"), "-trace_counts"]
+        uas_argv = [
+            self.sipp,
+            "-sf",
+            str(SCENARIO_DIR / "uas.xml"),
+            "-p",
+            str(ports.uas),
+            *common,
+            "-stf",
+            str(uas_dir / "stats.csv"),
+            "-error_file",
+            str(uas_dir / "errors.log"),
+        ]
+        scenario = (
+            ["-sn", "uac"]
+            if cfg.uac_scenario is UacScenario.BUILTIN
+            else ["-sf", str(SCENARIO_DIR / "uac.xml")]
+        )
+        uac_argv = [
+            self.sipp,
+            *scenario,
+            "-s",
+            SERVICE,
+            f"127.0.0.1:{ports.sut}",
+            "-p",
+            str(ports.uac),
+            "-r",
+            str(rate),
+            "-d",
+            str(cfg.hold_ms),
+            *common,
+            "-stf",
+            str(uac_dir / "stats.csv"),
+            "-error_file",
+            str(uac_dir / "errors.log"),
+            "-trace_counts",
+        ]
 
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         with (uas_dir / "out.log").open("w") as uas_out:
-            uas = self.procs.start(uas_argv, cwd=uas_dir, stdout=subprocess.DEVNULL,
-                                   stderr=uas_out, cpus=cfg.sipp_cpus)
+            uas = self.procs.start(
+                uas_argv, cwd=uas_dir, stdout=subprocess.DEVNULL, stderr=uas_out, cpus=cfg.sipp_cpus
+            )
         try:
             wait_for_udp_port(uas, ports.uas, "SIPp uas", uas_dir / "out.log")
             ticks_before, t0 = process_tree_ticks(sut.pid), time.monotonic()
             with (uac_dir / "out.log").open("w") as uac_out:
-                uac = self.procs.start(uac_argv, cwd=uac_dir, stdout=uac_out,
-                                       stderr=subprocess.STDOUT, cpus=cfg.sipp_cpus)
+                uac = self.procs.start(
+                    uac_argv,
+                    cwd=uac_dir,
+                    stdout=uac_out,
+                    stderr=subprocess.STDOUT,
+                    cpus=cfg.sipp_cpus,
+                )
             try:
                 uac_rc = uac.wait(timeout=deadline_s + 30)
             finally:
@@ -634,15 +737,22 @@ class Bench:
         finally:
             self.procs.stop(uas)
         if sut.poll() is not None:
-            raise BenchError(f"{spec.name} died during the {rate} calls/s step "
-                             f"(exit code {sut.returncode}); see {step_dir.parent / 'sut.log'}")
+            raise BenchError(
+                f"{spec.name} died during the {rate} calls/s step "
+                f"(exit code {sut.returncode}); see {step_dir.parent / 'sut.log'}"
+            )
         children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        sipp_cpu_s = (children_after.ru_utime + children_after.ru_stime
-                      - children_before.ru_utime - children_before.ru_stime)
+        sipp_cpu_s = (
+            children_after.ru_utime
+            + children_after.ru_stime
+            - children_before.ru_utime
+            - children_before.ru_stime
+        )
 
         if uac_rc not in (0, 1, 99):
-            raise BenchError(f"SIPp uac failed with exit code {uac_rc}:\n"
-                             f"{tail(uac_dir / 'out.log')}")
+            raise BenchError(
+                f"SIPp uac failed with exit code {uac_rc}:\n{tail(uac_dir / 'out.log')}"
+            )
         caller = parse_sipp_stats(uac_dir / "stats.csv")
         try:
             callee_ok = parse_sipp_stats(uas_dir / "stats.csv").successful
@@ -691,8 +801,9 @@ CAVEATS = (
 )
 
 
-def build_report(config: BenchConfig, results: list[SutResult], started: datetime,
-                 sipp: str) -> dict[str, Any]:
+def build_report(
+    config: BenchConfig, results: list[SutResult], started: datetime, sipp: str
+) -> dict[str, Any]:
     """The JSON document of one run."""
     by_name = {r.name: r for r in results}
     ref: dict[str, dict[str, Any] | None] = {}
@@ -726,9 +837,12 @@ def build_report(config: BenchConfig, results: list[SutResult], started: datetim
             "clock_ticks_per_s": CLOCK_TICKS,
         },
         "config": {
-            **{k: v for k, v in dataclasses.asdict(config).items()
-               if k not in ("ports", "results_dir", "dialplan", "uac_scenario", "sut_cpus",
-                            "sipp_cpus")},
+            **{
+                k: v
+                for k, v in dataclasses.asdict(config).items()
+                if k
+                not in ("ports", "results_dir", "dialplan", "uac_scenario", "sut_cpus", "sipp_cpus")
+            },
             "sut_cpus": sorted(config.sut_cpus) if config.sut_cpus is not None else None,
             "sipp_cpus": sorted(config.sipp_cpus) if config.sipp_cpus is not None else None,
             "ports": dataclasses.asdict(config.ports),
@@ -771,8 +885,10 @@ def markdown(report: dict[str, Any]) -> str:
     host = report["host"]
     cfg = report["config"]
     if cfg["sut_cpus"] is not None:
-        cores = (f"the SUT pinned to CPU {','.join(map(str, cfg['sut_cpus']))}, SIPp to CPU "
-                 f"{','.join(map(str, cfg['sipp_cpus']))}")
+        cores = (
+            f"the SUT pinned to CPU {','.join(map(str, cfg['sut_cpus']))}, SIPp to CPU "
+            f"{','.join(map(str, cfg['sipp_cpus']))}"
+        )
     else:
         cores = f"{host['cpus']} CPU cores shared by SIPp and the SUT"
     out = [
@@ -814,17 +930,25 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {_fmt(ref.get('cpu_ms_per_call'), 2)} | {_fmt(ref.get('calls_per_cpu_s'), 0)} "
             f"| {sut['idle_cpu_ms_per_s']:.1f} | {sut['stop_reason']} |"
         )
-    rounds = {name: (sut["reference"] or {}).get("rounds_cpu_ms_per_call") or []
-              for name, sut in report["suts"].items()}
+    rounds = {
+        name: (sut["reference"] or {}).get("rounds_cpu_ms_per_call") or []
+        for name, sut in report["suts"].items()
+    }
     if any(len(r) > 1 for r in rounds.values()):
-        out += ["", f"CPU ms per call at {ref_rate} calls/s, round by round (the ladder's step, "
-                    "then a freshly started SUT per round, SUTs interleaved; the summary above "
-                    "takes the median):", ""]
+        out += [
+            "",
+            f"CPU ms per call at {ref_rate} calls/s, round by round (the ladder's step, "
+            "then a freshly started SUT per round, SUTs interleaved; the summary above "
+            "takes the median):",
+            "",
+        ]
         out += [f"- {name}: {', '.join(f'{v:.2f}' for v in r)}" for name, r in rounds.items()]
     ratio = report["comparison"]["vrgw_over_sippy_calls_per_cpu_s"]
     if ratio is not None:
-        out += ["", f"vrgw / sippy, calls per CPU second at {ref_rate} calls/s (medians): "
-                    f"**{ratio:.2f}**"]
+        out += [
+            "",
+            f"vrgw / sippy, calls per CPU second at {ref_rate} calls/s (medians): **{ratio:.2f}**",
+        ]
     return "\n".join(out) + "\n"
 
 
@@ -851,58 +975,119 @@ def parse_args(argv: Sequence[str] | None) -> BenchConfig:
     """Build the run configuration from the command line."""
     p = argparse.ArgumentParser(
         description="SIPp signalling load against vrgw and Sippy B2BUA, side by side: "
-                    "rate ladder, SUT CPU time per call, JSON + Markdown report.",
+        "rate ladder, SUT CPU time per call, JSON + Markdown report.",
     )
-    p.add_argument("--sut", type=_suts, default=SUT_NAMES,
-                   help="systems under test, comma-separated (default: vrgw,sippy)")
-    p.add_argument("--rates", type=_rates, default=DEFAULT_RATES,
-                   help="offered call rates of the ladder, calls/s (default: %(default)s)")
+    p.add_argument(
+        "--sut",
+        type=_suts,
+        default=SUT_NAMES,
+        help="systems under test, comma-separated (default: vrgw,sippy)",
+    )
+    p.add_argument(
+        "--rates",
+        type=_rates,
+        default=DEFAULT_RATES,
+        help="offered call rates of the ladder, calls/s (default: %(default)s)",
+    )
     p.add_argument("--calls", type=int, default=1000, help="calls per step (default: 1000)")
-    p.add_argument("--reference-rate", type=int, default=100,
-                   help="moderate rate measured on every SUT and compared (added to the "
-                        "ladder if missing; default: 100)")
-    p.add_argument("--warmup-calls", type=int, default=100,
-                   help="unrecorded calls at the first rate before the ladder (default: 100)")
-    p.add_argument("--hold-ms", type=int, default=0,
-                   help="time between ACK and BYE, SIPp -d (default: 0)")
+    p.add_argument(
+        "--reference-rate",
+        type=int,
+        default=100,
+        help="moderate rate measured on every SUT and compared (added to the "
+        "ladder if missing; default: 100)",
+    )
+    p.add_argument(
+        "--warmup-calls",
+        type=int,
+        default=100,
+        help="unrecorded calls at the first rate before the ladder (default: 100)",
+    )
+    p.add_argument(
+        "--hold-ms", type=int, default=0, help="time between ACK and BYE, SIPp -d (default: 0)"
+    )
     p.add_argument("--sut-port", type=int, default=5060)
-    p.add_argument("--uas-port", type=int, default=5070,
-                   help="SIPp callee port; vrgw's dialplan must route there (default: 5070)")
+    p.add_argument(
+        "--uas-port",
+        type=int,
+        default=5070,
+        help="SIPp callee port; vrgw's dialplan must route there (default: 5070)",
+    )
     p.add_argument("--uac-port", type=int, default=5061)
     p.add_argument("--http-port", type=int, default=8080, help="vrgw HTTP port (default: 8080)")
-    p.add_argument("--saturation", type=float, default=0.9,
-                   help="stop when the SUT uses this fraction of one core (default: 0.9)")
-    p.add_argument("--min-rate-ratio", type=float, default=0.9,
-                   help="stop when achieved/offered falls below this (default: 0.9)")
-    p.add_argument("--uac-scenario", choices=[s.value for s in UacScenario],
-                   default=UacScenario.TOLERANT.value,
-                   help="tolerant: bench/sipp/uac.xml, a 180 after the 200 is ignored; "
-                        "builtin: SIPp's uac, it fails the call (default: tolerant)")
-    p.add_argument("--recv-timeout-ms", type=int, default=5000,
-                   help="SIPp -recv_timeout: a call waiting longer fails (default: 5000)")
-    p.add_argument("--idle-seconds", type=float, default=2.0,
-                   help="idle CPU measurement before the ladder (default: 2)")
-    p.add_argument("--step-gap", type=float, default=1.0,
-                   help="seconds of rest between steps (default: 1)")
+    p.add_argument(
+        "--saturation",
+        type=float,
+        default=0.9,
+        help="stop when the SUT uses this fraction of one core (default: 0.9)",
+    )
+    p.add_argument(
+        "--min-rate-ratio",
+        type=float,
+        default=0.9,
+        help="stop when achieved/offered falls below this (default: 0.9)",
+    )
+    p.add_argument(
+        "--uac-scenario",
+        choices=[s.value for s in UacScenario],
+        default=UacScenario.TOLERANT.value,
+        help="tolerant: bench/sipp/uac.xml, a 180 after the 200 is ignored; "
+        "builtin: SIPp's uac, it fails the call (default: tolerant)",
+    )
+    p.add_argument(
+        "--recv-timeout-ms",
+        type=int,
+        default=5000,
+        help="SIPp -recv_timeout: a call waiting longer fails (default: 5000)",
+    )
+    p.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=2.0,
+        help="idle CPU measurement before the ladder (default: 2)",
+    )
+    p.add_argument(
+        "--step-gap", type=float, default=1.0, help="seconds of rest between steps (default: 1)"
+    )
     p.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR)
-    p.add_argument("--dialplan", type=Path, default=DEFAULT_DIALPLAN,
-                   help="vrgw dialplan routing sip:bench@... to 127.0.0.1:<uas-port>")
-    p.add_argument("--vrgw-arg", action="append", default=[], metavar="ARG",
-                   help="extra argument for `vrgw run` (repeatable)")
-    p.add_argument("--keep-work-dir", action="store_true",
-                   help="keep SIPp and SUT logs (kept anyway on error)")
-    p.add_argument("--rounds", type=int, default=3,
-                   help="measurements at the reference rate per SUT: the ladder's step, then "
-                        "rounds-1 more on a freshly started SUT, SUTs interleaved; the "
-                        "comparison uses the medians (default: 3)")
-    p.add_argument("--no-pin", action="store_true",
-                   help="let the scheduler move the SUT and SIPp over every core (default: "
-                        "with 2 or more usable CPUs, the SUT runs on the last one, SIPp on "
-                        "the others, so the load generator never competes with what it loads)")
+    p.add_argument(
+        "--dialplan",
+        type=Path,
+        default=DEFAULT_DIALPLAN,
+        help="vrgw dialplan routing sip:bench@... to 127.0.0.1:<uas-port>",
+    )
+    p.add_argument(
+        "--vrgw-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra argument for `vrgw run` (repeatable)",
+    )
+    p.add_argument(
+        "--keep-work-dir", action="store_true", help="keep SIPp and SUT logs (kept anyway on error)"
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="measurements at the reference rate per SUT: the ladder's step, then "
+        "rounds-1 more on a freshly started SUT, SUTs interleaved; the "
+        "comparison uses the medians (default: 3)",
+    )
+    p.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="let the scheduler move the SUT and SIPp over every core (default: "
+        "with 2 or more usable CPUs, the SUT runs on the last one, SIPp on "
+        "the others, so the load generator never competes with what it loads)",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.DEBUG if a.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
     if a.calls <= 0:
         p.error("--calls must be positive")
     rates = tuple(sorted(set(a.rates) | {a.reference_rate}))
@@ -910,13 +1095,25 @@ def parse_args(argv: Sequence[str] | None) -> BenchConfig:
     if len({ports.sut, ports.uas, ports.uac}) != 3:
         p.error("--sut-port, --uas-port and --uac-port must differ")
     return BenchConfig(
-        suts=a.sut, rates=rates, calls=a.calls, reference_rate=a.reference_rate,
-        warmup_calls=a.warmup_calls, hold_ms=a.hold_ms, ports=ports,
-        saturation=a.saturation, min_rate_ratio=a.min_rate_ratio,
-        uac_scenario=UacScenario(a.uac_scenario), recv_timeout_ms=a.recv_timeout_ms,
-        idle_seconds=a.idle_seconds, step_gap_seconds=a.step_gap,
-        results_dir=a.results_dir, dialplan=a.dialplan, vrgw_args=tuple(a.vrgw_arg),
-        keep_work_dir=a.keep_work_dir, rounds=max(1, a.rounds), **_pinning(not a.no_pin),
+        suts=a.sut,
+        rates=rates,
+        calls=a.calls,
+        reference_rate=a.reference_rate,
+        warmup_calls=a.warmup_calls,
+        hold_ms=a.hold_ms,
+        ports=ports,
+        saturation=a.saturation,
+        min_rate_ratio=a.min_rate_ratio,
+        uac_scenario=UacScenario(a.uac_scenario),
+        recv_timeout_ms=a.recv_timeout_ms,
+        idle_seconds=a.idle_seconds,
+        step_gap_seconds=a.step_gap,
+        results_dir=a.results_dir,
+        dialplan=a.dialplan,
+        vrgw_args=tuple(a.vrgw_arg),
+        keep_work_dir=a.keep_work_dir,
+        rounds=max(1, a.rounds),
+        **_pinning(not a.no_pin),
     )
 
 

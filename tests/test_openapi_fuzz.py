@@ -39,9 +39,7 @@ HEADERS = {
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-def test_no_server_error_and_no_response_off_its_schema(
-    case: schemathesis.Case, who: str
-) -> None:
+def test_no_server_error_and_no_response_off_its_schema(case: schemathesis.Case, who: str) -> None:
     case.call_and_validate(
         headers=HEADERS[who], checks=[not_a_server_error, response_schema_conformance]
     )

@@ -439,9 +439,7 @@ def test_station_located_through_a_partners_gatekeeper(
         ]
         assert gw.metric("vrgw_h323_partner_gatekeeper_registered", gatekeeper="gk-caf") == 1
         assert (gw.metric("vrgw_ras_messages_sent_total", gatekeeper="gk-caf") or 0) >= 2
-        capture = start_capture(
-            tmp_path / "call.pcapng", [gw.sip_port, station_port, gk.ras_port]
-        )
+        capture = start_capture(tmp_path / "call.pcapng", [gw.sip_port, station_port, gk.ras_port])
         kiosk = sip_kiosk(
             gw,
             tmp_path,
