@@ -150,7 +150,29 @@ class PjAgentHandle:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if exc is not None and not isinstance(exc, PjAgentError):
+            # The test failed for another reason than this agent: say what the agent saw.
+            try:
+                exc.add_note(self.summary(self.stop(5)))
+            except PjAgentError as err:
+                exc.add_note(str(err))
         self.kill()
+
+    def summary(self, result: Json) -> str:
+        """What went wrong for this agent, in a few lines: its errors, the actions that did
+        not end "ok", and how each call ended."""
+        lines = [f"pjagent {self.name} (workdir {self.workdir}):"]
+        lines += [f"  error: {e}" for e in result["errors"]]
+        lines += [
+            f"  action {a['do']}: {a.get('outcome')}"
+            for a in result["actions"]
+            if a.get("outcome") not in ("ok", None)
+        ]
+        for call in result["calls"]:
+            last = call["states"][-1] if call["states"] else {}
+            ended = f"{last.get('state')} {last.get('code')} {last.get('reason')}"
+            lines.append(f"  call {call['name']}: {ended}")
+        return "\n".join(lines)
 
 
 def start_pjagent(
