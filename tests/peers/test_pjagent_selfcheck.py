@@ -3,8 +3,8 @@
 No gateway is involved: these prove that the peer the gateway's interop tests rely on
 really places, answers, rejects and measures calls (RFC 3261 flows, RFC 3550 counters,
 RFC 4733 and SIP INFO DTMF, RFC 3264 hold, RFC 3261 section 22 digest registration).
-SIP and SIPp's media on ports free at the time; pjsua2's RTP in 32100-32699, where it
-moves on past a port in use.
+SIP and SIPp's media on ports free at the time; pjsua2's RTP on ports of the pytest
+worker's own slice (peers.py), where it moves on past a port in use.
 """
 
 from __future__ import annotations
@@ -87,7 +87,6 @@ def test_direct_call_two_processes_audio_both_ways(tmp_path: Path) -> None:
     station_sc = {
         "deadline": 14,
         "transports": [{"type": "udp", "port": station_port}],
-        "rtp": {"port": 32100, "range": 100},
         "accounts": [
             _account(
                 "station", "station", tone_hz=STATION_HZ, answer={"delay": 0.2, "ringing": 180}
@@ -101,7 +100,6 @@ def test_direct_call_two_processes_audio_both_ways(tmp_path: Path) -> None:
     kiosk_sc = {
         "deadline": 12,
         "transports": [{"type": "udp", "port": free_port()}],
-        "rtp": {"port": 32200, "range": 100},
         "accounts": [_account("kiosk", "kiosk", tone_hz=KIOSK_HZ)],
         "actions": [
             {
@@ -151,7 +149,6 @@ def test_station_rejects_486_same_process(tmp_path: Path) -> None:
     sc = {
         "deadline": 10,
         "transports": [{"type": "udp", "port": port}],
-        "rtp": {"port": 32300, "range": 100},
         "accounts": [
             _account("kiosk", "kiosk"),
             _account("station", "station", answer={"mode": "reject", "code": 486}),
@@ -206,7 +203,6 @@ def test_call_against_sipp_uas_with_rtp_echo(tmp_path: Path) -> None:
     sc = {
         "deadline": 10,
         "transports": [{"type": "udp", "port": free_port()}],
-        "rtp": {"port": 32400, "range": 100},
         "accounts": [_account("kiosk", "kiosk", tone_hz=KIOSK_HZ)],
         "actions": [
             {
@@ -239,7 +235,6 @@ def test_dtmf_both_methods_and_hold_unhold(tmp_path: Path) -> None:
     sc: dict[str, Any] = {
         "deadline": 12,
         "transports": [{"type": "udp", "port": port}],
-        "rtp": {"port": 32500, "range": 100},
         "accounts": [
             _account("kiosk", "kiosk"),
             _account("station", "station", answer={"delay": 0.1}),
@@ -357,7 +352,6 @@ def test_digest_registration_against_sipp_registrar(
     sc = {
         "deadline": 10,
         "transports": [{"type": "udp", "port": free_port()}],
-        "rtp": {"port": 32600, "range": 100},
         "accounts": [
             _account(
                 "kiosk",
