@@ -104,8 +104,8 @@ def ports_free(
     return True
 
 
-# The ports tests hand to their peers: below the relays' 20000-29999 (the example
-# dialplan's range, where pjsua2 also puts its media) and below the kernel's ephemeral
+# The ports tests hand to their peers (and the RTP ports of pjsua2 agents, peers.py):
+# below the relays' 20000-29999 (the example dialplan's range) and below the kernel's ephemeral
 # range (32768-60999 here), where every bind to port 0 lands, so no process binding
 # port 0 can take one between its picking and its peer's bind. Each pytest-xdist worker
 # draws from its own slice: a port one picked was free to the kernel until its peer
@@ -220,17 +220,23 @@ def free_ports(count: int, *, even: bool = False) -> int:
     """The first of ``count`` consecutive ports free for UDP and TCP, from this worker's
     slice, in turn: a port is handed out again only after the slice has wrapped around.
     ``even``: the first is even (RFC 3550 11: RTP on an even port, RTCP on the next).
-    Ports tshark would decode as another protocol are passed over."""
+    Ports tshark would decode as another protocol are passed over: a range that holds one,
+    or a port in use, is tried again from the port after it."""
     global _next_port
-    for _ in range(len(_PORTS) // count):
-        _next_port += _next_port & 1 if even else 0
-        if _next_port + count > _PORTS.stop:
-            _next_port = _PORTS.start
-        first = _next_port
-        _next_port += count
+    first, scanned = _next_port, 0
+    while scanned <= len(_PORTS):
+        if even and first & 1:
+            first, scanned = first + 1, scanned + 1
+        if first + count > _PORTS.stop:
+            first, scanned = _PORTS.start, scanned + _PORTS.stop - first
+            continue
         ports = range(first, first + count)
-        if _dissected_ports().isdisjoint(ports) and ports_free(ports):
+        unusable = [p for p in ports if p in _dissected_ports() or not ports_free((p,))]
+        if not unusable:
+            _next_port = first + count
             return first
+        skip = unusable[-1] + 1 - first
+        first, scanned = first + skip, scanned + skip
     raise RuntimeError(f"no {count} free ports in {_PORTS}")
 
 

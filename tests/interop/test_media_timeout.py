@@ -7,14 +7,13 @@ from the gateway's side, with a BYE carrying Q.850 cause 102 to both legs.
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import RFC_T1, GatewayProcess, free_port, loadtest_variant, start_capture
+from harness import RFC_T1, GatewayProcess, free_port, loadtest_variant, sipp_station, start_capture
 
 pytestmark = pytest.mark.interop
 
@@ -26,56 +25,49 @@ def test_call_without_media_is_ended_by_the_timeout(gateway_factory: Any, tmp_pa
     # retransmission in whenever SIPp took more than 50 ms to answer one.
     gw: GatewayProcess = gateway_factory(plan, sip_t1=RFC_T1)
     capture = start_capture(tmp_path / "timeout.pcapng", [gw.sip_port, uas_port])
-    uas = subprocess.Popen(
-        ["sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", str(uas_port), "-nostdin", "-m", "1"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=tmp_path,
-    )
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM):
-        pass
-    uac = subprocess.Popen(
-        [
-            "sipp",
-            "-sn",
-            "uac",
-            "-s",
-            "bench",
-            f"127.0.0.1:{gw.sip_port}",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            str(free_port()),
-            "-m",
-            "1",
-            "-d",
-            "20000",
-            "-nostdin",
-            "-timeout",
-            "30s",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=tmp_path,
-    )
-    try:
-        deadline = time.monotonic() + 15
-        ended: list[dict[str, Any]] = []
-        while time.monotonic() < deadline and not ended:
-            ended = gw.http("/api/v1/calls")["ended"]
-            time.sleep(0.2)
-        assert ended, "the gateway did not end the silent call"
-        record = ended[-1]
-        assert record["cause"] == 102 and record["outcome"] == "completed", record
-        assert 1.5 <= record["duration"] <= 8, record  # ended by the 2 s timeout, not the 20 s call
-    finally:
-        for proc in (uac, uas):
-            proc.send_signal(signal.SIGTERM)
+    with sipp_station(uas_port, tmp_path, extra=["-m", "1"]):
+        uac = subprocess.Popen(
+            [
+                "sipp",
+                "-sn",
+                "uac",
+                "-s",
+                "bench",
+                f"127.0.0.1:{gw.sip_port}",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                str(free_port()),
+                "-m",
+                "1",
+                "-d",
+                "20000",
+                "-nostdin",
+                "-timeout",
+                "30s",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=tmp_path,
+        )
+        try:
+            deadline = time.monotonic() + 15
+            ended: list[dict[str, Any]] = []
+            while time.monotonic() < deadline and not ended:
+                ended = gw.http("/api/v1/calls")["ended"]
+                time.sleep(0.2)
+            assert ended, "the gateway did not end the silent call"
+            record = ended[-1]
+            assert record["cause"] == 102 and record["outcome"] == "completed", record
+            # ended by the 2 s timeout, not the 20 s call
+            assert 1.5 <= record["duration"] <= 8, record
+        finally:
+            uac.send_signal(signal.SIGTERM)
             try:
-                proc.wait(timeout=5)
+                uac.wait(timeout=5)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                uac.kill()
+                uac.wait()
     capture.stop()
     byes = capture.fields(f"sip.Method == BYE && udp.srcport == {gw.sip_port}", "sip.Reason")
     assert len(byes) == 2, byes  # one to each leg

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import RFC_T1, GatewayProcess, free_port, start_capture
+from harness import RFC_T1, GatewayProcess, free_port, sipp_station, start_capture
 from lxml import etree
 
 from gateway.sip.message import Request, Response, make_response, parse_message
@@ -166,12 +166,6 @@ def test_subscriptions_follow_a_call_and_validate(gateway_factory: Any, tmp_path
     k.wait_notify("dlg", b"dialog-info")
 
     # A kiosk calls CAF through SIPp; SIPp's uas is the station.
-    uas = subprocess.Popen(
-        ["sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", str(station_port), "-nostdin"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=tmp_path,
-    )
     uac_done = threading.Event()
 
     def call() -> None:
@@ -182,16 +176,13 @@ def test_subscriptions_follow_a_call_and_validate(gateway_factory: Any, tmp_path
         )  # fmt: skip
         uac_done.set()
 
-    try:
+    with sipp_station(station_port, tmp_path):
         threading.Thread(target=call, daemon=True).start()
         k.wait_notify("pres", "Occupé".encode())
         k.wait_notify("dlg", b"<state>confirmed</state>")
         assert uac_done.wait(20)
         k.wait_notify("dlg", b'version="', timeout=1)
         k.pump(1.5)  # wrap-up, then open again
-    finally:
-        uas.terminate()
-        uas.wait(timeout=10)
     notes = [n.body for n in k.notifies_of("pres")]
     assert b"Disponible" in notes[-1], notes
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import ROOT, GatewayProcess, free_port, loadtest_variant, wait_for
+from harness import ROOT, GatewayProcess, free_port, loadtest_variant, sipp_station, wait_for
 from peers import find_call, start_pjagent
 
 pytestmark = pytest.mark.interop
@@ -172,70 +172,60 @@ def test_prometheus_scrapes_the_gateway_and_every_dashboard_query_has_data(
     gw: GatewayProcess = gateway_factory(plan)
     prom = prometheus_for(gw.http_port)
 
-    uas = subprocess.Popen(
-        ["sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", str(uas_port), "-nostdin"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=tmp_path,
-    )
-    station = start_pjagent(
-        {
-            "deadline": 60,
-            "transports": [{"type": "udp", "port": station_port}],
-            "accounts": [
-                {
-                    "id": "station",
-                    "uri": f"sip:msa-1@127.0.0.1:{station_port}",
-                    "register": False,
-                    "role": "station",
-                    "answer": {"mode": "answer", "delay": 0.3},
-                }
-            ],
-            "actions": [
-                {"do": "wait_incoming", "account": "station", "count": 2, "timeout": 40},
-                {"do": "wait_idle", "min_calls": 2, "timeout": 40},
-            ],
-        },
-        workdir=tmp_path / "station",
-        name="station",
-    )
-    msa = f"sip:msa@127.0.0.1:{gw.sip_port}"
-    kiosk = start_pjagent(
-        {
-            "deadline": 60,
-            "transports": [{"type": "udp", "port": 0}],
-            "accounts": [{"id": "kiosk", "uri": "sip:bench-uac@127.0.0.1", "register": False}],
-            "actions": [
-                {"do": "call", "account": "kiosk", "dest": msa, "name": "a"},
-                {"do": "wait_state", "call": "a", "state": "CONFIRMED", "timeout": 15},
-                {"do": "call", "account": "kiosk", "dest": msa, "name": "b"},
-                {"do": "wait_state", "call": "b", "state": "EARLY", "timeout": 10},
-                {"do": "call", "account": "kiosk", "dest": msa, "name": "c"},
-                {"do": "wait_state", "call": "c", "state": "EARLY", "timeout": 10},
-                {"do": "sleep", "seconds": 2},
-                {"do": "hangup", "call": "b"},  # gives up in the queue
-                {"do": "sleep", "seconds": 1},
-                {"do": "hangup", "call": "a"},
-                {"do": "wait_state", "call": "c", "state": "CONFIRMED", "timeout": 15},
-                {"do": "sleep", "seconds": 2},
-                {"do": "hangup", "call": "c"},
-                {"do": "call", "account": "kiosk", "dest": f"sip:nosuch@127.0.0.1:{gw.sip_port}",
-                 "name": "d"},
-                {"do": "wait_state", "call": "d", "state": "DISCONNECTED", "timeout": 10},
-            ],
-        },
-        workdir=tmp_path / "kiosk",
-        name="kiosk",
-    )  # fmt: skip
-    try:
+    with sipp_station(uas_port, tmp_path):  # the bench service's station
+        station = start_pjagent(
+            {
+                "deadline": 60,
+                "transports": [{"type": "udp", "port": station_port}],
+                "accounts": [
+                    {
+                        "id": "station",
+                        "uri": f"sip:msa-1@127.0.0.1:{station_port}",
+                        "register": False,
+                        "role": "station",
+                        "answer": {"mode": "answer", "delay": 0.3},
+                    }
+                ],
+                "actions": [
+                    {"do": "wait_incoming", "account": "station", "count": 2, "timeout": 40},
+                    {"do": "wait_idle", "min_calls": 2, "timeout": 40},
+                ],
+            },
+            workdir=tmp_path / "station",
+            name="station",
+        )
+        msa, nosuch = (f"sip:{user}@127.0.0.1:{gw.sip_port}" for user in ("msa", "nosuch"))
+        kiosk = start_pjagent(
+            {
+                "deadline": 60,
+                "transports": [{"type": "udp", "port": 0}],
+                "accounts": [{"id": "kiosk", "uri": "sip:bench-uac@127.0.0.1", "register": False}],
+                "actions": [
+                    {"do": "call", "account": "kiosk", "dest": msa, "name": "a"},
+                    {"do": "wait_state", "call": "a", "state": "CONFIRMED", "timeout": 15},
+                    {"do": "call", "account": "kiosk", "dest": msa, "name": "b"},
+                    {"do": "wait_state", "call": "b", "state": "EARLY", "timeout": 10},
+                    {"do": "call", "account": "kiosk", "dest": msa, "name": "c"},
+                    {"do": "wait_state", "call": "c", "state": "EARLY", "timeout": 10},
+                    {"do": "sleep", "seconds": 2},
+                    {"do": "hangup", "call": "b"},  # gives up in the queue
+                    {"do": "sleep", "seconds": 1},
+                    {"do": "hangup", "call": "a"},
+                    {"do": "wait_state", "call": "c", "state": "CONFIRMED", "timeout": 15},
+                    {"do": "sleep", "seconds": 2},
+                    {"do": "hangup", "call": "c"},
+                    {"do": "call", "account": "kiosk", "dest": nosuch, "name": "d"},
+                    {"do": "wait_state", "call": "d", "state": "DISCONNECTED", "timeout": 10},
+                ],
+            },
+            workdir=tmp_path / "kiosk",
+            name="kiosk",
+        )  # fmt: skip
         with station, kiosk:
             load = sipp_calls(gw, tmp_path, 30)
             assert load.returncode == 0, load.stderr[-2000:]
             k = kiosk.wait(timeout=70)
             station.wait(timeout=70)
-    finally:
-        uas.send_signal(signal.SIGTERM)
-        uas.wait(10)
     assert find_call(k, "b")["states"][-1]["state"] == "DISCONNECTED"
     assert find_call(k, "d")["last_status"] == 404
     gw.wait_idle()

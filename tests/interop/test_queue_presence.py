@@ -24,7 +24,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from harness import GatewayProcess, dialplan_variant, free_port, start_capture
+from harness import GatewayProcess, dialplan_variant, free_port, sipp_station, start_capture
 from peers import find_call
 from test_b2bua_features import assert_all_ok, assert_idle, dial, start_agent, wait_bound
 from test_pjsua_call import DOMAIN, EXAMPLE, account
@@ -338,53 +338,45 @@ def test_twenty_kiosks_two_stations_fifo(gateway_factory: Any, tmp_path: Path) -
         f"    stations:\n{stations}\n"
     )
     gw: GatewayProcess = gateway_factory(plan)
-    uas = [
-        subprocess.Popen(
-            ["sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", str(port), "-nostdin"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            cwd=tmp_path,
-        )
-        for port in ports
-    ]
-    uacs = []
-    try:
-        for i in range(20):
-            uacs.append(
-                subprocess.Popen(
-                    [
-                        "sipp",
-                        "-sn",
-                        "uac",
-                        "-s",
-                        "msa",
-                        f"127.0.0.1:{gw.sip_port}",
-                        "-i",
-                        f"127.0.0.{i + 10}",
-                        "-p",
-                        str(free_port()),
-                        "-m",
-                        "1",
-                        "-d",
-                        "800",
-                        "-nostdin",
-                        "-timeout",
-                        "90s",
-                        "-recv_timeout",
-                        "60000",
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    cwd=tmp_path,
+    with sipp_station(ports[0], tmp_path), sipp_station(ports[1], tmp_path):
+        uacs = []
+        try:
+            for i in range(20):
+                uacs.append(
+                    subprocess.Popen(
+                        [
+                            "sipp",
+                            "-sn",
+                            "uac",
+                            "-s",
+                            "msa",
+                            f"127.0.0.1:{gw.sip_port}",
+                            "-i",
+                            f"127.0.0.{i + 10}",
+                            "-p",
+                            str(free_port()),
+                            "-m",
+                            "1",
+                            "-d",
+                            "800",
+                            "-nostdin",
+                            "-timeout",
+                            "90s",
+                            "-recv_timeout",
+                            "60000",
+                        ],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        cwd=tmp_path,
+                    )
                 )
-            )
-            time.sleep(0.1)  # arrivals in a known order
-        codes = [p.wait(timeout=120) for p in uacs]
-    finally:
-        for p in uas + uacs:
-            if p.poll() is None:
-                p.terminate()
-                p.wait(timeout=10)
+                time.sleep(0.1)  # arrivals in a known order
+            codes = [p.wait(timeout=120) for p in uacs]
+        finally:
+            for p in uacs:
+                if p.poll() is None:
+                    p.terminate()
+                    p.wait(timeout=10)
     assert codes == [0] * 20, codes
     records = [r for r in gw.http("/api/v1/calls")["ended"] if r["service"] == "msa"]
     assert len(records) == 20

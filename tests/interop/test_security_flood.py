@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import GatewayProcess, free_port, wait_for
+from harness import GatewayProcess, free_port, sipp_station, wait_for
 
 pytestmark = pytest.mark.interop
 
@@ -82,42 +82,38 @@ def test_an_invite_flood_is_banned_while_another_kiosk_calls(
     plan.write_text(DIALPLAN.replace("{uas_port}", str(uas_port)))
     gw: GatewayProcess = gateway_factory(plan)
     rss_before = rss_kib(gw.proc.pid)
-    uas = subprocess.Popen(
-        ["sipp", "-sn", "uas", "-i", STATION, "-p", str(uas_port), "-nostdin"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=tmp_path,
-    )
-    # As fast as one SIPp can: new INVITEs at up to 10,000 a second, for 30 s.
-    flood = subprocess.Popen(
-        [
-            "sipp", "-sn", "uac", "-s", "bench", f"127.0.0.1:{gw.sip_port}",
-            "-i", "127.0.0.1", "-p", str(free_port()), "-r", "10000", "-l", "20000",
-            "-nostdin", "-recv_timeout", "2000", "-timeout", f"{FLOOD_SECONDS}s",
-        ],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path,
-    )  # fmt: skip
-    try:
-        banned = wait_for(lambda: gw.metric("vrgw_sip_flood_bans_total"), 15, "the flooder's ban")
-        assert banned == 1
-        bans = gw.http("/api/v1/bans")["bans"]
-        assert [(b["kind"], b["key"]) for b in bans] == [("flood", "127.0.0.1")], bans
-        # Meanwhile the kiosk on the other address calls, three times, and gets through.
-        calls = subprocess.run(
+    with sipp_station(uas_port, tmp_path, host=STATION):
+        # As fast as one SIPp can: new INVITEs at up to 10,000 a second, for 30 s.
+        flood = subprocess.Popen(
             [
                 "sipp", "-sn", "uac", "-s", "bench", f"127.0.0.1:{gw.sip_port}",
-                "-i", CALLER, "-p", str(free_port()), "-m", "3", "-r", "1",
-                "-nostdin", "-recv_timeout", "10000", "-timeout", "40s", "-timeout_error",
+                "-i", "127.0.0.1", "-p", str(free_port()), "-r", "10000", "-l", "20000",
+                "-nostdin", "-recv_timeout", "2000", "-timeout", f"{FLOOD_SECONDS}s",
             ],
-            capture_output=True, text=True, timeout=60, cwd=tmp_path,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path,
         )  # fmt: skip
-        assert calls.returncode == 0, calls.stderr[-2000:]
-        assert flood.wait(FLOOD_SECONDS + 30) is not None
-    finally:
-        for proc in (flood, uas):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(10)
+        try:
+            banned = wait_for(
+                lambda: gw.metric("vrgw_sip_flood_bans_total"), 15, "the flooder's ban"
+            )
+            assert banned == 1
+            bans = gw.http("/api/v1/bans")["bans"]
+            assert [(b["kind"], b["key"]) for b in bans] == [("flood", "127.0.0.1")], bans
+            # Meanwhile the kiosk on the other address calls, three times, and gets through.
+            calls = subprocess.run(
+                [
+                    "sipp", "-sn", "uac", "-s", "bench", f"127.0.0.1:{gw.sip_port}",
+                    "-i", CALLER, "-p", str(free_port()), "-m", "3", "-r", "1",
+                    "-nostdin", "-recv_timeout", "10000", "-timeout", "40s", "-timeout_error",
+                ],
+                capture_output=True, text=True, timeout=60, cwd=tmp_path,
+            )  # fmt: skip
+            assert calls.returncode == 0, calls.stderr[-2000:]
+            assert flood.wait(FLOOD_SECONDS + 30) is not None
+        finally:
+            if flood.poll() is None:
+                flood.send_signal(signal.SIGTERM)
+                flood.wait(10)
     dropped = gw.metric("vrgw_sip_flood_dropped_total") or 0
     assert dropped > 10_000, dropped  # SIPp kept sending: dropped unread
     grown = rss_kib(gw.proc.pid) - rss_before
