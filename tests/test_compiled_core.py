@@ -28,7 +28,7 @@ def test_core_compiled_with_mypyc_passes_its_tests(tmp_path: Path) -> None:
     tree = tmp_path / "tree"
     # Neither extension modules nor bytecode: the main run's other workers write
     # __pycache__ files (a temporary name, then a rename) while this copies, and a file
-    # that vanishes mid-copy failed the whole test once (CI, stop 24).
+    # that vanishes mid-copy failed the whole test in a CI run.
     skip = shutil.ignore_patterns("*.so", "__pycache__")
     for part in ("gateway", "scripts", "tests", "codecs", "dialplans"):
         shutil.copytree(ROOT / part, tree / part, ignore=skip)

@@ -57,7 +57,7 @@ class PjAgentHandle:
         scenario.setdefault("log_file", str(self.workdir / f"{name}-pjsip.log"))
         if "rtp" not in scenario:
             first, last = relay_ports(AGENT_RTP_PORTS)
-            # pjsua may bind the pair at port + range too: stop one pair short of ``last``.
+            # One pair short of ``last``, in case pjsua also binds the pair at port + range.
             scenario["rtp"] = {"port": first, "range": last - first - 1}
         self.log_file = Path(scenario["log_file"])
         self.scenario_path = self.workdir / f"{name}-scenario.json"
