@@ -142,7 +142,7 @@ def free_port() -> int:
     return free_ports(1)
 
 
-def relay_ports(count: int) -> tuple[int, int]:
+def rtp_ports(count: int) -> tuple[int, int]:
     """The first and last of ``count`` consecutive ports of this worker's slice for media
     (a relay's ``port_min`` and ``port_max``, a pjsua agent's RTP ports), the first even
     for RTP/RTCP pairs."""

@@ -29,7 +29,7 @@ def test_ranges_slide_past_ports_tshark_decodes_and_ports_in_use(
     monkeypatch.setattr(harness, "_next_port", 18000)
     monkeypatch.setattr(harness, "_dissected_ports", lambda: decoded)
     monkeypatch.setattr(harness, "ports_free", lambda ports: in_use.isdisjoint(ports))
-    pairs = [harness.relay_ports(200) for _ in range(5)]
+    pairs = [harness.rtp_ports(200) for _ in range(5)]
     ranges = [range(first, last + 1) for first, last in pairs]
     assert [r.start for r in ranges] == [18248, 18448, 18648, 19134, 19544], ranges
     assert all(len(r) == 200 and not (decoded | in_use) & set(r) for r in ranges), ranges

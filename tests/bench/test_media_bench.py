@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import ROOT, relay_ports
+from harness import ROOT, rtp_ports
 
 pytestmark = pytest.mark.interop
 
@@ -53,7 +53,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, 
     # 10000-19999, where the other workers' peers take their ports, rtpengine's quick
     # steps under five and six workers lost one stream (a silent flow) or had packets
     # come back to their sender (wrong_socket): another process on one of its ports.
-    low, high = relay_ports(RELAY_PORTS)
+    low, high = rtp_ports(RELAY_PORTS)
     run = subprocess.run(
         [
             sys.executable,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from fakes import ANSWER, OFFER, FakeDialer, FakeLeg, static_targets
-from harness import relay_ports
+from harness import rtp_ports
 from test_controller import DIALPLAN, MONDAY_10H
 
 from gateway.call.b2bua import B2BUA
@@ -27,7 +27,7 @@ async def started(tmp_path: Path) -> tuple[Dialplan, RelayEngine]:
     """The controller tests' dialplan and a real relay on a port range of its own."""
     path = tmp_path / "controller.yaml"
     path.write_text(DIALPLAN)
-    low, high = relay_ports(40)  # twenty port pairs of this worker's slice
+    low, high = rtp_ports(40)  # twenty port pairs of this worker's slice
     relay = RelayEngine(bind_host="127.0.0.1", port_min=low, port_max=high, timeout=0)
     await relay.start()
     return load_dialplan(path), relay

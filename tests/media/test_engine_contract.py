@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from harness import relay_ports
+from harness import rtp_ports
 from rtpengine_peer import Rtpengine, start_rtpengine
 from test_relay_engine import HOST, RTCP_RR
 from test_relay_engine import Peer as RelayPeer
@@ -100,10 +100,10 @@ async def engine(
     """An engine and the port range its SDPs must point into."""
     media: MediaEngine
     if request.param == "builtin":
-        low, high = relay_ports(40)
+        low, high = rtp_ports(40)
         media = RelayEngine(bind_host=HOST, port_min=low, port_max=high, timeout=0)
     elif request.param == "workers":  # two processes, each on half of the range
-        low, high = relay_ports(40)
+        low, high = rtp_ports(40)
         media = WorkerRelayEngine(workers=2, bind_host=HOST, port_min=low, port_max=high, timeout=0)
     else:
         daemon: Rtpengine = request.getfixturevalue("rtpengine")

@@ -9,7 +9,7 @@ import struct
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from harness import relay_ports
+from harness import rtp_ports
 from test_relay_engine import HOST, Peer, assert_silent, recv, rtp
 
 from gateway.media.dtmf import EventReceiver, telephone_event_format
@@ -79,7 +79,7 @@ def peers() -> Iterator[tuple[Peer, Peer]]:
 
 @pytest.fixture
 async def engine() -> AsyncIterator[tuple[RelayEngine, list[Event]]]:
-    low, high = relay_ports(40)  # this worker's own
+    low, high = rtp_ports(40)  # this worker's own
     relay = RelayEngine(bind_host=HOST, port_min=low, port_max=high, timeout=0)
     events: list[Event] = []
     relay.set_event_handler(lambda call_id, side, event: events.append((call_id, side, event)))

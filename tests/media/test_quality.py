@@ -21,7 +21,7 @@ from harness import (
     VECTORS,
     GatewayProcess,
     pjsua_account,
-    relay_ports,
+    rtp_ports,
     start_capture,
     tshark_output,
     wait_for,
@@ -493,7 +493,7 @@ def replay(schedule: list[tuple[float, Callable[[], object]]]) -> threading.Thre
 async def relay() -> AsyncIterator[RelayEngine]:
     # This worker's own ports: on 33800-33899 (in the kernel's ephemeral range) the RTT
     # test once counted a third RTCP packet from another process on B's side.
-    low, high = relay_ports(100)
+    low, high = rtp_ports(100)
     engine = RelayEngine(bind_host=HOST, port_min=low, port_max=high, timeout=0)
     await engine.start()
     yield engine

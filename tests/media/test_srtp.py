@@ -14,7 +14,7 @@ import socket
 
 import pylibsrtp
 import pytest
-from harness import relay_ports
+from harness import rtp_ports
 
 from gateway.media.engine import MediaError
 from gateway.media.prompts import early_answer
@@ -196,7 +196,7 @@ def crypto_of(sdp: SessionDescription) -> list[Crypto]:
 
 def relay_engine() -> RelayEngine:
     """A relay on 40 ports of this worker's slice of the test ports."""
-    low, high = relay_ports(40)
+    low, high = rtp_ports(40)
     return RelayEngine(port_min=low, port_max=high, timeout=0)
 
 

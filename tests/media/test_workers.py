@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from harness import relay_ports, start_gateway, stop_gateway
+from harness import rtp_ports, start_gateway, stop_gateway
 from test_engine_contract import Peer, recv, rtp
 from test_inband_interworking import press, sdp
 from test_relay_engine import HOST
@@ -65,7 +65,7 @@ def peers() -> Iterator[list[Peer]]:
 
 @pytest.fixture
 async def engine() -> AsyncIterator[tuple[WorkerRelayEngine, list[str], list[Event]]]:
-    low, high = relay_ports(40)
+    low, high = rtp_ports(40)
     media = WorkerRelayEngine(workers=2, bind_host=HOST, port_min=low, port_max=high, timeout=0)
     timeouts: list[str] = []
     events: list[Event] = []
@@ -135,7 +135,7 @@ async def test_timeouts_in_band_events_and_logs_come_back_to_the_gateway(
     peers: list[Peer], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)  # the workers log at the gateway's level
-    low, high = relay_ports(20)
+    low, high = rtp_ports(20)
     media = WorkerRelayEngine(workers=1, bind_host=HOST, port_min=low, port_max=high, timeout=0.4)
     timeouts: list[str] = []
     events: list[Event] = []
@@ -199,7 +199,7 @@ async def test_a_killed_worker_fails_its_calls_and_is_replaced(
 
 
 async def test_workers_are_gone_after_close(peers: list[Peer]) -> None:
-    low, high = relay_ports(20)
+    low, high = rtp_ports(20)
     media = WorkerRelayEngine(workers=2, bind_host=HOST, port_min=low, port_max=high, timeout=0)
     await media.start()
     pids = media.worker_pids
@@ -219,7 +219,7 @@ async def test_workers_are_gone_after_close(peers: list[Peer]) -> None:
 
 def test_workers_die_with_the_gateway(tmp_path: Path) -> None:
     """A gateway killed outright (SIGKILL: no close) takes its workers with it."""
-    low, high = relay_ports(20)
+    low, high = rtp_ports(20)
     script = textwrap.dedent(
         f"""
         import asyncio, sys

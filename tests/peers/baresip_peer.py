@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness import free_port, free_ports
+from harness import free_port, free_ports, rtp_ports
 
 MODULES = Path("/usr/lib/baresip/modules")
 RTP_PORTS = 20  # baresip's media ports: a call's audio and video, RTP and RTCP, and spares
@@ -52,7 +52,7 @@ class Baresip:
         self.folder = folder
         self.sip_port = free_ports(2)  # baresip listens for SIP over TLS on the next one
         self.ctrl_port = free_port()
-        rtp_first = free_ports(RTP_PORTS)
+        rtp_low, rtp_high = rtp_ports(RTP_PORTS)
         folder.mkdir(parents=True, exist_ok=True)
         self.records = folder / "records"
         self.records.mkdir(exist_ok=True)
@@ -67,7 +67,7 @@ class Baresip:
             "auplay_srate 8000",
             "ausrc_channels 1",
             "auplay_channels 1",
-            f"rtp_ports {rtp_first}-{rtp_first + RTP_PORTS - 1}",
+            f"rtp_ports {rtp_low}-{rtp_high}",
             "dns_server 127.0.0.1:53",
             f"module_path {MODULES}",
             "module g711.so",

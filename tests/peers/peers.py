@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from harness import relay_ports
+from harness import rtp_ports
 
 PJAGENT = Path(__file__).resolve().with_name("pjagent.py")
 
@@ -56,7 +56,7 @@ class PjAgentHandle:
         scenario.setdefault("workdir", str(self.workdir))
         scenario.setdefault("log_file", str(self.workdir / f"{name}-pjsip.log"))
         if "rtp" not in scenario:
-            first, last = relay_ports(AGENT_RTP_PORTS)
+            first, last = rtp_ports(AGENT_RTP_PORTS)
             # One pair short of ``last``, in case pjsua also binds the pair at port + range.
             scenario["rtp"] = {"port": first, "range": last - first - 1}
         self.log_file = Path(scenario["log_file"])
