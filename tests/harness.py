@@ -223,6 +223,7 @@ def free_ports(count: int, *, even: bool = False) -> int:
     Ports tshark would decode as another protocol are passed over: a range that holds one,
     or a port in use, is tried again from the port after it."""
     global _next_port
+    decoded = _dissected_ports()
     first, scanned = _next_port, 0
     while scanned <= len(_PORTS):
         if even and first & 1:
@@ -231,7 +232,7 @@ def free_ports(count: int, *, even: bool = False) -> int:
             first, scanned = _PORTS.start, scanned + _PORTS.stop - first
             continue
         ports = range(first, first + count)
-        unusable = [p for p in ports if p in _dissected_ports() or not ports_free((p,))]
+        unusable = [p for p in ports if p in decoded or not ports_free((p,))]
         if not unusable:
             _next_port = first + count
             return first
