@@ -370,7 +370,6 @@ class _StepIds:
 def _measure_step(
     engine: Engine,
     gen: LoadGenerator,
-    engine_cpu: int,
     calls: int,
     step_id: int,
     cfg: Config,
@@ -442,9 +441,7 @@ def run_engine(
             have = calls
             attempts: list[dict[str, Any]] = []
             while True:
-                step = _measure_step(
-                    engine, gen, engine_cpu, calls, ids.take(), cfg, rss_base, baseline
-                )
+                step = _measure_step(engine, gen, calls, ids.take(), cfg, rss_base, baseline)
                 _progress(name, step)
                 attempts.append(step)
                 stop = _verdict(step, cfg.profile, cfg.duration)
