@@ -15,7 +15,7 @@ from peers import find_call
 from test_b2bua_features import assert_all_ok, dial, start_agent, wait_bound
 from test_pjsua_call import EXAMPLE, account
 
-from gateway.logs import CallIdFilter, JsonFormatter, TextFormatter, call_context
+from gateway.logs import CallIdFilter, JsonFormatter, TextFormatter, call_context, configure
 
 
 def record(message: str, *args: object) -> logging.LogRecord:
@@ -63,6 +63,31 @@ def test_text_and_json_lines() -> None:
     assert line["level"] == "INFO" and line["logger"] == "gateway.test"
     assert line["time"].endswith("+00:00")
     assert "call_id" not in json.loads(JsonFormatter().format(outside))
+
+
+def test_configured_lines_skip_the_caller_thread_and_process_lookups(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No format shows them: configure() turns the lookups off (the logging HOWTO's
+    "Optimization"), and the line reads as before."""
+    for name in ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing"):
+        monkeypatch.setattr(logging, name, getattr(logging, name))  # restored afterwards
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(root, "level", root.level)
+    seen: list[logging.LogRecord] = []
+    configure("info", "text")
+    root.handlers[0].addFilter(lambda rec: seen.append(rec) or True)
+    with call_context("6b1-11"):
+        logging.getLogger("gateway.test").info("station %s rings", "caf-1")
+    assert capsys.readouterr().err.endswith("INFO gateway.test: 6b1-11: station caf-1 rings\n")
+    (rec,) = seen
+    assert (rec.funcName, rec.lineno, rec.thread, rec.process) == (
+        "(unknown function)",
+        0,
+        None,
+        None,
+    )
 
 
 def secrets_of_example() -> list[str]:
