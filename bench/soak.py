@@ -465,6 +465,12 @@ def sipp_counts(path: Path) -> dict[str, int]:
     }
 
 
+def sipp_errors(folder: Path, limit: int = 3000) -> str:
+    """The end of what SIPp's ``-trace_err`` wrote in ``folder``: why it failed a call."""
+    logs = sorted(folder.glob("*_errors.log"))
+    return "".join(p.read_text(errors="replace") for p in logs)[-limit:]
+
+
 def percentile(values: Sequence[float], q: float) -> float | None:
     """The q-quantile (0..1) of values by nearest rank, None for none."""
     if not values:
@@ -689,6 +695,7 @@ def run(config: SoakConfig) -> dict[str, Any]:
             idle = _wait_idle(http_port, timeout=64 * config.sip_t1 + 15)
             final = _reading(gw.pid, http_port, time.monotonic() - samples[0][1], [], idle)
             counts = {n: sipp_counts(work / n / "stats.csv") for n in runners}
+            errors = {n: sipp_errors(work / n) for n in runners if counts[n]["failed"]}
             code = procs.stop(gw)
             gw_text = gw_log.read_text(errors="replace")
         finally:
@@ -701,6 +708,7 @@ def run(config: SoakConfig) -> dict[str, Any]:
     report = _report(config, started, series, final, counts, junk, code, gw_text)
     report["traffic"]["probe_calls_failed"] = probe.failures if probe else 0
     report["traffic"]["probe_failures"] = probe.reasons if probe else []
+    report["traffic"]["sipp_errors"] = errors  # by peer, only those that failed a call
     report["summary"]["caller_ended_early"] = ended_early
     config.out.mkdir(parents=True, exist_ok=True)
     json_path = config.out / f"{stamp}.json"

@@ -17,25 +17,27 @@ and exits cleanly without a traceback.
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import ROOT, TEST_T1
-
-pytestmark = [pytest.mark.interop, pytest.mark.long]
+from harness import ROOT, TEST_T1, free_port
 
 sys.path.insert(0, str(ROOT / "bench"))
 
-import soak  # noqa: E402
+import soak
 
 DURATION = 60.0
 INTERVAL = 2.0
 SOAK_T1 = 4 * TEST_T1
 
 
+@pytest.mark.interop
+@pytest.mark.long
 def test_short_soak_holds_no_leak(tmp_path: Path) -> None:
     assert shutil.which("sipp"), "SIPp is missing: run scripts/install --test (sip-tester)"
     config = soak.SoakConfig(
@@ -59,9 +61,11 @@ def test_short_soak_holds_no_leak(tmp_path: Path) -> None:
 
     # Everything the peers did succeeded, and each kind of traffic really flowed.
     assert summary["caller_ended_early"] is None, summary["caller_ended_early"]
-    assert traffic["calls"]["failed"] == 0 and traffic["calls"]["successful"] >= 800, traffic
+    # (as text: pytest shortens a dict's repr, and SIPp's error log of a failed peer with it)
+    text = json.dumps(traffic, indent=1)
+    assert traffic["calls"]["failed"] == 0 and traffic["calls"]["successful"] >= 800, text
     for kind in ("registers", "subscribes"):
-        assert traffic[kind]["failed"] == 0 and traffic[kind]["successful"] >= 40, traffic
+        assert traffic[kind]["failed"] == 0 and traffic[kind]["successful"] >= 40, text
     assert traffic["junk_sent"] >= 800 and traffic["junk_answered"] > 0, traffic
     setups = sum(s["setups"] for s in samples)
     assert setups >= 80, samples
@@ -95,3 +99,18 @@ def test_short_soak_holds_no_leak(tmp_path: Path) -> None:
     assert idle["calls"] == 0 and idle["transactions"] == 0, idle
     assert idle["dialogs"] == 0 and idle["media_ports"] == 0, idle
     assert summary["gateway_exit_code"] == 0 and summary["gateway_tracebacks"] == 0, summary
+
+
+@pytest.mark.interop
+def test_a_failed_sipp_call_is_reported_with_sipp_s_own_words(tmp_path: Path) -> None:
+    """The report's ``sipp_errors`` is what SIPp's ``-trace_err`` wrote: here a real SIPp
+    calling a loopback port where nothing answers gives up on its INVITE."""
+    assert shutil.which("sipp"), "SIPp is missing: run scripts/install --test (sip-tester)"
+    assert soak.sipp_errors(tmp_path) == ""
+    run = subprocess.run(
+        ["sipp", "-sn", "uac", f"127.0.0.1:{free_port()}", "-i", "127.0.0.1", "-m", "1",
+         "-recv_timeout", "300", "-timeout", "10s", "-nostdin", "-trace_err"],
+        cwd=tmp_path, capture_output=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert run.returncode != 0
+    assert "receive timeout" in soak.sipp_errors(tmp_path)
