@@ -18,14 +18,17 @@ and exits cleanly without a traceback.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import ROOT, TEST_T1, free_port
+from harness import ROOT, TEST_T1, free_port, start_gateway, stop_gateway
 
 sys.path.insert(0, str(ROOT / "bench"))
 
@@ -114,3 +117,36 @@ def test_a_failed_sipp_call_is_reported_with_sipp_s_own_words(tmp_path: Path) ->
     )  # fmt: skip
     assert run.returncode != 0
     assert "receive timeout" in soak.sipp_errors(tmp_path)
+
+
+@pytest.mark.interop
+def test_the_soak_s_subscribe_takes_an_answer_that_comes_twice(tmp_path: Path) -> None:
+    """A gateway slow to answer gets SIPp's SUBSCRIBE again 500 ms later and answers each
+    copy (RFC 3261 17.2.2: the second from its transaction, after the first's NOTIFY);
+    the soak's scenario takes the repeated 200 as the repeat it is (17.1.2.2) and
+    completes. The gateway is stopped (SIGSTOP) for 1.2 s while SIPp subscribes."""
+    assert shutil.which("sipp"), "SIPp is missing: run scripts/install --test (sip-tester)"
+    plan = tmp_path / "soak.yaml"
+    plan.write_text(soak.dialplan_text(free_port()))
+    xml = tmp_path / "subscribe.xml"
+    xml.write_text(soak.SUBSCRIBE_XML.format(service=soak.SERVICE))
+    gw = start_gateway(tmp_path, plan, env={"VRGW_SOAK_SECRET": "soak-test"})
+    try:
+        os.kill(gw.proc.pid, signal.SIGSTOP)
+        try:
+            sipp = subprocess.Popen(
+                ["sipp", "-sf", str(xml), f"127.0.0.1:{gw.sip_port}", "-i", "127.0.0.1",
+                 "-p", str(free_port()), "-m", "1", "-recv_timeout", "10000", "-nostdin",
+                 "-trace_err"],
+                cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            time.sleep(1.2)
+        finally:
+            os.kill(gw.proc.pid, signal.SIGCONT)
+        code = sipp.wait(timeout=30)
+    finally:
+        stop_gateway(gw)
+    said = soak.sipp_errors(tmp_path)
+    assert code == 0, said
+    # The gateway did answer the SUBSCRIBE more than once; SIPp set the repeat aside.
+    assert "Ignoring final UDP message for transaction subscribe" in said, said
