@@ -427,9 +427,9 @@ def torture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Torture]:
     gw = start_gateway(tmp, plan, sip_t1=RFC_T1, env={"VRGW_TORTURE_PW": PASSWORD})
     client = Client(gw)
     yield Torture(gw, client, uas_port)
-    assert not client.late_and_wrong, client.late_and_wrong
     code = stop_gateway(gw)
     log = gw.log()
+    assert not client.late_and_wrong, client.late_and_wrong
     assert code == 0, log[-3000:]
     assert "Traceback" not in log, log[-3000:]
 
