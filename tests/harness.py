@@ -500,6 +500,19 @@ def _stop_captures() -> Iterator[None]:
         _captures.pop().stop()
 
 
+def _capturing(pid: int) -> bool:
+    """Whether dumpcap ``pid`` holds a packet socket bound to every protocol (ETH_P_ALL,
+    in /proc/net/packet) and sleeps (in its capture loop, past the filter's set-up)."""
+    try:
+        sockets = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+        rows = [line.split() for line in Path("/proc/net/packet").read_text().splitlines()[1:]]
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    bound = any(row[3] == "0003" and f"socket:[{row[8]}]" in sockets for row in rows)
+    return bound and state == "S"
+
+
 def start_capture(path: Path, ports: list[int], *, interface: str = "lo") -> Capture:
     """Capture traffic on the given UDP/TCP ports (every port when none is given) of
     ``interface`` (loopback unless a test made its own) into ``path``.
@@ -514,8 +527,11 @@ def start_capture(path: Path, ports: list[int], *, interface: str = "lo") -> Cap
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    # dumpcap says "Capturing on 'Loopback: lo'" (or the interface's name) on stderr once
-    # the capture runs.
+    # dumpcap says "Capturing on 'Loopback: lo'" (or the interface's name) on stderr
+    # *before* it opens its packet socket and sets the filter (strace shows the write
+    # first): a test that sent at once lost its packets when dumpcap was slow to go on (a
+    # nine-worker run's capture held none of a whole call). It captures once it has a
+    # packet socket bound to every protocol and sleeps in its capture loop.
     deadline = time.monotonic() + 20
     assert proc.stderr is not None
     os.set_blocking(proc.stderr.fileno(), False)
@@ -523,14 +539,14 @@ def start_capture(path: Path, ports: list[int], *, interface: str = "lo") -> Cap
     while time.monotonic() < deadline:
         chunk = proc.stderr.read() or b""
         seen += chunk
-        if b"Capturing on" in seen:
+        if b"Capturing on" in seen and _capturing(proc.pid):
             break
         if proc.poll() is not None:
             raise RuntimeError(f"dumpcap failed: {seen.decode(errors='replace')}")
-        time.sleep(0.05)
+        time.sleep(0.02)
     else:
         proc.kill()
-        raise RuntimeError("dumpcap did not start capturing")
+        raise RuntimeError(f"dumpcap did not start capturing: {seen.decode(errors='replace')}")
     capture = Capture(proc, path)
     _captures.append(capture)
     return capture

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
 import harness
 import pytest
-from harness import free_port
+from harness import free_port, start_capture
 
 
 def test_free_port_never_hands_out_a_port_twice() -> None:
@@ -33,3 +39,46 @@ def test_ranges_slide_past_ports_tshark_decodes_and_ports_in_use(
     ranges = [range(first, last + 1) for first, last in pairs]
     assert [r.start for r in ranges] == [18248, 18448, 18648, 19134, 19544], ranges
     assert all(len(r) == 200 and not (decoded | in_use) & set(r) for r in ranges), ranges
+
+
+# socket() of a packet socket (dumpcap's, after its "Capturing on") made 0.5 s slower
+SLOW_PACKET_SOCKET = """
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <unistd.h>
+#include <sys/socket.h>
+int socket(int domain, int type, int protocol) {
+    static int (*real)(int, int, int);
+    if (!real) real = (int (*)(int, int, int))dlsym(RTLD_NEXT, "socket");
+    if (domain == AF_PACKET) usleep(500000);
+    return real(domain, type, protocol);
+}
+"""
+
+
+@pytest.mark.interop
+def test_a_capture_holds_what_is_sent_once_it_is_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dumpcap says "Capturing on" before it opens its packet socket: a test that sent
+    at once lost its packets when dumpcap was slow to go on (a nine-worker run). Here a
+    real dumpcap is made slow at that step (an LD_PRELOAD shim, built with gcc); the
+    datagram sent as soon as start_capture returns is in the file (the old check, on the
+    message alone, lost it 5 times in 5)."""
+    shim = tmp_path / "slow.so"
+    source = tmp_path / "slow.c"
+    source.write_text(SLOW_PACKET_SOCKET)
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(shim), str(source), "-ldl"], check=True)
+    wrapper = tmp_path / "bin" / "dumpcap"
+    wrapper.parent.mkdir()
+    real = shutil.which("dumpcap")
+    assert real, "dumpcap is missing: scripts/install --test installs tshark"
+    wrapper.write_text(f'#!/bin/sh\nLD_PRELOAD={shim} exec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}")
+    port = free_port()
+    capture = start_capture(tmp_path / "first.pcapng", [port])
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(b"first", ("127.0.0.1", port))
+    capture.stop()
+    assert capture.fields(f"udp.dstport == {port}", "udp.payload") == [[b"first".hex()]]
