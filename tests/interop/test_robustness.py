@@ -58,6 +58,10 @@ SEEDS = [
 ]
 
 
+def is_error_response(data: bytes) -> bool:
+    return data.startswith((b"SIP/2.0 4", b"SIP/2.0 5"))
+
+
 class Harness:
     def __init__(self, gw: GatewayProcess) -> None:
         self.gw = gw
@@ -99,11 +103,8 @@ class Harness:
             expected = salvage_error_response(data, exc.status, exc.reason)
             if expected is None:
                 return self.drain(0.005)
-            replies = self.drain_until(lambda r: r.startswith((b"SIP/2.0 4", b"SIP/2.0 5")), 5)
-            assert any(r.startswith((b"SIP/2.0 4", b"SIP/2.0 5")) for r in replies), (
-                data,
-                replies,
-            )
+            replies = self.drain_until(is_error_response, 5)
+            assert any(is_error_response(r) for r in replies), (data, replies)
             self.answered_400 += 1
             return replies
         return self.drain(0.005)

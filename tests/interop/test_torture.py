@@ -356,9 +356,9 @@ class Client:
                 data = self.sock.recv(65535)
             except TimeoutError:
                 break
-            other = CALL_ID.search(data)
-            if other is not None and other.group(1).decode() != call_id:
-                self.late(data, other.group(1).decode())
+            found = CALL_ID.search(data)
+            if found is not None and (other := found.group(1).decode()) != call_id:
+                self.late(data, other)
                 continue
             seen.append(data)
             try:
