@@ -57,10 +57,13 @@ def test_check_reports_file_line_and_reason(tmp_path: Path) -> None:
 
 
 def test_failed_reload_keeps_the_running_dialplan(gateway_factory: Any, tmp_path: Path) -> None:
+    """This gateway is the command itself (``python -m gateway run``), where the others
+    the harness starts are forked from an interpreter that has done its imports."""
     plan = tmp_path / "plan.yaml"
     shutil.copy(EXAMPLE, plan)
     shutil.copy(ROOT / "dialplans" / "example.secrets", tmp_path / "example.secrets")
-    gw: GatewayProcess = gateway_factory(plan)
+    gw: GatewayProcess = gateway_factory(plan, command=True)
+    assert isinstance(gw.proc, subprocess.Popen)
     good = plan.read_text()
     broken = good.replace("services:\n  - {name: caf", "services:\n  - {nme: caf", 1)
     plan.write_text(broken)

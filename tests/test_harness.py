@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 from pathlib import Path
@@ -82,3 +83,30 @@ def test_a_capture_holds_what_is_sent_once_it_is_started(
         sock.sendto(b"first", ("127.0.0.1", port))
     capture.stop()
     assert capture.fields(f"udp.dstport == {port}", "udp.payload") == [[b"first".hex()]]
+
+
+def test_a_forked_gateway_ends_as_the_command_would(tmp_path: Path) -> None:
+    """The harness forks its gateways from a fork server that has done the imports of
+    ``python -m gateway run``. Such a gateway must report its end as that process would:
+    the error and exit code of one that cannot start, 0 after SIGTERM, minus the signal
+    when killed, in its own session (tests signal its process group)."""
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("kiosks: [\n")
+    with pytest.raises(RuntimeError) as refused:
+        harness.start_gateway(tmp_path, broken)
+    assert "gateway exited 1" in str(refused.value), refused.value
+    assert f"error: {broken}:" in str(refused.value), refused.value
+
+    example = harness.ROOT / "dialplans" / "example.yaml"
+    gw = harness.start_gateway(tmp_path, example)
+    assert isinstance(gw.proc, harness.ForkedProcess)
+    assert os.getsid(gw.proc.pid) == gw.proc.pid
+    with pytest.raises(subprocess.TimeoutExpired):
+        gw.proc.wait(timeout=0.2)
+    assert harness.stop_gateway(gw) == 0
+    assert "gateway.app: stopping" in gw.log(), gw.log()[-2000:]
+
+    killed = harness.start_gateway(tmp_path, example)
+    killed.proc.kill()
+    assert killed.proc.wait(timeout=10) == -signal.SIGKILL
+    assert killed.proc.returncode == -signal.SIGKILL
