@@ -507,9 +507,8 @@ async def test_capture_replayed_through_the_relay_matches_tshark(
     """rtp_sip_g722_h264.pcapng (G.722 and H.264 both ways, one packet already lost)
     with every 23rd packet of each stream dropped by editcap and a few swapped in the
     replay, sent at the capture's own pace to the relay. Loss must equal tshark's on the
-    same file; jitter must match tshark's reading of the packets on loopback, the
-    maximum as the relay received them, the mean as it sent them on (the replay's own
-    pacing and swaps add to the capture's)."""
+    same file; jitter must match tshark's reading of the packets on loopback as the relay
+    sent them on (the replay's own pacing and swaps add to the capture's)."""
     lossy = tmp_path / "lossy.pcapng"
     lossy_copy(RTP_VECTORS / "rtp_sip_g722_h264.pcapng", lossy, 23)
     rows = capture_rtp(lossy)
@@ -577,18 +576,23 @@ async def test_capture_replayed_through_the_relay_matches_tshark(
         sent_on = on_wire[peer_ports[("B" if side == "A" else "A", kind)]]  # as it sent them
         assert (sent_on.packets, sent_on.lost) == (ref.packets, ref.lost)
         assert direction.jitter is not None and direction.jitter_max is not None
-        # The relay's arrival time is its wake-up, the capture's the kernel's: within a
-        # scheduling delay (a loaded machine delays some wake-ups by a millisecond, which
-        # the maximum shows most).
-        assert_jitter_close(direction.jitter_max, wire.max_jitter, abs_ms=1.0, rel=0.1)
-        # The mean, against the packets as the relay sent them on: it reads the clock once
-        # a wake-up and forwards at once, so their departure is its arrival time. Against
-        # the arrivals, a loaded run (five workers) put an audio mean 0.26 ms over; against
-        # the departures it stays within 0.01 ms under load. tshark leaves marker packets
-        # out of its mean, so that a video stream's (a marker per frame) reads some 10 %
-        # under the relay's.
+        # Against the packets as the relay sent them on: it reads the clock once a wake-up
+        # and forwards at once, so their departure is its arrival time, and a wake-up a
+        # loaded machine delays is in both. Against the arrivals (the kernel's times), a
+        # loaded run (five workers) put an audio mean 0.26 ms over, and one of seven
+        # workers a maximum 1.03 ms over; against the departures, audio stays within
+        # 0.01 ms under load (six workers, three runs). tshark leaves marker packets out
+        # of its jitter, so a video stream's (a marker per frame) mean reads some 10 %
+        # under the relay's, and its maximum up to 0.8 ms under.
+        audio = kind == "audio"
         assert_jitter_close(
-            direction.jitter, sent_on.mean_jitter, abs_ms=0.1, rel=0.0 if kind == "audio" else 0.2
+            direction.jitter_max,
+            sent_on.max_jitter,
+            abs_ms=0.1 if audio else 1.0,
+            rel=0.0 if audio else 0.1,
+        )
+        assert_jitter_close(
+            direction.jitter, sent_on.mean_jitter, abs_ms=0.1, rel=0.0 if audio else 0.2
         )
         assert direction.loss_ratio == pytest.approx(ref.lost / direction.expected)
 
