@@ -249,7 +249,9 @@ def free_ports(count: int, *, even: bool = False) -> int:
 # are those of `python -m gateway run`, the holidays' country tables included (their
 # registry imports all of them at the first lookup, which every start makes). A fork
 # server, not a fork of the worker: it holds none of the worker's sockets, threads or
-# state, only the imports. `start_gateway(command=True)` runs the command itself.
+# state, only the imports. `start_gateway(command=True)` runs the command itself. A
+# script (not pytest) that starts gateways through the harness keeps its own code under
+# `if __name__ == "__main__":`, as multiprocessing asks: each fork imports it again.
 _FORKS = multiprocessing.get_context("forkserver")
 _FORKS.set_forkserver_preload(["gateway.cli", "gateway.app", "holidays.countries"])
 
@@ -443,7 +445,10 @@ def start_gateway(
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"gateway exited {proc.returncode}:\n{gw.log()}")
+            log = gw.log()
+            if "address already in use" in log:  # picked free, taken before the bind: by whom
+                log += "".join(_holders(port) for port in (sip_port, http_port))
+            raise RuntimeError(f"gateway exited {proc.returncode}:\n{log}")
         try:
             gw.http("/healthz")
             return gw
@@ -451,6 +456,14 @@ def start_gateway(
             time.sleep(0.1)
     stop_gateway(gw)
     raise RuntimeError(f"gateway did not come up:\n{gw.log()}")
+
+
+def _holders(port: int) -> str:
+    """The sockets on ``port`` now, with their processes (``ss``), for a report."""
+    found = subprocess.run(
+        ["ss", "-Htuanp", f"( sport = :{port} )"], capture_output=True, text=True, check=False
+    )
+    return f"\nsockets on port {port} now:\n{found.stdout.strip() or found.stderr.strip()}"
 
 
 def records_file(gw: GatewayProcess) -> Path:
