@@ -4,7 +4,9 @@ The harness's gateways are forked by multiprocessing's fork server, one per pyte
 worker, which has imported the gateway once; each fork then does what ``python -m
 gateway run`` does once its imports are done. The fork imports this module when its
 task arrives, so it imports nothing that the server has not (harness.py would bring
-pytest in).
+pytest in). A test's ``env`` becomes the fork's environment before the gateway reads
+any of it (the gateway reads none at import); what Python itself reads at start
+(``PYTHON*``) is the worker's, as the fork server started with it.
 """
 
 from __future__ import annotations

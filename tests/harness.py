@@ -460,9 +460,12 @@ def start_gateway(
 
 def _holders(port: int) -> str:
     """The sockets on ``port`` now, with their processes (``ss``), for a report."""
-    found = subprocess.run(
-        ["ss", "-Htuanp", f"( sport = :{port} )"], capture_output=True, text=True, check=False
-    )
+    try:
+        found = subprocess.run(
+            ["ss", "-Htuanp", f"( sport = :{port} )"], capture_output=True, text=True, check=False
+        )
+    except OSError as exc:  # no iproute2: the report goes without
+        return f"\nsockets on port {port}: ss: {exc}"
     return f"\nsockets on port {port} now:\n{found.stdout.strip() or found.stderr.strip()}"
 
 

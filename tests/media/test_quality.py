@@ -579,8 +579,8 @@ async def test_capture_replayed_through_the_relay_matches_tshark(
         # Against the packets as the relay sent them on: it reads the clock once a wake-up
         # and forwards at once, so their departure is its arrival time, and a wake-up a
         # loaded machine delays is in both. Against the arrivals (the kernel's times), a
-        # loaded run (five workers) put an audio mean 0.26 ms over, and one of seven
-        # workers a maximum 1.03 ms over; against the departures, the audio mean stays
+        # loaded run (five workers) put an audio mean 0.26 ms over, and a seven-worker
+        # run a maximum 1.03 ms over; against the departures, the audio mean stays
         # within 0.01 ms under load. A maximum is one packet: the last of a batch one
         # wake-up reads leaves after the clock reading (an audio maximum 0.15 ms under
         # the departures', seven workers), hence its 1 ms. tshark leaves marker packets
