@@ -39,7 +39,7 @@ COPY codecs codecs
 COPY dialplans dialplans
 COPY gateway gateway
 RUN if [ -n "$BUILD_CA" ]; then export PIP_CERT="$BUILD_CA"; fi \
- && scripts/install && rm -rf /root/.cache
+ && scripts/install && .venv/bin/python -m pip uninstall -q -y uv && rm -rf /root/.cache
 
 USER vrgw
 ENV XDG_STATE_HOME=/var/lib/vrgw \
