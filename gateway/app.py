@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import gc
 import logging
 import signal
@@ -393,17 +394,22 @@ class Gateway:
         await self.records.close()
 
     async def run_forever(self) -> None:
-        """Run until SIGINT/SIGTERM; SIGHUP reloads the dialplan."""
+        """Run until SIGINT/SIGTERM; SIGHUP reloads the dialplan; SIGUSR1 writes every
+        thread's Python stack to stderr (the log)."""
         # Handlers first: a SIGTERM that arrives while sockets open (the health check
         # already answers then) must stop the gateway cleanly, not kill it.
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGINT, self.stopped.set)
         loop.add_signal_handler(signal.SIGTERM, self.stopped.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
+        # Not through the loop: faulthandler writes the stacks from its C handler, so a
+        # gateway whose event loop is stuck still says where.
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
         await self.start()
         settle_garbage_collector()
         try:
             await self.stopped.wait()
         finally:
             log.info("stopping")
+            faulthandler.unregister(signal.SIGUSR1)
             await self.close()

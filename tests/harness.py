@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -89,6 +90,14 @@ TEST_T1 = 0.05
 RFC_T1 = 0.5  # RFC 3261 17.1.1.1, for tests that count messages on the wire
 # On top of the longest timer: the poll interval, the 50 ms timer grid, a loaded machine.
 IDLE_SLACK = 8.0
+
+
+def batch(command: list[str]) -> list[str]:
+    """``command`` at the lowest CPU priority (nice(1), 19): for CPU-bound work that keeps
+    no real time (a C compiler, a fuzzer), so that the real-time tests running beside it
+    on other workers (announcements, media timing, transaction timers) get the cores first
+    and the batch work takes what they leave."""
+    return ["nice", "-n", "19", *command]
 
 
 def ports_free(
@@ -273,7 +282,7 @@ class ForkedProcess:
         return self._process.exitcode
 
     def poll(self) -> int | None:
-        return self._process.exitcode
+        return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
         self._process.join(timeout)
@@ -290,6 +299,10 @@ class ForkedProcess:
         self.send_signal(signal.SIGKILL)
 
 
+class GatewayNotAnswering(TimeoutError):
+    """The gateway's admin API did not answer in time; the message says where it was."""
+
+
 @dataclass
 class GatewayProcess:
     """A running ``vrgw run`` on loopback ports, with its HTTP API at hand."""
@@ -304,8 +317,7 @@ class GatewayProcess:
 
     def http(self, path: str, method: str = "GET") -> Any:
         req = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}", method=method)
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            body = resp.read()
+        body = self._answer(req)
         return json.loads(body) if body.startswith((b"{", b"[")) else body.decode()
 
     def http_json(self, path: str, method: str, body: object) -> Any:
@@ -316,8 +328,39 @@ class GatewayProcess:
             method=method,
             headers={"Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            return json.loads(resp.read())
+        return json.loads(self._answer(req))
+
+    def _answer(self, req: urllib.request.Request) -> bytes:
+        """The body of the API's answer to ``req``. A gateway that takes more than 5 s
+        to answer fails with where it stood: its process state and, after a SIGUSR1
+        (the gateway writes its threads' stacks to its log), the end of its log."""
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                body: bytes = resp.read()
+                return body
+        except urllib.error.HTTPError:
+            raise
+        except (TimeoutError, urllib.error.URLError) as exc:
+            timed_out = isinstance(exc, TimeoutError) or isinstance(exc.reason, TimeoutError)
+            if not timed_out or self.proc.poll() is not None:
+                raise
+            raise GatewayNotAnswering(
+                f"{req.get_method()} {req.full_url}: {exc}\n{self.stall_report()}"
+            ) from exc
+
+    def stall_report(self) -> str:
+        """The process's scheduler state and the stacks it writes on SIGUSR1, with the
+        last lines of its log before them."""
+        pid = self.proc.pid
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            wchan = Path(f"/proc/{pid}/wchan").read_text()
+        except OSError as exc:
+            state, wchan = "?", str(exc)
+        self.proc.send_signal(signal.SIGUSR1)
+        time.sleep(0.5)
+        tail = "\n".join(self.log().splitlines()[-80:])
+        return f"gateway {pid}: state {state}, kernel wait {wchan or '-'}\n{tail}"
 
     def status(self) -> dict[str, Any]:
         result: dict[str, Any] = self.http("/api/v1/status")

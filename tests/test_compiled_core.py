@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from harness import ROOT, VECTORS, worker_ports
+from harness import ROOT, VECTORS, batch, worker_ports
 
 pytestmark = [pytest.mark.interop, pytest.mark.long]  # runs a C compiler for a minute
 
@@ -36,7 +36,7 @@ def test_core_compiled_with_mypyc_passes_its_tests(tmp_path: Path) -> None:
         shutil.copy(ROOT / name, tree / name)
     (tree / ".venv").symlink_to(ROOT / ".venv")
     build = subprocess.run(
-        [str(tree / "scripts" / "build-core"), "--quick"],
+        batch([str(tree / "scripts" / "build-core"), "--quick"]),
         cwd=tree,
         capture_output=True,
         text=True,

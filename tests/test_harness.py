@@ -85,6 +85,31 @@ def test_a_capture_holds_what_is_sent_once_it_is_started(
     assert capture.fields(f"udp.dstport == {port}", "udp.payload") == [[b"first".hex()]]
 
 
+def test_a_gateway_that_stops_answering_is_reported_with_where_it_stood(
+    tmp_path: Path,
+) -> None:
+    """SIGUSR1 makes a gateway write its threads' stacks to its log and go on; one whose
+    admin API stops answering (here stopped by SIGSTOP) fails a test with its process
+    state, its log and those stacks, not a bare timeout (seven-worker runs had two API
+    calls time out after 5 s, with nothing to tell why)."""
+    gw = harness.start_gateway(tmp_path, harness.ROOT / "dialplans" / "example.yaml")
+    try:
+        gw.proc.send_signal(signal.SIGUSR1)
+        # the main thread's stack ends in a module's code; it is written last
+        harness.wait_for(lambda: " in <module>" in gw.log(), 5, "the stacks")
+        assert gw.http("/healthz")["status"] == "ok"
+        gw.proc.send_signal(signal.SIGSTOP)
+        with pytest.raises(harness.GatewayNotAnswering) as stalled:
+            gw.http("/api/v1/status")
+        report = str(stalled.value)
+        assert "/api/v1/status" in report and f"gateway {gw.proc.pid}: state T" in report
+    finally:
+        gw.proc.send_signal(signal.SIGCONT)
+        assert harness.stop_gateway(gw) == 0
+    # the report's SIGUSR1 waited for the SIGCONT: its stacks came after
+    assert gw.log().count(" in <module>") == 2, gw.log()[-3000:]
+
+
 def test_a_forked_gateway_ends_as_the_command_would(tmp_path: Path) -> None:
     """The harness forks its gateways from a fork server that has done the imports of
     ``python -m gateway run``. Such a gateway must report its end as that process would:

@@ -16,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from harness import batch
 
 from .corpus import TARGET_NAMES, fuzz_command, write_corpus
 
@@ -43,7 +44,7 @@ def test_decoder_keeps_its_contract_under_fuzzing(target: str, tmp_path: Path) -
     assert seeded > 0
     runs = RUNS.get(target, DEFAULT_RUNS)
     result = subprocess.run(
-        fuzz_command(target, corpus, artifacts, runs=runs, seed=13),
+        batch(fuzz_command(target, corpus, artifacts, runs=runs, seed=13)),
         capture_output=True,
         text=True,
         timeout=240,
