@@ -411,5 +411,5 @@ class Gateway:
             await self.stopped.wait()
         finally:
             log.info("stopping")
-            faulthandler.unregister(signal.SIGUSR1)
             await self.close()
+            faulthandler.unregister(signal.SIGUSR1)
