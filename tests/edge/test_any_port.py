@@ -43,7 +43,10 @@ async def test_any_port_picks_again_when_tcp_holds_the_first() -> None:
         endpoint = _FirstPickTaken(taken)
         await endpoint.start()
         try:
-            assert endpoint.picks[0] == taken and len(endpoint.picks) == 2
+            # Two picks, or more when the kernel's next pick is held on TCP too, by
+            # another process of the machine (a CI run's suite: 45221, 60379, 33970).
+            assert endpoint.picks[0] == taken and len(endpoint.picks) >= 2, endpoint.picks
+            assert taken not in endpoint.picks[1:], endpoint.picks
             port = endpoint.port
             assert port != taken
             with socket.create_connection((HOST, port), timeout=2):
