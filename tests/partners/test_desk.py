@@ -120,6 +120,24 @@ def test_queue_full_is_486_and_max_wait_is_480() -> None:
     assert expired[0].waited == 600
 
 
+def test_a_caller_whose_offer_failed_goes_back_first_even_to_a_full_queue() -> None:
+    """Arrivals are refused once the queue holds ``max_length`` callers, but a caller whose
+    station did not answer goes back to its head even then: the queue filled up behind
+    them while they rang. (Hypothesis found 6 waiting with ``max_length`` 5 in a CI run,
+    against an invariant that had forgotten this.)"""
+    d = desk(max_length=2)
+    assert d.arrive("a", "k1", appointment=False, now=T0) == Offer("a", "s1", 0.0)
+    d.arrive("b", "k2", appointment=False, now=T0 + 1)
+    d.arrive("c", "k3", appointment=False, now=T0 + 2)
+    full = d.arrive("d", "k4", appointment=False, now=T0 + 3)
+    assert isinstance(full, Refused) and full.refusal is Refusal.QUEUE_FULL
+    back = d.offer_failed("a", missed=True, now=T0 + 30)
+    assert back == [Queued("a", 1, d.estimated_wait(1))]
+    assert [w.call_id for w in d.queue] == ["a", "b", "c"]
+    still_full = d.arrive("e", "k5", appointment=False, now=T0 + 31)
+    assert isinstance(still_full, Refused) and still_full.refusal is Refusal.QUEUE_FULL
+
+
 def test_unanswered_offers_pause_the_station_and_the_call_moves_on() -> None:
     d = desk(stations=2, pause_after=2)
     first = d.arrive("a", "k1", appointment=False, now=T0)
@@ -309,7 +327,9 @@ def test_random_operations_keep_the_invariants(ops: list[str]) -> None:
         for s in d.stations.values():
             assert len(s.ringing) + len(s.connected) <= 1
             assert not (queued & (s.ringing | s.connected))
-        assert len(d.queue) <= 5
+        # Arrivals stop at max_length; a caller a station did not answer goes back to the
+        # head past it, one at most per station (the test below)
+        assert len(d.queue) <= 5 + len(d.stations)
         appts = [w.appointment for w in d.queue]
         assert appts == sorted(appts, reverse=True), "appointments first"
 
