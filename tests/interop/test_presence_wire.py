@@ -91,7 +91,12 @@ class RawKiosk:
             else:
                 self.responses.append(msg)
 
-    def wait_response(self, call_id: str, cseq: int, timeout: float = 5) -> Response:
+    def wait_response(self, call_id: str, cseq: int, timeout: float = 32) -> Response:
+        """The final response, within Timer F at the RFC's T1 (64*T1 = 32 s, RFC 3261
+        17.1.2.2), as long as a UAC waits; sent once: loopback does not lose it. (5 s was
+        too short: in a fresh-clone CI run on a loaded machine, the capture shows this
+        gateway's 200 to the unsubscribe 7.07 s after it, the gateway logging nothing in
+        between.)"""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             for r in self.responses:
