@@ -338,9 +338,7 @@ class GatewayProcess:
             with urllib.request.urlopen(req, timeout=5) as resp:
                 body: bytes = resp.read()
                 return body
-        except urllib.error.HTTPError:
-            raise
-        except (TimeoutError, urllib.error.URLError) as exc:
+        except (TimeoutError, urllib.error.URLError) as exc:  # an HTTPError's reason is text
             timed_out = isinstance(exc, TimeoutError) or isinstance(exc.reason, TimeoutError)
             if not timed_out or self.proc.poll() is not None:
                 raise
