@@ -328,7 +328,7 @@ def test_random_operations_keep_the_invariants(ops: list[str]) -> None:
             assert len(s.ringing) + len(s.connected) <= 1
             assert not (queued & (s.ringing | s.connected))
         # Arrivals stop at max_length; a caller a station did not answer goes back to the
-        # head past it, one at most per station (the test below)
+        # head past it, one at most per station (test_a_caller_whose_offer_failed_...)
         assert len(d.queue) <= 5 + len(d.stations)
         appts = [w.appointment for w in d.queue]
         assert appts == sorted(appts, reverse=True), "appointments first"
