@@ -544,6 +544,13 @@ def gateway_factory(tmp_path: Path) -> Iterator[Any]:
         assert "Traceback" not in gw.log(), gw.log()[-4000:]
 
 
+def explain(**parts: object) -> str:
+    """An assertion message of named parts (a peer's output, the gateway's log tail), one
+    section each, as text: pytest shortens the repr of any other message object to a
+    line, and a CI run's failure report is often its only record of the cause."""
+    return "\n".join(f"--- {name} ---\n{text}" for name, text in parts.items())
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     """Poll ``predicate`` every 0.1 s until it gives something true; fail after ``timeout``."""
     deadline = time.monotonic() + timeout

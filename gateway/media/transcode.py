@@ -392,6 +392,20 @@ def level_table(law: AudioCodec, shift: int) -> bytes:
     return table
 
 
+def encode_linear(pcm: bytes, codec: AudioCodec) -> bytes:
+    """16-bit mono PCM at ``codec``'s sample rate (native byte order: little-endian here,
+    as in a WAV file) to ``codec``'s payload octets, by FFmpeg's encoder in one call."""
+    samples = len(pcm) // 2
+    if not samples:
+        return b""
+    frame = AudioFrame(format="s16", layout="mono", samples=samples)
+    frame.sample_rate = codec.sample_rate
+    frame.planes[0].update(pcm[: 2 * samples])
+    encoder = _context(codec, "w")
+    encoded = b"".join(bytes(p) for p in encoder.encode(frame))
+    return encoded + b"".join(bytes(p) for p in encoder.encode(None))
+
+
 @functools.cache
 def _silence(codec: AudioCodec) -> bytes:
     """20 ms of encoded silence of ``codec`` (what pads the start of a pipeline)."""
@@ -507,6 +521,7 @@ __all__ = [
     "Transform",
     "augment_offer",
     "codec_formats",
+    "encode_linear",
     "format_names",
     "law_table",
     "level_table",

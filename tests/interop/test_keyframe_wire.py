@@ -24,6 +24,7 @@ from harness import (
     VECTORS,
     GatewayProcess,
     dialplan_variant,
+    explain,
     free_port,
     free_ports,
     start_capture,
@@ -134,7 +135,10 @@ def test_queued_video_caller_connected_gets_a_pli_to_each_video_sender(
     results = {name: sipp.result(40) for name, sipp in
                (("first", first), ("second", second), ("station", station))}  # fmt: skip
     capture.stop()
-    assert all(code == 0 for code, _ in results.values()), (results, gw.log()[-3000:])
+    assert all(code == 0 for code, _ in results.values()), explain(
+        **{f"{name} (exit {code})": out for name, (code, out) in results.items()},
+        gateway=gw.log()[-3000:],
+    )
     assert_nothing_left(gw)
 
     # The gateway's 200 to the queued kiosk's INVITE: the moment it was connected.

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import GatewayProcess, free_port, sipp_calls, sipp_station, wait_for
+from harness import GatewayProcess, explain, free_port, sipp_calls, sipp_station, wait_for
 
 from gateway.sip.auth import build_authorization
 from gateway.sip.message import Response, parse_message
@@ -166,7 +166,7 @@ def test_guessing_bans_the_source_and_nobody_else(gateway_factory: Any, tmp_path
 
     # A kiosk on another address is not touched.
     run = sipp_call(gw, uas_port, tmp_path)
-    assert run.returncode == 0, (run.stderr[-2000:], gw.log()[-3000:])
+    assert run.returncode == 0, explain(sipp=run.stderr[-2000:], gateway=gw.log()[-3000:])
 
     # Still banned shortly before the end; the right password works once it is over.
     left = BAN_TIME - 1.5 - (time.monotonic() - banned_at)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import ROOT, free_port, start_capture
+from harness import ROOT, explain, free_port, start_capture
 
 pytestmark = pytest.mark.interop
 
@@ -92,7 +92,9 @@ def test_responses_carry_received_and_rport(gateway_factory: Any, tmp_path: Path
     )
     capture.stop()
     errors = "".join(p.read_text() for p in tmp_path.glob("*_errors.log"))
-    assert run.returncode == 0, (run.returncode, run.stderr[-2000:], errors[-2000:])
+    assert run.returncode == 0, explain(
+        exit=run.returncode, sipp=run.stderr[-2000:], errors=errors[-2000:]
+    )
     rows = capture.fields(
         f"sip.Status-Code && udp.srcport == {gw.sip_port} && udp.dstport == {port}",
         "sip.Status-Code",

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from harness import (
     GatewayProcess,
+    explain,
     free_port,
     loadtest_variant,
     records_file,
@@ -46,7 +47,7 @@ def test_sipp_thousand_calls_at_fifty_per_second(gateway_factory: Any, tmp_path:
             extra=("-trace_stat", "-stf", str(stats), "-fd", "1"),
         )
     row = last_stats(stats)
-    assert uac.returncode == 0, (uac.returncode, uac.stderr[-2000:], row)
+    assert uac.returncode == 0, explain(exit=uac.returncode, sipp=uac.stderr[-2000:], stats=row)
     assert int(row["SuccessfulCall(C)"]) == 1000, row
     assert int(row["FailedCall(C)"]) == 0, row
 

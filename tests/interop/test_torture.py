@@ -26,6 +26,7 @@ import pytest
 from harness import (
     RFC_T1,
     GatewayProcess,
+    explain,
     free_port,
     sipp_calls,
     sipp_station,
@@ -465,7 +466,7 @@ def test_a_normal_call_after_the_torture(torture: Torture, tmp_path: Path) -> No
     assert torture.client.options_answered()
     with sipp_station(torture.uas_port, tmp_path):
         run = sipp_calls(f"127.0.0.1:{gw.sip_port}", "bench", 3, tmp_path, source=CALLER)
-    assert run.returncode == 0, (run.stderr[-2000:], gw.log()[-3000:])
+    assert run.returncode == 0, explain(sipp=run.stderr[-2000:], gateway=gw.log()[-3000:])
 
     def completed() -> list[Any]:
         ended = gw.http("/api/v1/calls")["ended"]

@@ -35,6 +35,7 @@ from harness import (
     Capture,
     GatewayProcess,
     dialplan_variant,
+    explain,
     free_port,
     start_capture,
 )
@@ -383,7 +384,9 @@ def run_call(
     caller_code, caller_err = caller.result()
     callee_code, callee_err = callee.result()
     capture.stop()
-    assert (caller_code, callee_code) == (0, 0), (caller_err, callee_err, gw.log()[-3000:])
+    assert (caller_code, callee_code) == (0, 0), explain(
+        caller=caller_err, callee=callee_err, gateway=gw.log()[-3000:]
+    )
     record = wait_ended(gw)
     assert record["outcome"] == "completed", record
     assert_nothing_left(gw)

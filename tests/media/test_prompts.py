@@ -4,61 +4,71 @@ from __future__ import annotations
 
 import math
 import struct
+import sys
 
 import pytest
+from g711_reference import alaw_decode, ulaw_decode
 
 from gateway.media.player import negotiated_g711
 from gateway.media.prompts import (
     FRAME_SAMPLES,
     PROMPT_DIR,
     PromptError,
-    alaw_decode,
-    alaw_encode,
     early_answer,
     encode_g711,
     g711_formats,
     load_prompt,
     read_wav,
     restrict_offer,
-    ulaw_decode,
-    ulaw_encode,
 )
 from gateway.model.sdp import MediaDescription, SessionDescription
 
 # Facts of ITU-T G.711: the codes of silence and of the extremes.
 KNOWN = [
-    (ulaw_encode, 0, 0xFF),
-    (ulaw_encode, -1, 0x7F),
-    (ulaw_encode, 32767, 0x80),
-    (ulaw_encode, -32768, 0x00),
-    (alaw_encode, 0, 0xD5),
-    (alaw_encode, -1, 0x55),
-    (alaw_encode, 32767, 0xAA),
-    (alaw_encode, -32768, 0x2A),
+    ("PCMU", 0, 0xFF),
+    ("PCMU", 32767, 0x80),
+    ("PCMU", -32768, 0x00),
+    ("PCMA", 0, 0xD5),
+    ("PCMA", -1, 0x55),
+    ("PCMA", 32767, 0xAA),
+    ("PCMA", -32768, 0x2A),
 ]
 
 
-@pytest.mark.parametrize(("encode", "sample", "code"), KNOWN)
-def test_known_codes(encode: object, sample: int, code: int) -> None:
-    assert encode(sample) == code  # type: ignore[operator]
+def decode_g711(data: bytes, codec: str) -> list[int]:
+    """G.711 octets back to samples by the tests' own reading of ITU-T G.711."""
+    decode = ulaw_decode if codec == "PCMU" else alaw_decode
+    return [decode(code) for code in data]
 
 
-@pytest.mark.parametrize(
-    ("encode", "decode"), [(ulaw_encode, ulaw_decode), (alaw_encode, alaw_decode)]
-)
-def test_round_trip_error_stays_within_the_segment_step(encode: object, decode: object) -> None:
-    for sample in range(-32768, 32768, 7):
-        back = decode(encode(sample))  # type: ignore[operator]
+def encode(samples: list[int] | range, codec: str) -> bytes:
+    return encode_g711(struct.pack(f"<{len(samples)}h", *samples), codec)
+
+
+@pytest.mark.parametrize(("codec", "sample", "code"), KNOWN)
+def test_known_codes(codec: str, sample: int, code: int) -> None:
+    assert encode([sample], codec) == bytes([code])
+
+
+@pytest.mark.parametrize("codec", ["PCMU", "PCMA"])
+def test_round_trip_error_stays_within_the_segment_step(codec: str) -> None:
+    """FFmpeg's codes, read back by the reference decoder: one step of error at most."""
+    samples = range(-32768, 32768, 7)
+    back = decode_g711(encode(samples, codec), codec)
+    assert len(back) == len(samples)
+    for sample, heard in zip(samples, back, strict=True):
         # G.711 keeps 4 mantissa bits: the error is below 1/16 of the magnitude (+ step 16).
-        assert abs(back - sample) <= abs(sample) / 16 + 16, (sample, back)
+        assert abs(heard - sample) <= abs(sample) / 16 + 16, (sample, heard)
 
 
-def test_every_code_decodes_to_itself() -> None:
-    for code in range(256):
-        # mu-law has two zeros: 0x7F (-0) decodes to 0, which encodes as 0xFF (+0).
-        expected = 0xFF if code == 0x7F else code
-        assert ulaw_encode(ulaw_decode(code)) == expected
-        assert alaw_encode(alaw_decode(code)) == code
+@pytest.mark.parametrize("codec", ["PCMU", "PCMA"])
+def test_every_code_decodes_to_itself(codec: str) -> None:
+    """The reference decoder's value of each code is encoded back to that code."""
+    codes = bytes(range(256))
+    again = encode(decode_g711(codes, codec), codec)
+    # mu-law has two zeros: 0x7F (-0) decodes to 0, which encodes as 0xFF (+0).
+    expected = codes.replace(b"\x7f", b"\xff") if codec == "PCMU" else codes
+    assert again == expected
 
 
 def test_encode_a_tone() -> None:
@@ -68,8 +78,30 @@ def test_encode_a_tone() -> None:
     mu = encode_g711(pcm, "PCMU")
     a = encode_g711(pcm, "PCMA")
     assert len(mu) == len(a) == 160
-    decoded = [ulaw_decode(b) for b in mu]
+    decoded = decode_g711(mu, "PCMU")
     assert max(decoded) > 7000 and min(decoded) < -7000
+
+
+def test_a_prompt_is_encoded_without_python_work_per_sample() -> None:
+    """The first announcement of a codec encodes its prompt on the event loop: a table
+    made and applied sample by sample in Python held the loop for 60 ms on an idle
+    machine and for seconds on a loaded one (a test gateway's stack, dumped by its
+    stall report, showed it there while its SIP went unanswered for 6 s)."""
+    load_prompt.cache_clear()
+    calls = 0
+
+    def count(frame: object, event: str, arg: object) -> None:
+        nonlocal calls
+        calls += event == "call"
+
+    sys.setprofile(count)
+    try:
+        prompt = load_prompt("attente", "PCMU", 0)
+    finally:
+        sys.setprofile(None)
+    samples = len(prompt.frames) * FRAME_SAMPLES
+    assert samples > 60_000
+    assert calls < len(prompt.frames) * 2, calls  # the framing's slices, not the samples
 
 
 def test_the_shipped_prompt_is_french_speech_of_a_few_seconds() -> None:
@@ -80,7 +112,7 @@ def test_the_shipped_prompt_is_french_speech_of_a_few_seconds() -> None:
     assert all(len(f) == FRAME_SAMPLES for f in prompt.frames)
     assert prompt.payload_type == 8 and prompt.seconds == pytest.approx(seconds + 1, abs=0.03)
     # Not silence: a good share of 20 ms frames carry sound.
-    loud = sum(1 for f in prompt.frames if max(abs(alaw_decode(b)) for b in f) > 2000)
+    loud = sum(1 for f in prompt.frames if max(map(abs, decode_g711(f, "PCMA"))) > 2000)
     assert loud > len(prompt.frames) / 4
 
 

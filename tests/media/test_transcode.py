@@ -24,9 +24,9 @@ import av
 import pytest
 from av.audio.codeccontext import AudioCodecContext
 from av.audio.frame import AudioFrame
+from g711_reference import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 
 from gateway.call.records import CallRecord
-from gateway.media.prompts import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from gateway.media.relay import RelayEngine
 from gateway.media.rtp import RtpPacket, parse_rtp
 from gateway.media.rtpengine import RtpengineEngine, parse_address
