@@ -80,7 +80,8 @@ def image(tmp_path: Path) -> Iterator[str]:
     """The Dockerfile's image, built whole; its dependencies stage stays tagged between
     runs (as a developer's podman keeps it), so a run after a change of the sources
     rebuilds only the layers that hold them. The dependencies image of an older
-    pyproject.toml (the stage copies the whole file) is removed once replaced."""
+    dependency list (the stage copies only pyproject.toml's [project] dependencies) is
+    removed once replaced."""
     ensure_base_image(tmp_path)
     before = image_id(DEPS)
     build("--target", "deps", "-t", DEPS)
