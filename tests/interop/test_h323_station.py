@@ -166,7 +166,11 @@ def test_sip_kiosk_calls_an_h323_station(gateway_factory: Any, tmp_path: Path, m
             {"do": "dtmf", "call": "c1", "digits": "5", "method": "info", "delay": 1.0},
             {"do": "dtmf", "call": "c1", "digits": "3", "method": "rfc2833", "delay": 0.5},
             {"do": "wait_dtmf", "call": "c1", "count": 1, "timeout": 5},
-            hangup_after=3.0,
+            # Hang up 3 s after the last key, not at a fixed time after the answer: a
+            # fresh-clone CI run hung up 1.5 s after the RTP "3" (3 s after the answer)
+            # and the loaded station had not shown it yet.
+            {"do": "hangup", "call": "c1", "delay": 3.0},
+            hangup_after=None,
             headers={"X-Visio-Context": "allocataire=1234567"},
         )
         with kiosk:
