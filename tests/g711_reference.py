@@ -48,3 +48,15 @@ def alaw_decode(byte: int) -> int:
     base = (mantissa << 4) + (8 if exponent == 0 else 0x108)
     magnitude = base if exponent == 0 else base << (exponent - 1)
     return magnitude if byte & 0x80 else -magnitude
+
+
+def encode(samples: list[int], law: str) -> bytes:
+    """Samples to PCMU or PCMA octets, one call a sample."""
+    one = ulaw_encode if law == "PCMU" else alaw_encode
+    return bytes(one(sample) for sample in samples)
+
+
+def decode(data: bytes, law: str) -> list[int]:
+    """PCMU or PCMA octets to samples, one call an octet."""
+    one = ulaw_decode if law == "PCMU" else alaw_decode
+    return [one(code) for code in data]

@@ -381,12 +381,7 @@ def level_table(law: AudioCodec, shift: int) -> bytes:
         "h",
         (max(-32768, min(32767, s * 2 if shift > 0 else int(s / 2))) for s in linear),
     )
-    frame = AudioFrame(format="s16", layout="mono", samples=len(scaled))
-    frame.sample_rate = law.sample_rate
-    frame.planes[0].update(scaled.tobytes())
-    encoder = _context(law, "w")
-    table = b"".join(bytes(p) for p in encoder.encode(frame))
-    table += b"".join(bytes(p) for p in encoder.encode(None))
+    table = encode_linear(scaled.tobytes(), law)
     if len(table) != 256:
         raise RuntimeError(f"{law.name} level table: FFmpeg gave {len(table)} octets")
     return table
@@ -411,13 +406,7 @@ def _silence(codec: AudioCodec) -> bytes:
     """20 ms of encoded silence of ``codec`` (what pads the start of a pipeline)."""
     if codec.silence:
         return bytes((codec.silence,)) * 160
-    samples = codec.sample_rate // 50
-    frame = AudioFrame(format="s16", layout="mono", samples=samples)
-    frame.sample_rate = codec.sample_rate
-    frame.planes[0].update(bytes(2 * samples))
-    encoder = _context(codec, "w")
-    encoded = b"".join(bytes(p) for p in encoder.encode(frame))
-    encoded += b"".join(bytes(p) for p in encoder.encode(None))
+    encoded = encode_linear(bytes(2 * (codec.sample_rate // 50)), codec)
     return encoded[:160].ljust(160, encoded[-1:] or b"\0")
 
 

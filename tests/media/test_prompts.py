@@ -7,7 +7,7 @@ import struct
 import sys
 
 import pytest
-from g711_reference import alaw_decode, ulaw_decode
+from g711_reference import decode as decode_g711
 
 from gateway.media.player import negotiated_g711
 from gateway.media.prompts import (
@@ -33,12 +33,6 @@ KNOWN = [
     ("PCMA", 32767, 0xAA),
     ("PCMA", -32768, 0x2A),
 ]
-
-
-def decode_g711(data: bytes, codec: str) -> list[int]:
-    """G.711 octets back to samples by the tests' own reading of ITU-T G.711."""
-    decode = ulaw_decode if codec == "PCMU" else alaw_decode
-    return [decode(code) for code in data]
 
 
 def encode(samples: list[int] | range, codec: str) -> bytes:

@@ -24,7 +24,9 @@ import av
 import pytest
 from av.audio.codeccontext import AudioCodecContext
 from av.audio.frame import AudioFrame
-from g711_reference import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
+from g711_reference import alaw_decode, ulaw_decode
+from g711_reference import decode as g711_decode
+from g711_reference import encode as g711_encode
 
 from gateway.call.records import CallRecord
 from gateway.media.relay import RelayEngine
@@ -76,16 +78,6 @@ def tone_dbfs(samples: list[int], rate: int, freq: float) -> float:
     power = s1 * s1 + s2 * s2 - k * s1 * s2
     amplitude = 2 * math.sqrt(max(power, 0.0)) / len(samples)
     return 20 * math.log10(max(amplitude, 1e-9) / 32767)
-
-
-def g711_encode(samples: list[int], law: str) -> bytes:
-    encode = alaw_encode if law == "PCMA" else ulaw_encode
-    return bytes(encode(s) for s in samples)
-
-
-def g711_decode(data: bytes, law: str) -> list[int]:
-    decode = alaw_decode if law == "PCMA" else ulaw_decode
-    return [decode(b) for b in data]
 
 
 def _context(name: str, mode: str) -> AudioCodecContext:
