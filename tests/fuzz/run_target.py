@@ -20,9 +20,11 @@ from pathlib import Path
 import atheris
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+GATEWAY = Path(__file__).resolve().parents[2] / "gateway"
 
-# What each target instruments: its own modules and the third-party decoder under them
-# (the others are imported plainly, which keeps each start to a second or two).
+# What each target instruments: its own modules and the third-party decoder under them;
+# the rest is imported plainly. Measured: a second or less to start, but 4 s for the
+# H.323 targets, most of it atheris rewriting pycrate's PER runtime (17,000 lines).
 INSTRUMENTED = {
     "sip": ["gateway.sip", "gateway.model"],
     "sdp": ["gateway.model"],
@@ -36,11 +38,29 @@ INSTRUMENTED = {
 }
 
 
+def _outside(own: list[str]) -> list[str]:
+    """The gateway's modules that are not the target's own.
+
+    Workaround (atheris 2.3): ``instrument_imports(include=...)`` keeps only the first part
+    of each name (``gateway.h323`` instruments all of ``gateway``), and ``exclude`` takes
+    exact module names; the gateway's other modules are named here from its source tree,
+    so that a target's coverage is its own decoder's and its start does not rewrite the
+    bytecode of every module ``targets`` imports.
+    """
+    root = GATEWAY.parent
+    names = [
+        ".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+        for path in GATEWAY.rglob("*.py")
+    ]
+    return [n for n in names if not any(n == o or n.startswith(f"{o}.") for o in own)]
+
+
 def main() -> None:
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     if name not in INSTRUMENTED:
         sys.exit(f"usage: run_target.py {{{','.join(INSTRUMENTED)}}} [libFuzzer args]")
-    with atheris.instrument_imports(include=INSTRUMENTED[name]):
+    own = INSTRUMENTED[name]
+    with atheris.instrument_imports(include=own, exclude=_outside(own)):
         import targets
     target = targets.TARGETS[name]
     atheris.Setup([sys.argv[0], *sys.argv[2:]], target)
