@@ -24,4 +24,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         items.append(first)
         if rest:
             items.append(rest.pop(0))
-    items.extend(rest)
+    items.extend(_with_batch_among_interop(rest))
+
+
+def _with_batch_among_interop(items: list[pytest.Item]) -> list[pytest.Item]:
+    """``items`` with those marked ``batch`` (CPU-bound, at nice 19) moved among the tests
+    of ``tests/interop``, one every so many, evenly: those mostly wait on peers and
+    timers, and the batch work takes the cores they leave idle instead of competing with
+    the in-process tests."""
+    batch = [item for item in items if item.get_closest_marker("batch") is not None]
+    rest = [item for item in items if item.get_closest_marker("batch") is None]
+    interop = [i for i, item in enumerate(rest) if "interop" in item.path.parts]
+    if not batch or not interop:
+        return items
+    step = len(interop) / len(batch)
+    places = {interop[int(k * step)]: item for k, item in enumerate(batch)}
+    merged: list[pytest.Item] = []
+    for i, item in enumerate(rest):
+        merged.append(item)
+        if i in places:
+            merged.append(places[i])
+    return merged

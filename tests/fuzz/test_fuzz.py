@@ -34,6 +34,7 @@ def _crash_report(result: subprocess.CompletedProcess[str], artifacts: Path) -> 
     return f"{output}\ncrashing inputs:\n" + "\n".join(inputs)
 
 
+@pytest.mark.batch
 @pytest.mark.parametrize("target", TARGET_NAMES)
 def test_decoder_keeps_its_contract_under_fuzzing(target: str, tmp_path: Path) -> None:
     pytest.importorskip(
