@@ -16,7 +16,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests marked ``long`` run first, one to a worker: pytest-xdist (as scripts/test runs
     the suite, with ``--maxschedchunk 1``) hands each worker two tests to begin with, so
     each long test is followed by a short one and no worker starts with two long ones in
-    a row. The order of everything else is kept."""
+    a row. The tests marked ``batch`` go among those of ``tests/interop``; the order of
+    everything else is kept."""
     long = [item for item in items if item.get_closest_marker("long") is not None]
     rest = [item for item in items if item.get_closest_marker("long") is None]
     items[:] = []
@@ -34,7 +35,11 @@ def _with_batch_among_interop(items: list[pytest.Item]) -> list[pytest.Item]:
     the in-process tests."""
     batch = [item for item in items if item.get_closest_marker("batch") is not None]
     rest = [item for item in items if item.get_closest_marker("batch") is None]
-    interop = [i for i, item in enumerate(rest) if "interop" in item.path.parts]
+    interop = [
+        i
+        for i, item in enumerate(rest)
+        if item.path.relative_to(item.config.rootpath).parts[:2] == ("tests", "interop")
+    ]
     if not batch or not interop:
         return items
     step = len(interop) / len(batch)

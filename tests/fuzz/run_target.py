@@ -19,8 +19,8 @@ from pathlib import Path
 
 import atheris
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-GATEWAY = Path(__file__).resolve().parents[2] / "gateway"
+HERE = Path(__file__).resolve().parent
+GATEWAY = HERE.parents[1] / "gateway"
 
 # What each target instruments: its own modules and the third-party decoder under them;
 # the rest is imported plainly. Measured: a second or less to start, but 4 s for the
@@ -38,6 +38,11 @@ INSTRUMENTED = {
 }
 
 
+def is_own(module: str, own: list[str]) -> bool:
+    """Whether ``module`` is one of ``own`` or inside one of them."""
+    return any(module == name or module.startswith(f"{name}.") for name in own)
+
+
 def _outside(own: list[str]) -> list[str]:
     """The gateway's modules that are not the target's own.
 
@@ -52,13 +57,14 @@ def _outside(own: list[str]) -> list[str]:
         ".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
         for path in GATEWAY.rglob("*.py")
     ]
-    return [n for n in names if not any(n == o or n.startswith(f"{o}.") for o in own)]
+    return [name for name in names if not is_own(name, own)]
 
 
 def main() -> None:
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     if name not in INSTRUMENTED:
         sys.exit(f"usage: run_target.py {{{','.join(INSTRUMENTED)}}} [libFuzzer args]")
+    sys.path.insert(0, str(HERE))  # targets.py, beside this file
     own = INSTRUMENTED[name]
     with atheris.instrument_imports(include=own, exclude=_outside(own)):
         import targets

@@ -60,12 +60,12 @@ def test_decoder_keeps_its_contract_under_fuzzing(target: str, tmp_path: Path) -
     # Only the target's own modules carry coverage counters (atheris names each one it
     # rewrites): the others' branches would only blur what the fuzzer sees, and
     # rewriting all of the gateway cost each start a second or more.
-    from .run_target import INSTRUMENTED
+    from .run_target import INSTRUMENTED, is_own
 
     own = INSTRUMENTED[target]
     rewritten = re.findall(r"^INFO: Instrumenting (\S+)$", result.stderr, re.MULTILINE)
     assert rewritten, result.stderr[-2000:]
-    stray = [m for m in rewritten if not any(m == o or m.startswith(f"{o}.") for o in own)]
+    stray = [module for module in rewritten if not is_own(module, own)]
     assert not stray, f"{target} instruments {stray} besides {own}"
 
 
